@@ -1,0 +1,373 @@
+"""The ``allied`` command line: parses arguments, calls the core, prints.
+
+Every failure Allied anticipates is an AlliedError: it is printed as one line on stderr
+(with every detail for validation failures, and more with ``--verbose``) and the command
+exits 1. Usage errors exit 2, as click does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from allied import __version__
+from allied.config import SETTINGS
+from allied.demo import run_demo, write_jsonl
+from allied.errors import AlliedError, ConfigError, NotFound, ValidationError
+from allied.ingest.stix_import import import_file
+from allied.node import Node, init_node
+from allied.stix.labels import TLP_LEVELS
+from allied.synthetic import Mix
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _Obj:
+    def __init__(self, node_dir: Path | None, verbose: bool) -> None:
+        self.node_dir = node_dir
+        self.verbose = verbose
+
+    def node(self) -> Node:
+        if self.node_dir is None:
+            raise ConfigError("no node given: use --node DIR or set ALLIED_NODE")
+        return Node.open(self.node_dir)
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+@click.group(context_settings=_CONTEXT)
+@click.option(
+    "--node",
+    "node_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="ALLIED_NODE",
+    help="Node directory (or ALLIED_NODE).",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Print details of errors.")
+@click.version_option(__version__, prog_name="allied")
+@click.pass_context
+def main(ctx: click.Context, node_dir: Path | None, verbose: bool) -> None:
+    """Allied: a node for sharing STIX 2.1 threat intelligence between partner nations."""
+    ctx.obj = _Obj(node_dir, verbose)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Name of this node's organisation.")
+@click.option("--nation", required=True, help="ISO 3166-1 alpha-3 code, or NATO.")
+@click.option("--org", default="", help="Longer description of the organisation.")
+def init(directory: Path, name: str, nation: str, org: str) -> None:
+    """Create a node in DIRECTORY: configuration, store and key pair."""
+    cfg = init_node(directory, name=name, nation=nation, org=org)
+    click.echo(f"created node {name} ({nation}) in {directory}")
+    click.echo(f"identity {cfg.identity_id}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--public-key-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the public key (PEM) to this file.",
+)
+@click.pass_obj
+def identity(obj: _Obj, as_json: bool, public_key_out: Path | None) -> None:
+    """This node's identity id, nation and public key: what a partner needs to enrol it."""
+    with obj.node() as node:
+        info = node.identity()
+    if public_key_out is not None:
+        public_key_out.write_text(info["public_key"])
+    if as_json:
+        _emit_json(info)
+        return
+    click.echo(f"name:        {info['name']}")
+    click.echo(f"nation:      {info['nation']}")
+    if info["org"]:
+        click.echo(f"org:         {info['org']}")
+    click.echo(f"identity:    {info['identity_id']}")
+    click.echo(info["public_key"].rstrip())
+
+
+@main.group()
+def partner() -> None:
+    """Partners this node knows: nation, clearances, communities, key, API token."""
+
+
+@partner.command("add")
+@click.argument("name")
+@click.option("--nation", required=True, help="ISO 3166-1 alpha-3 code, or NATO.")
+@click.option("--clearance", multiple=True, metavar="POLICY=LEVEL", help="Repeatable.")
+@click.option("--community", multiple=True, help="Repeatable.")
+@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="The partner's Ed25519 public key (PEM), as 'allied identity' writes it.")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="API token: read from FILE if it exists, else generated into it (0600).")
+@click.option("--identity", "identity_id", help="The partner's STIX identity id.")
+@click.pass_obj
+def partner_add(obj: _Obj, name: str, nation: str, clearance: tuple[str, ...],
+                community: tuple[str, ...], key_file: Path | None, token_file: Path | None,
+                identity_id: str | None) -> None:  # fmt: skip
+    """Enrol partner NAME."""
+    with obj.node() as node:
+        added = node.add_partner(
+            name, nation=nation, clearances=clearance, communities=community,
+            key_file=key_file, token_file=token_file, identity_id=identity_id,
+        )  # fmt: skip
+    click.echo(f"added partner {added.name} ({added.nation}) {added.identity_id}")
+
+
+@partner.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def partner_list(obj: _Obj, as_json: bool) -> None:
+    """List partners (token hashes are never shown)."""
+    with obj.node() as node:
+        partners = node.store.partners()
+    rows = [
+        {"name": p.name, "nation": p.nation, "identity_id": p.identity_id,
+         "clearances": p.clearances, "communities": list(p.communities),
+         "has_key": p.public_key is not None, "has_token": p.token_hash is not None,
+         "revoked": p.revoked}
+        for p in partners
+    ]  # fmt: skip
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        clear = ",".join(f"{k}={v}" for k, v in row["clearances"].items()) or "-"
+        comms = ",".join(row["communities"]) or "-"
+        click.echo(f"{row['name']:<20} {row['nation']:<5} {clear:<24} {comms}")
+
+
+@main.group()
+def label() -> None:
+    """Labels: a TLP level plus an optional classification, as STIX marking-definitions."""
+
+
+@label.command("add")
+@click.argument("name")
+@click.option("--tlp", required=True, type=click.Choice(TLP_LEVELS))
+@click.option("--policy", help="Classification policy (see [policies] in node.toml).")
+@click.option("--classification", help="A level of that policy.")
+@click.option("--releasable-to", multiple=True, help="Nation or community. Repeatable.")
+@click.option("--handling", multiple=True, help="Restrictive category. Repeatable.")
+@click.option("--recipient", multiple=True, help="Partner name. Repeatable.")
+@click.option("--blind-match", multiple=True, help="Nation or community. Repeatable.")
+@click.option("--informative", multiple=True, help="Marking shown, not enforced. Repeatable.")
+@click.pass_obj
+def label_add(obj: _Obj, name: str, tlp: str, policy: str | None, classification: str | None,
+              releasable_to: tuple[str, ...], handling: tuple[str, ...],
+              recipient: tuple[str, ...], blind_match: tuple[str, ...],
+              informative: tuple[str, ...]) -> None:  # fmt: skip
+    """Create label NAME; prints the id of the marking-definition it created."""
+    with obj.node() as node:
+        marking_id = node.add_label(
+            name, tlp=tlp, policy=policy, classification=classification,
+            releasable_to=releasable_to, handling=handling, recipients=recipient,
+            blind_match=blind_match, informative=informative,
+        )  # fmt: skip
+    click.echo(marking_id)
+
+
+@label.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def label_list(obj: _Obj, as_json: bool) -> None:
+    """List the labels this node can apply."""
+    with obj.node() as node:
+        rows = [{"name": n, "marking_id": m, "tlp": t} for n, m, t in node.store.labels()]
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<30} {row['tlp']:<13} {row['marking_id']}")
+
+
+@main.command("import")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(path_type=Path, dir_okay=False))  # fmt: skip
+@click.option("--format", "format_", type=click.Choice(["stix"]), default="stix",
+              show_default=True, help="Input format: STIX 2.1 bundle or JSON lines.")  # fmt: skip
+@click.option("--skip-invalid", is_flag=True, help="Store the valid objects, report the rest.")
+@click.option("--label", "label_name", help="Label given to objects that carry no marking.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.pass_obj
+def import_(obj: _Obj, files: tuple[Path, ...], format_: str, skip_invalid: bool,
+            label_name: str | None, as_json: bool) -> None:  # fmt: skip
+    """Import STIX 2.1 FILES; each file lands whole or not at all."""
+    failed = 0
+    reports = []
+    with obj.node() as node:
+        for path in files:
+            try:
+                report = import_file(node, path, skip_invalid=skip_invalid, label=label_name)
+            except AlliedError as error:
+                failed += 1
+                _print_error(error, always_details=isinstance(error, ValidationError))
+                click.echo(f"{path}: nothing stored", err=True)
+                continue
+            reports.append(report)
+            if as_json:
+                continue
+            click.echo(
+                f"{path}: {report.stored} stored, {report.duplicates} duplicates, "
+                f"{report.invalid} invalid (of {report.read} read)"
+            )
+            for problem in report.problems:
+                click.echo(f"  skipped {problem}", err=True)
+            if report.invalid > len(report.problems):
+                click.echo(f"  ... and {report.invalid - len(report.problems)} more", err=True)
+    if as_json:
+        _emit_json([r.as_dict() for r in reports])
+    if failed:
+        sys.exit(1)
+
+
+@main.command("list")
+@click.option("--type", "type_", help="Only objects of this STIX type.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def list_(obj: _Obj, type_: str | None, limit: int | None, as_json: bool) -> None:
+    """List the latest version of each object, newest first."""
+    with obj.node() as node:
+        rows = node.store.summaries(type_, limit)
+    if as_json:
+        _emit_json([r.__dict__ for r in rows])
+        return
+    for row in rows:
+        name = (row.name or "")[:40]
+        versions = f" ({row.versions} versions)" if row.versions > 1 else ""
+        click.echo(f"{row.id}  {row.tlp or '-':<12} {name}{versions}")
+
+
+@main.command()
+@click.argument("object_id")
+@click.option("--versions", is_flag=True, help="Every stored version, oldest first.")
+@click.pass_obj
+def show(obj: _Obj, object_id: str, versions: bool) -> None:
+    """Print object OBJECT_ID (its latest version) as JSON."""
+    with obj.node() as node:
+        found = node.store.versions(object_id)
+    if not found:
+        raise NotFound(f"no object {object_id} in this node")
+    chosen = found if versions else found[-1:]
+    if versions:
+        _emit_json([v.data for v in chosen])
+    else:
+        _emit_json(chosen[0].data)
+
+
+@main.command()
+@click.option("--for", "for_partner", metavar="PARTNER",
+              help="Only what that partner may receive.")  # fmt: skip
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the bundle here (atomically) instead of standard output.")  # fmt: skip
+@click.option("--type", "type_", help="Only objects of this STIX type.")
+@click.pass_obj
+def export(obj: _Obj, for_partner: str | None, output: Path | None, type_: str | None) -> None:
+    """Export the latest version of every object as a STIX 2.1 bundle."""
+    with obj.node() as node:
+        if for_partner is not None:
+            node.store.partner(for_partner)  # an unknown partner is a clear error first
+            raise AlliedError(
+                "export --for needs the release decision, which this node does not have yet; "
+                "nothing was exported"
+            )
+        with _output(output) as out:
+            out.write('{"type": "bundle", "id": "bundle--%s", "objects": [' % uuid.uuid4())
+            first = True
+            for stored in node.store.iter_latest(type_):
+                out.write("\n" if first else ",\n")
+                out.write(stored.json)
+                first = False
+            out.write("\n]}\n")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def settings(obj: _Obj, as_json: bool) -> None:
+    """The node's effective settings (node.toml, overridden by ALLIED_* variables)."""
+    with obj.node() as node:
+        values = dict(node.config.settings)
+    if as_json:
+        _emit_json(values)
+        return
+    for setting in SETTINGS:
+        click.echo(f"{setting.name} = {values[setting.name]!r}")
+        click.echo(f"    {setting.help}")
+
+
+@main.command()
+@click.option("--indicators", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo(indicators: int, seed: int) -> None:
+    """Initialise a node in a temporary folder, import generated intelligence, summarise."""
+    run_demo(click.echo, indicators=indicators, seed=seed)
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--indicators", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+def generate(output: Path, indicators: int, seed: int) -> None:
+    """Write seeded synthetic STIX 2.1 intelligence as JSON lines (for tests and drills)."""
+    count = write_jsonl(output, seed, Mix.for_indicators(indicators))
+    click.echo(f"wrote {count} objects to {output}")
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[IO[str]]:
+    """Standard output, or a file that appears only when complete."""
+    if path is None:
+        yield sys.stdout
+        return
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent or ".", prefix=f".{path.name}.", delete=False
+    )
+    try:
+        with handle:
+            yield handle
+        os.replace(handle.name, path)
+    except BaseException:
+        os.unlink(handle.name)
+        raise
+
+
+def _print_error(error: AlliedError, *, always_details: bool = False) -> None:
+    click.echo(f"allied: error: {error.message}", err=True)
+    if always_details or "--verbose" in sys.argv or "-v" in sys.argv:
+        for line in error.details():
+            click.echo(f"  {line}", err=True)
+
+
+def run() -> None:
+    """Console entry point: AlliedError becomes one clear line and exit status 1."""
+    try:
+        main.main(standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as usage:
+        usage.show()
+        sys.exit(usage.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except AlliedError as error:
+        click.echo(f"allied: error: {error.message}", err=True)
+        if isinstance(error, ValidationError) or "--verbose" in sys.argv or "-v" in sys.argv:
+            for line in error.details():
+                click.echo(f"  {line}", err=True)
+        sys.exit(1)

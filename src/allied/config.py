@@ -1,0 +1,191 @@
+"""Node configuration: one TOML file per node, settings declared once as a table.
+
+``SETTINGS`` drives the config file's ``[settings]`` section, the ``ALLIED_*`` environment
+variables that override it, ``allied settings`` output and the README test that documents
+every setting. Label policies (names and ordered levels) are configuration, not code.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from allied.errors import ConfigError, NodeNotFound
+from allied.stix.labels import TLP_LEVELS
+
+CONFIG_FILE = "node.toml"
+STORE_FILE = "store.db"
+KEY_DIR = "keys"
+PRIVATE_KEY_FILE = "node.key"
+PUBLIC_KEY_FILE = "node.pub"
+
+DEFAULT_POLICIES: dict[str, tuple[str, ...]] = {
+    "NATO": ("UNCLASSIFIED", "RESTRICTED", "CONFIDENTIAL", "SECRET"),
+}
+
+
+def _tlp_or_empty(value: str) -> str:
+    if value not in ("",) + TLP_LEVELS:
+        raise ValueError(f"must be empty or one of {', '.join(TLP_LEVELS)}")
+    return value
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be a positive integer")
+    return number
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+    cast: Callable[[str], Any] = str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "default_tlp",
+        "",
+        "TLP level assumed for objects that carry none; empty keeps such objects inside "
+        "the node (fail closed).",
+        _tlp_or_empty,
+    ),
+    Setting(
+        "store_url",
+        "",
+        "SQLAlchemy URL of the store; empty means the SQLite file store.db in the node "
+        "directory.",
+    ),
+    Setting(
+        "max_reported_problems",
+        "1000",
+        "How many invalid-object problems an import lists before it only counts them.",
+        _positive_int,
+    ),
+    Setting(
+        "import_batch_size",
+        "2000",
+        "Objects written to the store per statement during an import.",
+        _positive_int,
+    ),
+)
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    directory: Path
+    name: str
+    nation: str
+    org: str
+    identity_id: str
+    created: str
+    policies: Mapping[str, tuple[str, ...]]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def setting(self, name: str) -> Any:
+        return self.settings[name]
+
+    @property
+    def store_url(self) -> str:
+        url = str(self.settings["store_url"])
+        return url or f"sqlite:///{self.directory / STORE_FILE}"
+
+    @property
+    def private_key_path(self) -> Path:
+        return self.directory / KEY_DIR / PRIVATE_KEY_FILE
+
+    @property
+    def public_key_path(self) -> Path:
+        return self.directory / KEY_DIR / PUBLIC_KEY_FILE
+
+
+def resolve_settings(
+    raw: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """File values, overridden by ``ALLIED_<NAME>`` variables, each cast strictly."""
+    environ = os.environ if environ is None else environ
+    unknown = sorted(set(raw) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r} in [settings]", key=unknown[0])
+    resolved: dict[str, Any] = {}
+    for setting in SETTINGS:
+        env_name = f"ALLIED_{setting.name.upper()}"
+        value = environ.get(env_name, raw.get(setting.name, setting.default))
+        try:
+            resolved[setting.name] = setting.cast(str(value))
+        except ValueError as error:
+            where = env_name if env_name in environ else f"[settings] {setting.name}"
+            raise ConfigError(f"{where} = {value!r}: {error}", key=setting.name) from None
+    return resolved
+
+
+def load(directory: Path) -> NodeConfig:
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise NodeNotFound(
+            f"{directory} is not an Allied node (no {CONFIG_FILE}); create one with "
+            "'allied init DIR --name NAME --nation XXX'"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    node = data.get("node", {})
+    for key in ("name", "nation", "identity_id", "created"):
+        if not isinstance(node.get(key), str):
+            raise ConfigError(f"{path}: [node] {key} is missing", key=key)
+    policies: dict[str, tuple[str, ...]] = {}
+    for policy, body in data.get("policies", {}).items():
+        levels = body.get("levels") if isinstance(body, dict) else None
+        if not isinstance(levels, list) or not levels or not all(
+            isinstance(level, str) for level in levels
+        ):
+            raise ConfigError(
+                f"{path}: [policies.{policy}] levels must be a non-empty list of names",
+                key=f"policies.{policy}",
+            )
+        if len(set(levels)) != len(levels):
+            raise ConfigError(f"{path}: [policies.{policy}] levels repeat a name")
+        policies[policy] = tuple(levels)
+    return NodeConfig(
+        directory=directory,
+        name=node["name"],
+        nation=node["nation"],
+        org=node.get("org", ""),
+        identity_id=node["identity_id"],
+        created=node["created"],
+        policies=policies,
+        settings=resolve_settings(data.get("settings", {})),
+    )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to the config file")
+
+
+def render(config: NodeConfig) -> str:
+    """The config file for ``config``: every setting written out with its help as a comment."""
+    lines = ["# Allied node configuration.", "", "[node]"]
+    for key in ("name", "nation", "org", "identity_id", "created"):
+        lines.append(f"{key} = {_toml_value(getattr(config, key))}")
+    lines += ["", "[settings]"]
+    for setting in SETTINGS:
+        lines.append(f"# {setting.help}")
+        lines.append(f"{setting.name} = {_toml_value(str(config.settings.get(setting.name, setting.default)))}")
+    for policy, levels in config.policies.items():
+        lines += ["", f"# Levels of the {policy} policy, lowest first.", f"[policies.{policy}]"]
+        lines.append(f"levels = {_toml_value(list(levels))}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Importers: STIX files now; MISP events, CSV and text reports later."""

@@ -1,0 +1,291 @@
+"""A node: its configuration, store and keys, and the operator actions on them.
+
+The command line and (later) the HTTP API are thin layers over these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from allied import config as config_
+from allied.config import DEFAULT_POLICIES, NodeConfig
+from allied.errors import ConfigError
+from allied.integrity.keys import create_key_pair, parse_public_key
+from allied.stix.labels import TLP_LEVELS, Label, builtin_objects, label_marking
+from allied.stix.model import parse_object
+from allied.store.store import Partner, Store, now
+
+NATION = re.compile(r"^([A-Z]{3}|NATO)$")
+PARTNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+COMMUNITY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+_PARTNER_NAMESPACE = uuid.UUID("d3ec5042-b412-40f3-be22-d33ea7fdf802")
+_MIN_TOKEN = 24
+
+
+def check_nation(value: str, *, option: str = "--nation") -> str:
+    if NATION.match(value) is None:
+        raise ConfigError(
+            f"{option} {value!r}: a nation is an ISO 3166-1 alpha-3 code in capitals "
+            "(KOR, USA, EST) or NATO"
+        )
+    return value
+
+
+def check_community(value: str, *, option: str = "--community") -> str:
+    if COMMUNITY.match(value) is None:
+        raise ConfigError(
+            f"{option} {value!r}: a community name is lower-case letters, digits, '.', '_' "
+            "or '-' (e.g. nato-ccdcoe)"
+        )
+    return value
+
+
+def check_audience(value: str, *, option: str) -> str:
+    """releasable_to and blind_match name nations or communities."""
+    if NATION.match(value) or COMMUNITY.match(value):
+        return value
+    raise ConfigError(
+        f"{option} {value!r}: expected a nation code (KOR, NATO) or a community name "
+        "(nato-ccdcoe)"
+    )
+
+
+@dataclass
+class Node:
+    config: NodeConfig
+    store: Store
+
+    @classmethod
+    def open(cls, directory: Path) -> Node:
+        cfg = config_.load(directory)
+        return cls(cfg, Store.open(cfg.store_url))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- identity ----------------------------------------------------------------------
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "identity_id": self.config.identity_id,
+            "name": self.config.name,
+            "nation": self.config.nation,
+            "org": self.config.org,
+            "public_key": self.config.public_key_path.read_text(),
+        }
+
+    # -- partners --------------------------------------------------------------------------
+
+    def add_partner(
+        self,
+        name: str,
+        *,
+        nation: str,
+        clearances: Sequence[str] = (),
+        communities: Sequence[str] = (),
+        key_file: Path | None = None,
+        token_file: Path | None = None,
+        identity_id: str | None = None,
+    ) -> Partner:
+        """Enrol a partner; its API token is kept only as a hash."""
+        if PARTNER_NAME.match(name) is None:
+            raise ConfigError(
+                f"partner name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)"
+            )
+        check_nation(nation)
+        levels = self._clearances(clearances)
+        for community in communities:
+            check_community(community)
+        public_key = None
+        if key_file is not None:
+            text = _read_text(key_file, "--key")
+            parse_public_key(text, source=str(key_file))
+            public_key = text
+        if identity_id is None:
+            identity_id = f"identity--{uuid.uuid5(_PARTNER_NAMESPACE, f'{nation}:{name}')}"
+        else:
+            parse_object_id(identity_id, "identity", option="--identity")
+        token, write_token = (None, False)
+        if token_file is not None:
+            if token_file.exists():
+                token = _read_text(token_file, "--token-file").strip()
+                if len(token) < _MIN_TOKEN:
+                    raise ConfigError(
+                        f"--token-file {token_file}: the token must be at least {_MIN_TOKEN} "
+                        "characters"
+                    )
+            else:
+                token, write_token = secrets.token_urlsafe(32), True
+        partner = Partner(
+            name=name,
+            identity_id=identity_id,
+            nation=nation,
+            clearances=levels,
+            communities=tuple(dict.fromkeys(communities)),
+            public_key=public_key,
+            token_hash=hash_token(token) if token is not None else None,
+            created=now(),
+            revoked=False,
+        )
+        with self.store.write() as writer:
+            writer.add_partner(partner)
+            if write_token and token_file is not None and token is not None:
+                _write_secret(token_file, token + "\n")
+        return partner
+
+    def _clearances(self, specs: Sequence[str]) -> dict[str, str]:
+        levels: dict[str, str] = {}
+        for spec in specs:
+            policy, sep, level = spec.partition("=")
+            if not sep or not policy or not level:
+                raise ConfigError(f"--clearance {spec!r}: expected POLICY=LEVEL, e.g. NATO=SECRET")
+            self.check_level(policy, level, option="--clearance")
+            levels[policy] = level
+        return levels
+
+    def check_level(self, policy: str, level: str, *, option: str) -> None:
+        known = self.config.policies.get(policy)
+        if known is None:
+            names = ", ".join(sorted(self.config.policies)) or "none"
+            raise ConfigError(
+                f"{option}: unknown policy {policy!r} (policies in node.toml: {names})"
+            )
+        if level not in known:
+            raise ConfigError(
+                f"{option}: {level!r} is not a level of policy {policy} "
+                f"({' < '.join(known)})"
+            )
+
+    # -- labels ----------------------------------------------------------------------------
+
+    def add_label(
+        self,
+        name: str,
+        *,
+        tlp: str,
+        policy: str | None = None,
+        classification: str | None = None,
+        releasable_to: Sequence[str] = (),
+        handling: Sequence[str] = (),
+        recipients: Sequence[str] = (),
+        blind_match: Sequence[str] = (),
+        informative: Sequence[str] = (),
+    ) -> str:
+        """Create a classification label marking the node can apply; returns its id."""
+        if not name.strip():
+            raise ConfigError("a label needs a non-empty name")
+        if tlp not in TLP_LEVELS:
+            raise ConfigError(f"--tlp {tlp!r}: expected one of {', '.join(TLP_LEVELS)}")
+        if (policy is None) != (classification is None):
+            raise ConfigError("--policy and --classification go together")
+        if policy is not None and classification is not None:
+            self.check_level(policy, classification, option="--classification")
+        for value in releasable_to:
+            check_audience(value, option="--releasable-to")
+        for value in blind_match:
+            check_audience(value, option="--blind-match")
+        recipient_ids = tuple(self.store.partner(r).identity_id for r in recipients)
+        label = Label(
+            marking_id=f"marking-definition--{uuid.uuid4()}",
+            name=name,
+            tlp=tlp,
+            policy=policy,
+            classification=classification,
+            releasable_to=tuple(dict.fromkeys(releasable_to)),
+            handling=tuple(dict.fromkeys(handling)),
+            informative=tuple(dict.fromkeys(informative)),
+            recipients=recipient_ids,
+            blind_match=tuple(dict.fromkeys(blind_match)),
+        )
+        marking = parse_object(
+            label_marking(label, created=now()[:23] + "Z", created_by_ref=self.config.identity_id)
+        )
+        with self.store.write() as writer:
+            writer.add_label(name, label.marking_id, tlp)
+            writer.add([marking])
+        return label.marking_id
+
+
+def parse_object_id(value: str, kind: str, *, option: str) -> str:
+    from allied.stix.checks import IDENTIFIER
+
+    if IDENTIFIER.match(value) is None or not value.startswith(kind + "--"):
+        raise ConfigError(f"{option} {value!r}: expected a {kind}--UUID identifier")
+    return value
+
+
+def hash_token(token: str) -> str:
+    """API tokens are 256-bit random strings, so a plain SHA-256 is a safe verifier."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def _read_text(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{option} {path}: cannot read ({error.strerror or error})") from None
+
+
+def _write_secret(path: Path, text: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as error:
+        raise ConfigError(f"cannot create {path}: {error.strerror or error}") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def init_node(directory: Path, *, name: str, nation: str, org: str = "") -> NodeConfig:
+    """Create a node: configuration, key pair, store with built-in objects and identity."""
+    check_nation(nation)
+    if not name.strip():
+        raise ConfigError("--name must not be empty")
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise ConfigError(f"{directory} already exists and is not an empty directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    created = now()[:23] + "Z"
+    cfg = NodeConfig(
+        directory=directory,
+        name=name,
+        nation=nation,
+        org=org,
+        identity_id=f"identity--{uuid.uuid4()}",
+        created=created,
+        policies=dict(DEFAULT_POLICIES),
+        settings=config_.resolve_settings({}, environ={}),
+    )
+    create_key_pair(cfg.private_key_path, cfg.public_key_path)
+    identity = {
+        "type": "identity",
+        "spec_version": "2.1",
+        "id": cfg.identity_id,
+        "created": created,
+        "modified": created,
+        "name": name,
+        "identity_class": "organization",
+        "x_allied_nation": nation,
+    }
+    if org:
+        identity["description"] = org
+    (directory / config_.CONFIG_FILE).write_text(config_.render(cfg), encoding="utf-8")
+    store = Store.open(cfg.store_url)
+    try:
+        with store.write() as writer:
+            writer.add(parse_object(data) for data in builtin_objects() + [identity])
+    finally:
+        store.close()
+    return cfg

@@ -1,0 +1,78 @@
+"""The validated STIX object the rest of Allied works with.
+
+Input is parsed once, at the boundary, into :class:`StixObject`; the core never handles a
+half-validated dict. The object keeps its JSON text so that storage and export write exactly
+what was accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+from allied.errors import Problem, ValidationError
+from allied.stix.checks import timestamp_key
+from allied.stix.validate import validate
+
+
+@dataclass(frozen=True, slots=True)
+class StixObject:
+    id: str
+    type: str
+    #: Sortable version key: ``modified`` (or ``created`` for markings) at microsecond width;
+    #: empty for cyber observables, which have a single version per id.
+    version: str
+    created_by_ref: str | None
+    marking_refs: tuple[str, ...]
+    data: Mapping[str, Any]
+    json: str
+
+    def __getitem__(self, name: str) -> Any:
+        return self.data[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.data.get(name, default)
+
+
+def version_key(data: Mapping[str, Any]) -> str:
+    stamp = data.get("modified") or data.get("created")
+    return timestamp_key(stamp) if isinstance(stamp, str) else ""
+
+
+def from_valid(data: dict[str, Any]) -> StixObject:
+    """Wrap a dict that :func:`validate` passed; callers on the fast path validate first."""
+    refs = data.get("object_marking_refs")
+    return StixObject(
+        id=data["id"],
+        type=data["type"],
+        version=version_key(data),
+        created_by_ref=data.get("created_by_ref"),
+        marking_refs=tuple(refs) if refs else (),
+        data=MappingProxyType(data),
+        json=orjson.dumps(data).decode(),
+    )
+
+
+def check(data: Any, *, index: int | None = None, line: int | None = None) -> StixObject | list[Problem]:
+    """The object if ``data`` is valid STIX 2.1, otherwise every reason it is not, located."""
+    issues = validate(data)
+    if not issues:
+        try:
+            return from_valid(data)
+        except orjson.JSONEncodeError as error:
+            issues = [("", f"cannot be stored as JSON: {error}")]
+    object_id = data.get("id") if isinstance(data, dict) else None
+    ident = object_id if isinstance(object_id, str) else None
+    return [Problem(index, ident, path, reason, line) for path, reason in issues]
+
+
+def parse_object(data: Any, *, index: int | None = None, line: int | None = None) -> StixObject:
+    """Validate ``data`` and return it as a :class:`StixObject`, or raise ValidationError."""
+    result = check(data, index=index, line=line)
+    if isinstance(result, list):
+        raise ValidationError(result)
+    return result

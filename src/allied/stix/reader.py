@@ -1,0 +1,246 @@
+"""Streaming input: STIX bundles and JSON lines of any size, one object at a time.
+
+A 1 GB bundle must import in flat memory, so the bundle is never loaded whole: the envelope
+is walked by hand and each element of ``objects`` is decoded on its own with the C JSON
+scanner, from a buffer that only ever holds the current object and a read-ahead chunk.
+JSON lines are recognised by their first line being a complete non-bundle object.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from allied.errors import InputFormatError
+
+CHUNK = 1 << 20
+_PEEK = 1 << 16
+_BUNDLE_ID = re.compile(
+    r"^bundle--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-"
+    r"[0-9a-fA-F]{12}$"
+)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One decoded element of the input: its position (0-based) and the line it starts on."""
+
+    index: int
+    line: int
+    data: Any
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def read_items(path: Path) -> Iterator[Item]:
+    """Yield every object of a bundle or JSON lines file; raise InputFormatError on bad syntax.
+
+    Errors in the envelope that come after the objects (a bundle's trailing keys) are raised
+    when the iteration reaches them, so a caller that stores as it goes must do so in a
+    transaction it can roll back.
+    """
+    source = str(path)
+    try:
+        with open(path, "rb") as raw:
+            head = raw.read(_PEEK)
+            first = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+            if not first:
+                raise InputFormatError("the file is empty", source=source)
+            if first[:1] != b"{":
+                raise InputFormatError(
+                    "expected a STIX bundle or JSON lines (input must start with '{')",
+                    source=source, line=1,
+                )  # fmt: skip
+            raw.seek(0)
+            if _is_json_lines(head):
+                yield from _json_lines(raw, source)
+            else:
+                text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+                yield from _BundleReader(text, source).objects()
+    except OSError as error:
+        raise InputFormatError(f"cannot read: {error.strerror or error}", source=source) from None
+    except UnicodeDecodeError as error:
+        raise InputFormatError(f"not UTF-8 text ({error.reason})", source=source) from None
+
+
+def _is_json_lines(head: bytes) -> bool:
+    newline = head.find(b"\n")
+    if newline < 0:
+        return False
+    try:
+        first = orjson.loads(head[:newline].lstrip(b"\xef\xbb\xbf"))
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(first, dict) and first.get("type") != "bundle"
+
+
+def _json_lines(raw: IO[bytes], source: str) -> Iterator[Item]:
+    index = 0
+    for number, line in enumerate(raw, start=1):
+        if number == 1:
+            line = line.lstrip(b"\xef\xbb\xbf")
+        if not line.strip():
+            continue
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            raise InputFormatError(
+                f"invalid JSON: {error.msg}", source=source, line=number, column=error.colno
+            ) from None
+        yield Item(index, number, data)
+        index += 1
+
+
+class _BundleReader:
+    """Walks ``{"type": "bundle", "id": ..., "objects": [...]}`` without holding it whole."""
+
+    def __init__(self, text: IO[str], source: str) -> None:
+        self._text = text
+        self._source = source
+        self._buf = ""
+        self._pos = 0
+        self._eof = False
+        self._lines_before = 0  # newlines in text already dropped from the buffer
+        self._counted_to = 0  # buffer offset up to which newlines are in _counted
+        self._counted = 0
+
+    def objects(self) -> Iterator[Item]:
+        envelope: dict[str, Any] = {}
+        self._expect("{")
+        saw_objects = False
+        index = 0
+        first = True
+        while True:
+            if self._peek() == "}":
+                self._pos += 1
+                break
+            if not first:
+                self._expect(",")
+            first = False
+            key_line = self._line()
+            key = self._decode()
+            if not isinstance(key, str):
+                self._fail("expected a property name", key_line)
+            self._expect(":")
+            if key == "objects":
+                saw_objects = True
+                if self._peek() != "[":
+                    self._fail("'objects' must be a list")
+                self._pos += 1
+                if self._peek() == "]":
+                    self._pos += 1
+                else:
+                    while True:
+                        line = self._line()
+                        yield Item(index, line, self._decode())
+                        index += 1
+                        separator = self._peek()
+                        self._pos += 1
+                        if separator == "]":
+                            break
+                        if separator != ",":
+                            self._fail("expected ',' or ']' in 'objects'")
+            else:
+                envelope[key] = self._decode()
+        if self._peek() != "":
+            self._fail("unexpected data after the bundle")
+        self._check_envelope(envelope, saw_objects)
+
+    def _check_envelope(self, envelope: dict[str, Any], saw_objects: bool) -> None:
+        kind = envelope.get("type")
+        if kind != "bundle":
+            self._fail(
+                f"the top-level object has type {kind!r}, not 'bundle' "
+                "(give a bundle, or one object per line)", 1,
+            )  # fmt: skip
+        ident = envelope.get("id")
+        if not isinstance(ident, str) or _BUNDLE_ID.match(ident) is None:
+            self._fail(f"the bundle id {ident!r} is not bundle--UUID", 1)
+        if "spec_version" in envelope:
+            self._fail(
+                f"bundle has spec_version {envelope['spec_version']!r}: that is a STIX 2.0 "
+                "bundle; Allied reads STIX 2.1", 1,
+            )  # fmt: skip
+        if not saw_objects:
+            self._fail("the bundle has no 'objects' list", 1)
+
+    # -- buffer handling -------------------------------------------------------------------
+
+    def _fill(self, at_least: int = CHUNK) -> bool:
+        """Drop what was consumed, read more; False at end of input."""
+        if self._eof:
+            return False
+        if self._pos:
+            self._lines_before += self._buf.count("\n", 0, self._pos)
+            self._buf = self._buf[self._pos :]
+            self._pos = 0
+            self._counted_to = self._counted = 0
+        more = self._text.read(max(at_least, len(self._buf)))
+        if not more:
+            self._eof = True
+            return False
+        self._buf += more
+        return True
+
+    def _peek(self) -> str:
+        """Skip whitespace and return the next character ('' at end of input)."""
+        while True:
+            match = _WHITESPACE.match(self._buf, self._pos)
+            self._pos = match.end() if match else self._pos
+            if self._pos < len(self._buf):
+                return self._buf[self._pos]
+            if not self._fill():
+                return ""
+
+    def _expect(self, char: str) -> None:
+        found = self._peek()
+        if found != char:
+            shown = repr(found) if found else "end of input"
+            self._fail(f"expected {char!r}, found {shown}")
+        self._pos += 1
+
+    def _decode(self) -> Any:
+        self._peek()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self._buf, self._pos)
+            except json.JSONDecodeError as error:
+                near_end = error.pos >= len(self._buf) - 8
+                if (near_end or error.msg.startswith("Unterminated")) and self._fill():
+                    continue
+                self._fail(f"invalid JSON: {error.msg}", self._line(error.pos),
+                           self._column(error.pos))  # fmt: skip
+            except (ValueError, RecursionError) as error:
+                self._fail(f"invalid JSON: {error}")
+            if end >= len(self._buf) - 1 and not self._eof and self._fill():
+                continue  # a number or literal may go on in the next chunk
+            self._pos = end
+            return value
+
+    def _line(self, pos: int | None = None) -> int:
+        pos = self._pos if pos is None else pos
+        if pos < self._counted_to:
+            return self._lines_before + self._buf.count("\n", 0, pos) + 1
+        self._counted += self._buf.count("\n", self._counted_to, pos)
+        self._counted_to = pos
+        return self._lines_before + self._counted + 1
+
+    def _column(self, pos: int) -> int:
+        return pos - self._buf.rfind("\n", 0, pos)
+
+    def _fail(self, message: str, line: int | None = None, column: int | None = None) -> Any:
+        line = self._line() if line is None else line
+        raise InputFormatError(message, source=self._source, line=line, column=column)

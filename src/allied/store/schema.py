@@ -1,0 +1,75 @@
+"""The store's tables, in one place; :mod:`allied.store.migrations` brings a database here.
+
+The STIX JSON of each object version is the source of truth; the other columns are indexes
+derived from it at import and never edited by hand.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(100), nullable=False),
+    Column("applied_at", String(32), nullable=False),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(300), nullable=False),
+    Column("type", String(250), nullable=False),
+    # modified (or created) at fixed microsecond width, so versions sort as text; '' for SCOs
+    Column("version", String(32), nullable=False),
+    Column("created", String(40)),
+    Column("modified", String(40)),
+    Column("date_added", String(32), nullable=False),
+    Column("name", Text),
+    Column("originator", String(300)),
+    Column("tlp", String(16)),
+    Column("markings", Text, nullable=False),
+    Column("received_from", String(200)),
+    Column("ledger_index", Integer),
+    Column("json", Text, nullable=False),
+    UniqueConstraint("id", "version", name="uq_objects_id_version"),
+    Index("ix_objects_type", "type"),
+    Index("ix_objects_date_added", "date_added"),
+)
+
+partners = Table(
+    "partners",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("identity_id", String(300), nullable=False, unique=True),
+    Column("nation", String(16), nullable=False),
+    Column("clearances", Text, nullable=False),
+    Column("communities", Text, nullable=False),
+    Column("public_key", Text),
+    Column("token_hash", String(100)),
+    Column("created", String(32), nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("marking_id", String(300), nullable=False, unique=True),
+    Column("tlp", String(16), nullable=False),
+    Column("created", String(32), nullable=False),
+)
