@@ -46,7 +46,18 @@ def _emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=False))
 
 
-@click.group(context_settings=_CONTEXT)
+class _Commands(click.Group):
+    """Turns every AlliedError into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AlliedError as error:
+            _print_error(error, always_details=isinstance(error, ValidationError))
+            ctx.exit(1)
+
+
+@click.group(cls=_Commands, context_settings=_CONTEXT)
 @click.option(
     "--node",
     "node_dir",
@@ -109,21 +120,40 @@ def partner() -> None:
 @click.option("--nation", required=True, help="ISO 3166-1 alpha-3 code, or NATO.")
 @click.option("--clearance", multiple=True, metavar="POLICY=LEVEL", help="Repeatable.")
 @click.option("--community", multiple=True, help="Repeatable.")
-@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="The partner's Ed25519 public key (PEM), as 'allied identity' writes it.")
-@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
-              help="API token: read from FILE if it exists, else generated into it (0600).")
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The partner's Ed25519 public key (PEM), as 'allied identity' writes it.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="API token: read from FILE if it exists, else generated into it (0600).",
+)
 @click.option("--identity", "identity_id", help="The partner's STIX identity id.")
 @click.pass_obj
-def partner_add(obj: _Obj, name: str, nation: str, clearance: tuple[str, ...],
-                community: tuple[str, ...], key_file: Path | None, token_file: Path | None,
-                identity_id: str | None) -> None:  # fmt: skip
+def partner_add(
+    obj: _Obj,
+    name: str,
+    nation: str,
+    clearance: tuple[str, ...],
+    community: tuple[str, ...],
+    key_file: Path | None,
+    token_file: Path | None,
+    identity_id: str | None,
+) -> None:
     """Enrol partner NAME."""
     with obj.node() as node:
         added = node.add_partner(
-            name, nation=nation, clearances=clearance, communities=community,
-            key_file=key_file, token_file=token_file, identity_id=identity_id,
-        )  # fmt: skip
+            name,
+            nation=nation,
+            clearances=clearance,
+            communities=community,
+            key_file=key_file,
+            token_file=token_file,
+            identity_id=identity_id,
+        )
     click.echo(f"added partner {added.name} ({added.nation}) {added.identity_id}")
 
 
@@ -135,19 +165,26 @@ def partner_list(obj: _Obj, as_json: bool) -> None:
     with obj.node() as node:
         partners = node.store.partners()
     rows = [
-        {"name": p.name, "nation": p.nation, "identity_id": p.identity_id,
-         "clearances": p.clearances, "communities": list(p.communities),
-         "has_key": p.public_key is not None, "has_token": p.token_hash is not None,
-         "revoked": p.revoked}
+        {
+            "name": p.name,
+            "nation": p.nation,
+            "identity_id": p.identity_id,
+            "clearances": p.clearances,
+            "communities": list(p.communities),
+            "has_key": p.public_key is not None,
+            "has_token": p.token_hash is not None,
+            "revoked": p.revoked,
+        }
         for p in partners
-    ]  # fmt: skip
+    ]
     if as_json:
         _emit_json(rows)
         return
-    for row in rows:
-        clear = ",".join(f"{k}={v}" for k, v in row["clearances"].items()) or "-"
-        comms = ",".join(row["communities"]) or "-"
-        click.echo(f"{row['name']:<20} {row['nation']:<5} {clear:<24} {comms}")
+    for p in partners:
+        clear = ",".join(f"{k}={v}" for k, v in p.clearances.items()) or "-"
+        comms = ",".join(p.communities) or "-"
+        revoked = "  (revoked)" if p.revoked else ""
+        click.echo(f"{p.name:<20} {p.nation:<5} {clear:<24} {comms}{revoked}")
 
 
 @main.group()
@@ -166,17 +203,31 @@ def label() -> None:
 @click.option("--blind-match", multiple=True, help="Nation or community. Repeatable.")
 @click.option("--informative", multiple=True, help="Marking shown, not enforced. Repeatable.")
 @click.pass_obj
-def label_add(obj: _Obj, name: str, tlp: str, policy: str | None, classification: str | None,
-              releasable_to: tuple[str, ...], handling: tuple[str, ...],
-              recipient: tuple[str, ...], blind_match: tuple[str, ...],
-              informative: tuple[str, ...]) -> None:  # fmt: skip
+def label_add(
+    obj: _Obj,
+    name: str,
+    tlp: str,
+    policy: str | None,
+    classification: str | None,
+    releasable_to: tuple[str, ...],
+    handling: tuple[str, ...],
+    recipient: tuple[str, ...],
+    blind_match: tuple[str, ...],
+    informative: tuple[str, ...],
+) -> None:
     """Create label NAME; prints the id of the marking-definition it created."""
     with obj.node() as node:
         marking_id = node.add_label(
-            name, tlp=tlp, policy=policy, classification=classification,
-            releasable_to=releasable_to, handling=handling, recipients=recipient,
-            blind_match=blind_match, informative=informative,
-        )  # fmt: skip
+            name,
+            tlp=tlp,
+            policy=policy,
+            classification=classification,
+            releasable_to=releasable_to,
+            handling=handling,
+            recipients=recipient,
+            blind_match=blind_match,
+            informative=informative,
+        )
     click.echo(marking_id)
 
 
@@ -195,16 +246,27 @@ def label_list(obj: _Obj, as_json: bool) -> None:
 
 
 @main.command("import")
-@click.argument("files", nargs=-1, required=True,
-                type=click.Path(path_type=Path, dir_okay=False))  # fmt: skip
-@click.option("--format", "format_", type=click.Choice(["stix"]), default="stix",
-              show_default=True, help="Input format: STIX 2.1 bundle or JSON lines.")  # fmt: skip
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["stix"]),
+    default="stix",
+    show_default=True,
+    help="Input format: STIX 2.1 bundle or JSON lines.",
+)
 @click.option("--skip-invalid", is_flag=True, help="Store the valid objects, report the rest.")
 @click.option("--label", "label_name", help="Label given to objects that carry no marking.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 @click.pass_obj
-def import_(obj: _Obj, files: tuple[Path, ...], format_: str, skip_invalid: bool,
-            label_name: str | None, as_json: bool) -> None:  # fmt: skip
+def import_(
+    obj: _Obj,
+    files: tuple[Path, ...],
+    format_: str,
+    skip_invalid: bool,
+    label_name: str | None,
+    as_json: bool,
+) -> None:
     """Import STIX 2.1 FILES; each file lands whole or not at all."""
     failed = 0
     reports = []
@@ -270,10 +332,13 @@ def show(obj: _Obj, object_id: str, versions: bool) -> None:
 
 
 @main.command()
-@click.option("--for", "for_partner", metavar="PARTNER",
-              help="Only what that partner may receive.")  # fmt: skip
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the bundle here (atomically) instead of standard output.")  # fmt: skip
+@click.option("--for", "for_partner", metavar="PARTNER", help="Only what that partner may receive.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the bundle here (atomically) instead of standard output.",
+)
 @click.option("--type", "type_", help="Only objects of this STIX type.")
 @click.pass_obj
 def export(obj: _Obj, for_partner: str | None, output: Path | None, type_: str | None) -> None:
@@ -286,7 +351,7 @@ def export(obj: _Obj, for_partner: str | None, output: Path | None, type_: str |
                 "nothing was exported"
             )
         with _output(output) as out:
-            out.write('{"type": "bundle", "id": "bundle--%s", "objects": [' % uuid.uuid4())
+            out.write(f'{{"type": "bundle", "id": "bundle--{uuid.uuid4()}", "objects": [')
             first = True
             for stored in node.store.iter_latest(type_):
                 out.write("\n" if first else ",\n")
@@ -334,40 +399,21 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
     if path is None:
         yield sys.stdout
         return
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent or ".", prefix=f".{path.name}.", delete=False
-    )
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with handle:
+        with open(fd, "w", encoding="utf-8") as handle:
             yield handle
-        os.replace(handle.name, path)
+        os.replace(temporary, path)
     except BaseException:
-        os.unlink(handle.name)
+        os.unlink(temporary)
         raise
 
 
 def _print_error(error: AlliedError, *, always_details: bool = False) -> None:
+    ctx = click.get_current_context(silent=True)
+    state = ctx.find_object(_Obj) if ctx is not None else None
+    verbose = state.verbose if state is not None else False
     click.echo(f"allied: error: {error.message}", err=True)
-    if always_details or "--verbose" in sys.argv or "-v" in sys.argv:
+    if always_details or verbose:
         for line in error.details():
             click.echo(f"  {line}", err=True)
-
-
-def run() -> None:
-    """Console entry point: AlliedError becomes one clear line and exit status 1."""
-    try:
-        main.main(standalone_mode=False)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.ClickException as usage:
-        usage.show()
-        sys.exit(usage.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(1)
-    except AlliedError as error:
-        click.echo(f"allied: error: {error.message}", err=True)
-        if isinstance(error, ValidationError) or "--verbose" in sys.argv or "-v" in sys.argv:
-            for line in error.details():
-                click.echo(f"  {line}", err=True)
-        sys.exit(1)

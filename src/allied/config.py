@@ -60,8 +60,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "store_url",
         "",
-        "SQLAlchemy URL of the store; empty means the SQLite file store.db in the node "
-        "directory.",
+        "SQLAlchemy URL of the store; empty means the SQLite file store.db in the node directory.",
     ),
     Setting(
         "max_reported_problems",
@@ -145,8 +144,10 @@ def load(directory: Path) -> NodeConfig:
     policies: dict[str, tuple[str, ...]] = {}
     for policy, body in data.get("policies", {}).items():
         levels = body.get("levels") if isinstance(body, dict) else None
-        if not isinstance(levels, list) or not levels or not all(
-            isinstance(level, str) for level in levels
+        if (
+            not isinstance(levels, list)
+            or not levels
+            or not all(isinstance(level, str) for level in levels)
         ):
             raise ConfigError(
                 f"{path}: [policies.{policy}] levels must be a non-empty list of names",
@@ -184,7 +185,8 @@ def render(config: NodeConfig) -> str:
     lines += ["", "[settings]"]
     for setting in SETTINGS:
         lines.append(f"# {setting.help}")
-        lines.append(f"{setting.name} = {_toml_value(str(config.settings.get(setting.name, setting.default)))}")
+        value = str(config.settings.get(setting.name, setting.default))
+        lines.append(f"{setting.name} = {_toml_value(value)}")
     for policy, levels in config.policies.items():
         lines += ["", f"# Levels of the {policy} policy, lowest first.", f"[policies.{policy}]"]
         lines.append(f"levels = {_toml_value(list(levels))}")

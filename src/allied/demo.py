@@ -31,27 +31,40 @@ def run_demo(echo: Callable[[str], None], *, indicators: int = 2000, seed: int =
     with tempfile.TemporaryDirectory(prefix="allied-demo-") as tmp:
         root = Path(tmp)
         node_dir = root / "node-est"
-        cfg = init_node(node_dir, name="Estonian National CSIRT", nation="EST",
-                        org="National cyber-security centre")  # fmt: skip
+        cfg = init_node(
+            node_dir,
+            name="Estonian National CSIRT",
+            nation="EST",
+            org="National cyber-security centre",
+        )
         echo(f"initialised node {cfg.name} ({cfg.nation}) in {node_dir}")
         echo(f"  identity {cfg.identity_id}")
         sample = root / "sample.jsonl"
         written = write_jsonl(sample, seed, Mix.for_indicators(indicators))
         echo(f"generated {written} STIX 2.1 objects (seed {seed}) into {sample.name}")
         with Node.open(node_dir) as node:
-            node.add_partner("kr-ncsc", nation="KOR", clearances=["NATO=CONFIDENTIAL"],
-                             communities=["kor-usa-cyber-council"])  # fmt: skip
-            node.add_partner("ccdcoe", nation="NATO", clearances=["NATO=SECRET"],
-                             communities=["nato-ccdcoe"])  # fmt: skip
+            node.add_partner(
+                "kr-ncsc",
+                nation="KOR",
+                clearances=["NATO=CONFIDENTIAL"],
+                communities=["kor-usa-cyber-council"],
+            )
+            node.add_partner(
+                "ccdcoe", nation="NATO", clearances=["NATO=SECRET"], communities=["nato-ccdcoe"]
+            )
             echo("enrolled partners kr-ncsc (KOR) and ccdcoe (NATO)")
             started = time.perf_counter()
             report = import_file(node, sample)
             elapsed = time.perf_counter() - started
-            echo(f"imported {report.stored} objects in {elapsed:.2f} s "
-                 f"({report.stored / elapsed:,.0f} objects/s, full validation)")  # fmt: skip
+            echo(
+                f"imported {report.stored} objects in {elapsed:.2f} s "
+                f"({report.stored / elapsed:,.0f} objects/s, full validation)"
+            )
             again = import_file(node, sample)
-            echo(f"re-import of the same file: {again.stored} stored, "
-                 f"{again.duplicates} duplicates (versions are immutable)")  # fmt: skip
+            echo(
+                f"re-import of the same file: {again.stored} stored, "
+                f"{again.duplicates} duplicates (versions are immutable)"
+            )
             echo("objects by type:")
             for kind, count in sorted(node.store.counts_by_type().items()):
                 echo(f"  {kind:<22} {count:>7}")

@@ -99,8 +99,14 @@ class ValidationError(AlliedError):
 class InputFormatError(AlliedError):
     """The bytes are not a STIX bundle or JSON lines at all (syntax, encoding, envelope)."""
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None,
-                 column: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
         where = ""
         if source is not None:
             where = source

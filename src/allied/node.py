@@ -53,8 +53,7 @@ def check_audience(value: str, *, option: str) -> str:
     if NATION.match(value) or COMMUNITY.match(value):
         return value
     raise ConfigError(
-        f"{option} {value!r}: expected a nation code (KOR, NATO) or a community name "
-        "(nato-ccdcoe)"
+        f"{option} {value!r}: expected a nation code (KOR, NATO) or a community name (nato-ccdcoe)"
     )
 
 
@@ -166,8 +165,7 @@ class Node:
             )
         if level not in known:
             raise ConfigError(
-                f"{option}: {level!r} is not a level of policy {policy} "
-                f"({' < '.join(known)})"
+                f"{option}: {level!r} is not a level of policy {policy} ({' < '.join(known)})"
             )
 
     # -- labels ----------------------------------------------------------------------------

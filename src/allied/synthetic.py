@@ -21,16 +21,54 @@ from allied.stix.labels import TLP2_IDS, Label, label_marking
 _BASE = datetime(2026, 1, 5, 8, 0, 0, tzinfo=UTC)
 _TLDS = ("example", "example.com", "example.net", "example.org", "test", "invalid")
 _WORDS = (
-    "aurora", "basalt", "cobalt", "delta", "ember", "fjord", "granite", "harbor", "indigo",
-    "juniper", "krypton", "lumen", "magnet", "nimbus", "onyx", "prism", "quartz", "raven",
-    "sierra", "tundra", "umbra", "vortex", "willow", "xenon", "yonder", "zephyr",
-)  # fmt: skip
-_MALWARE_TYPES = ("backdoor", "downloader", "dropper", "ransomware", "remote-access-trojan",
-                  "spyware", "webshell", "wiper")  # fmt: skip
-_MOTIVATIONS = ("espionage" , "ideology", "organizational-gain", "dominance")
+    "aurora",
+    "basalt",
+    "cobalt",
+    "delta",
+    "ember",
+    "fjord",
+    "granite",
+    "harbor",
+    "indigo",
+    "juniper",
+    "krypton",
+    "lumen",
+    "magnet",
+    "nimbus",
+    "onyx",
+    "prism",
+    "quartz",
+    "raven",
+    "sierra",
+    "tundra",
+    "umbra",
+    "vortex",
+    "willow",
+    "xenon",
+    "yonder",
+    "zephyr",
+)
+_MALWARE_TYPES = (
+    "backdoor",
+    "downloader",
+    "dropper",
+    "ransomware",
+    "remote-access-trojan",
+    "spyware",
+    "webshell",
+    "wiper",
+)
+_MOTIVATIONS = ("espionage", "ideology", "organizational-gain", "dominance")
 _SECTORS = ("government", "defense", "energy", "telecommunications", "financial-services")
-_KILL_CHAIN = ("reconnaissance", "weaponization", "delivery", "exploitation", "installation",
-               "command-and-control", "actions-on-objectives")  # fmt: skip
+_KILL_CHAIN = (
+    "reconnaissance",
+    "weaponization",
+    "delivery",
+    "exploitation",
+    "installation",
+    "command-and-control",
+    "actions-on-objectives",
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +105,9 @@ class _Maker:
         return f"{kind}--{self.uuid()}"
 
     def time(self, spread_days: int = 300) -> datetime:
-        return _BASE + timedelta(seconds=self.rng.randrange(spread_days * 86400),
-                                 milliseconds=self.rng.randrange(1000))  # fmt: skip
+        return _BASE + timedelta(
+            seconds=self.rng.randrange(spread_days * 86400), milliseconds=self.rng.randrange(1000)
+        )
 
     @staticmethod
     def stamp(moment: datetime) -> str:
@@ -112,11 +151,15 @@ class _Maker:
         if kind == 6:
             return f"[file:hashes.'SHA-256' = '{self.hexdigest(64)}']"
         if kind == 7:
-            return f"[file:hashes.MD5 = '{self.hexdigest(32)}' OR file:hashes.'SHA-1' = " \
-                   f"'{self.hexdigest(40)}']"  # fmt: skip
+            return (
+                f"[file:hashes.MD5 = '{self.hexdigest(32)}' OR file:hashes.'SHA-1' = "
+                f"'{self.hexdigest(40)}']"
+            )
         if kind == 8:
-            return (f"[network-traffic:dst_ref.value = '{self.ipv4()}' AND "
-                    f"network-traffic:dst_port = {rng.choice((22, 443, 445, 3389, 8080))}]")  # fmt: skip
+            return (
+                f"[network-traffic:dst_ref.value = '{self.ipv4()}' AND "
+                f"network-traffic:dst_port = {rng.choice((22, 443, 445, 3389, 8080))}]"
+            )
         if kind == 9:
             return f"[domain-name:value = '{self.domain()}'] OR [ipv4-addr:value = '{self.ipv4()}']"
         return f"[domain-name:value = '{self.domain()}' OR domain-name:value = '{self.domain()}']"
@@ -126,15 +169,41 @@ def sample_labels(producer: str) -> list[Label]:
     """The classification labels the synthetic producer uses (policy NATO)."""
     base = "marking-definition--"
     return [
-        Label(f"{base}1b0e8a52-6c0e-4d8e-9f3e-5a1d2c3b4a01", "NATO RESTRICTED REL NATO", "green",
-              "NATO", "RESTRICTED", ("NATO",)),
-        Label(f"{base}1b0e8a52-6c0e-4d8e-9f3e-5a1d2c3b4a02", "NATO CONFIDENTIAL REL KOR, USA",
-              "amber", "NATO", "CONFIDENTIAL", ("KOR", "USA")),
-        Label(f"{base}1b0e8a52-6c0e-4d8e-9f3e-5a1d2c3b4a03", "NATO SECRET REL USA",
-              "amber+strict", "NATO", "SECRET", ("USA",), ("CYBER-OPS",)),
-        Label(f"{base}1b0e8a52-6c0e-4d8e-9f3e-5a1d2c3b4a04", "NATO UNCLASSIFIED REL nato-ccdcoe",
-              "green", "NATO", "UNCLASSIFIED", ("nato-ccdcoe",), blind_match=("KOR",)),
-    ]  # fmt: skip
+        Label(
+            f"{base}1b0e8a52-6c0e-4d8e-9f3e-5a1d2c3b4a01",
+            "NATO RESTRICTED REL NATO",
+            "green",
+            "NATO",
+            "RESTRICTED",
+            ("NATO",),
+        ),
+        Label(
+            f"{base}1b0e8a52-6c0e-4d8e-9f3e-5a1d2c3b4a02",
+            "NATO CONFIDENTIAL REL KOR, USA",
+            "amber",
+            "NATO",
+            "CONFIDENTIAL",
+            ("KOR", "USA"),
+        ),
+        Label(
+            f"{base}1b0e8a52-6c0e-4d8e-9f3e-5a1d2c3b4a03",
+            "NATO SECRET REL USA",
+            "amber+strict",
+            "NATO",
+            "SECRET",
+            ("USA",),
+            ("CYBER-OPS",),
+        ),
+        Label(
+            f"{base}1b0e8a52-6c0e-4d8e-9f3e-5a1d2c3b4a04",
+            "NATO UNCLASSIFIED REL nato-ccdcoe",
+            "green",
+            "NATO",
+            "UNCLASSIFIED",
+            ("nato-ccdcoe",),
+            blind_match=("KOR",),
+        ),
+    ]
 
 
 def generate(seed: int = 1, mix: Mix | None = None) -> Iterator[dict[str, Any]]:
@@ -144,9 +213,16 @@ def generate(seed: int = 1, mix: Mix | None = None) -> Iterator[dict[str, Any]]:
     rng = make.rng
     created = make.stamp(_BASE - timedelta(days=30))
     producer = make.id("identity")
-    yield {"type": "identity", "spec_version": "2.1", "id": producer, "created": created,
-           "modified": created, "name": f"{make.name()} Cyber Centre",
-           "identity_class": "organization", "sectors": ["government"]}  # fmt: skip
+    yield {
+        "type": "identity",
+        "spec_version": "2.1",
+        "id": producer,
+        "created": created,
+        "modified": created,
+        "name": f"{make.name()} Cyber Centre",
+        "identity_class": "organization",
+        "sectors": ["government"],
+    }
     labels = sample_labels(producer)
     for label in labels:
         yield label_marking(label, created=created, created_by_ref=producer)
@@ -155,22 +231,35 @@ def generate(seed: int = 1, mix: Mix | None = None) -> Iterator[dict[str, Any]]:
 
     def common(kind: str, moment: datetime) -> dict[str, Any]:
         stamp = make.stamp(moment)
-        return {"type": kind, "spec_version": "2.1", "id": make.id(kind), "created": stamp,
-                "modified": stamp, "created_by_ref": producer,
-                "object_marking_refs": rng.choice(markings)}  # fmt: skip
+        return {
+            "type": kind,
+            "spec_version": "2.1",
+            "id": make.id(kind),
+            "created": stamp,
+            "modified": stamp,
+            "created_by_ref": producer,
+            "object_marking_refs": rng.choice(markings),
+        }
 
     intrusion_sets = []
     for _ in range(mix.intrusion_sets):
         obj = common("intrusion-set", make.time(60))
-        obj |= {"name": f"{make.name()} Group", "aliases": [make.name(1).upper()],
-                "primary_motivation": rng.choice(_MOTIVATIONS), "resource_level": "government"}  # fmt: skip
+        obj |= {
+            "name": f"{make.name()} Group",
+            "aliases": [make.name(1).upper()],
+            "primary_motivation": rng.choice(_MOTIVATIONS),
+            "resource_level": "government",
+        }
         intrusion_sets.append(obj["id"])
         yield obj
     malware = []
     for _ in range(mix.malware):
         obj = common("malware", make.time(90))
-        obj |= {"name": make.name(1) + rng.choice(("Loader", "RAT", "Wiper", "Stealer")),
-                "is_family": True, "malware_types": [rng.choice(_MALWARE_TYPES)]}  # fmt: skip
+        obj |= {
+            "name": make.name(1) + rng.choice(("Loader", "RAT", "Wiper", "Stealer")),
+            "is_family": True,
+            "malware_types": [rng.choice(_MALWARE_TYPES)],
+        }
         malware.append(obj["id"])
         yield obj
         if intrusion_sets:
@@ -179,22 +268,34 @@ def generate(seed: int = 1, mix: Mix | None = None) -> Iterator[dict[str, Any]]:
     for _ in range(mix.campaigns):
         first = make.time(120)
         obj = common("campaign", first)
-        obj |= {"name": f"Operation {make.name()}", "first_seen": make.stamp(first),
-                "objective": f"Access to {rng.choice(_SECTORS)} networks"}  # fmt: skip
+        obj |= {
+            "name": f"Operation {make.name()}",
+            "first_seen": make.stamp(first),
+            "objective": f"Access to {rng.choice(_SECTORS)} networks",
+        }
         campaigns.append(obj["id"])
         yield obj
         if intrusion_sets:
-            yield _relationship(common, make, "attributed-to", obj["id"],
-                                rng.choice(intrusion_sets))  # fmt: skip
+            yield _relationship(
+                common, make, "attributed-to", obj["id"], rng.choice(intrusion_sets)
+            )
     indicators = []
     for _ in range(mix.indicators):
         moment = make.time()
         obj = common("indicator", moment)
-        obj |= {"name": f"{make.name(1)} infrastructure", "indicator_types": ["malicious-activity"],
-                "pattern": make.pattern(), "pattern_type": "stix",
-                "valid_from": make.stamp(moment),
-                "kill_chain_phases": [{"kill_chain_name": "lockheed-martin-cyber-kill-chain",
-                                       "phase_name": rng.choice(_KILL_CHAIN)}]}  # fmt: skip
+        obj |= {
+            "name": f"{make.name(1)} infrastructure",
+            "indicator_types": ["malicious-activity"],
+            "pattern": make.pattern(),
+            "pattern_type": "stix",
+            "valid_from": make.stamp(moment),
+            "kill_chain_phases": [
+                {
+                    "kill_chain_name": "lockheed-martin-cyber-kill-chain",
+                    "phase_name": rng.choice(_KILL_CHAIN),
+                }
+            ],
+        }
         indicators.append(obj["id"])
         yield obj
         if malware and rng.random() < 0.5:
@@ -202,18 +303,24 @@ def generate(seed: int = 1, mix: Mix | None = None) -> Iterator[dict[str, Any]]:
     for _ in range(mix.sightings if indicators else 0):
         first = make.time()
         obj = common("sighting", first)
-        obj |= {"sighting_of_ref": rng.choice(indicators), "count": rng.randrange(1, 500),
-                "first_seen": make.stamp(first),
-                "last_seen": make.stamp(first + timedelta(hours=rng.randrange(1, 72))),
-                "where_sighted_refs": [producer]}  # fmt: skip
+        obj |= {
+            "sighting_of_ref": rng.choice(indicators),
+            "count": rng.randrange(1, 500),
+            "first_seen": make.stamp(first),
+            "last_seen": make.stamp(first + timedelta(hours=rng.randrange(1, 72))),
+            "where_sighted_refs": [producer],
+        }
         yield obj
     pool = indicators + malware + campaigns + intrusion_sets
     for _ in range(mix.reports if pool else 0):
         moment = make.time()
         obj = common("report", moment)
-        obj |= {"name": f"{make.name()} activity report", "published": make.stamp(moment),
-                "report_types": ["threat-report"],
-                "object_refs": rng.sample(pool, min(len(pool), rng.randrange(2, 12)))}  # fmt: skip
+        obj |= {
+            "name": f"{make.name()} activity report",
+            "published": make.stamp(moment),
+            "report_types": ["threat-report"],
+            "object_refs": rng.sample(pool, min(len(pool), rng.randrange(2, 12))),
+        }
         yield obj
 
 

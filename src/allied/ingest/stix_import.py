@@ -40,11 +40,16 @@ class ImportReport:
             "duplicates": self.duplicates,
             "invalid": self.invalid,
             "problems": [
-                {"index": p.index, "line": p.line, "id": p.object_id, "path": p.path,
-                 "reason": p.reason}
+                {
+                    "index": p.index,
+                    "line": p.line,
+                    "id": p.object_id,
+                    "path": p.path,
+                    "reason": p.reason,
+                }
                 for p in self.problems
             ],
-        }  # fmt: skip
+        }
 
 
 def import_file(
@@ -90,8 +95,9 @@ def import_file(
     return report
 
 
-def _flush(writer: Any, batch: list[StixObject], report: ImportReport,
-           received_from: str | None) -> None:  # fmt: skip
+def _flush(
+    writer: Any, batch: list[StixObject], report: ImportReport, received_from: str | None
+) -> None:
     if batch:
         added = writer.add(batch, received_from=received_from)
         report.stored += added.stored

@@ -22,7 +22,7 @@ _TIMESTAMP = re.compile(
     r"^[0-9]{4}-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:"
     r"([0-5][0-9]|60)(\.[0-9]+)?Z$"
 )
-_MILLIS = re.compile(r"T\d{2}:\d{2}:\d{2}\.\d{3,}Z$")
+_TIMESTAMP_MILLIS = re.compile(_TIMESTAMP.pattern.replace(r"(\.[0-9]+)?Z$", r"\.[0-9]{3,}Z$"))
 IDENTIFIER = re.compile(
     r"^([a-z][a-z0-9-]+[a-z0-9])--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-"
     r"[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
@@ -61,8 +61,12 @@ def type_of_name(value: str) -> str:
 
 def timestamp_is_valid(value: Any) -> bool:
     """RFC 3339 in UTC with ``Z``, and a date that exists (no 30 February)."""
-    if not isinstance(value, str) or _TIMESTAMP.match(value) is None:
+    if type(value) is not str or _TIMESTAMP.match(value) is None:
         return False
+    return value[8:10] < "29" or _date_exists(value)
+
+
+def _date_exists(value: str) -> bool:
     try:
         datetime(int(value[0:4]), int(value[5:7]), int(value[8:10]))
     except ValueError:
@@ -76,6 +80,19 @@ def string(*, min_length: int = 0) -> Check:
             issues.append((path, f"must be a string, not {type_of_name(value)}"))
         elif len(value) < min_length:
             issues.append((path, "must not be empty"))
+
+    return check
+
+
+def matching(pattern: str, what: str) -> Check:
+    """A string of a given form (language tags, MIME types, charset names)."""
+    form = re.compile(pattern)
+
+    def check(value: Any, path: str, issues: Issues) -> None:
+        if type(value) is not str:
+            issues.append((path, f"must be a string, not {type_of_name(value)}"))
+        elif form.match(value) is None:
+            issues.append((path, f"{value!r} is not {what}"))
 
     return check
 
@@ -114,11 +131,15 @@ def number(minimum: float | None = None, maximum: float | None = None) -> Check:
 
 def timestamp(*, millis: bool = False) -> Check:
     """``millis``: created and modified must be precise to the millisecond (STIX 2.1 3.2)."""
+    millis_form = _TIMESTAMP_MILLIS
 
     def check(value: Any, path: str, issues: Issues) -> None:
+        form = millis_form if millis else _TIMESTAMP
+        if type(value) is str and form.match(value) and (value[8:10] < "29" or _date_exists(value)):
+            return
         if not timestamp_is_valid(value):
             issues.append((path, f"must be an RFC 3339 UTC timestamp ending in Z, not {value!r}"))
-        elif millis and _MILLIS.search(value) is None:
+        else:
             issues.append((path, f"must be precise to the millisecond, not {value!r}"))
 
     return check
@@ -129,17 +150,29 @@ def identifier(*types: str) -> Check:
     allowed = frozenset(types)
 
     def check(value: Any, path: str, issues: Issues) -> None:
+        known = _KNOWN_IDS.get(value) if type(value) is str else None
+        if known is not None and (not allowed or known in allowed):
+            return
         if type(value) is not str:
             issues.append((path, f"must be a STIX identifier, not {type_of_name(value)}"))
             return
         match = IDENTIFIER.match(value)
         if match is None:
             issues.append((path, f"{value!r} is not a STIX identifier (type--UUID)"))
-        elif allowed and match.group(1) not in allowed:
+            return
+        if len(_KNOWN_IDS) >= _KNOWN_IDS_MAX:
+            _KNOWN_IDS.clear()
+        _KNOWN_IDS[value] = match.group(1)
+        if allowed and match.group(1) not in allowed:
             names = ", ".join(sorted(allowed))
             issues.append((path, f"must refer to {names}, not {match.group(1)}"))
 
     return check
+
+
+#: Identifiers seen valid, with their type: references repeat (creators, markings), regexes cost.
+_KNOWN_IDS: dict[str, str] = {}
+_KNOWN_IDS_MAX = 4096
 
 
 def list_of(item: Check, *, min_items: int = 1) -> Check:
@@ -162,7 +195,7 @@ def enum(*values: str) -> Check:
     allowed = frozenset(values)
 
     def check(value: Any, path: str, issues: Issues) -> None:
-        if value not in allowed or type(value) is not str:
+        if type(value) is not str or value not in allowed:
             names = ", ".join(sorted(allowed))
             issues.append((path, f"must be one of {names}, not {value!r}"))
 
@@ -183,6 +216,9 @@ def binary() -> Check:
             base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             issues.append((path, "is not valid base64"))
+            return
+        if not value:
+            issues.append((path, "must not be empty"))
 
     return check
 
@@ -300,6 +336,8 @@ def ordered(
 
     def rule(obj: dict[str, Any], path: str, issues: Issues) -> None:
         first, second = obj.get(earlier), obj.get(later)
+        if first is None or second is None:
+            return
         if not (timestamp_is_valid(first) and timestamp_is_valid(second)):
             return
         a, b = timestamp_key(first), timestamp_key(second)

@@ -193,6 +193,44 @@ def tlp_of(marking_refs: Iterable[str], labels: Mapping[str, Label] | None = Non
     return strictest_tlp(found)
 
 
+_TLP1_CREATED = "2017-01-20T00:00:00.000Z"
+
+
+def tlp1_marking(colour: str) -> dict[str, Any]:
+    """The TLP 1.0 marking-definition for ``colour`` as STIX 2.1 section 7.2.1.4 gives it."""
+    return {
+        "type": "marking-definition",
+        "spec_version": "2.1",
+        "id": TLP1_IDS[colour],
+        "created": _TLP1_CREATED,
+        "definition_type": "tlp",
+        "name": f"TLP:{colour.upper()}",
+        "definition": {"tlp": colour},
+    }
+
+
+_RESERVED = {TLP2_IDS[level]: tlp_marking(level) for level in TLP_LEVELS} | {
+    TLP1_IDS[colour]: tlp1_marking(colour) for colour in TLP1_IDS
+}
+
+
+def check_reserved_marking(obj: Mapping[str, Any], issues: Issues) -> None:
+    """A marking-definition with a standard TLP id must say exactly what the standard says.
+
+    Otherwise an object could carry the id of TLP:CLEAR while its definition says RED, and
+    tools that read the id and tools that read the content would disagree.
+    """
+    ident = obj.get("id")
+    standard = _RESERVED.get(ident) if type(ident) is str else None
+    if standard is None:
+        return
+    for key in ("name", "definition_type", "definition", "extensions"):
+        if obj.get(key) != standard.get(key):
+            issues.append(
+                (key, f"differs from the standard TLP marking {standard['name']} with this id")
+            )
+
+
 _name_list = list_of(string(min_length=1))
 
 

@@ -57,7 +57,9 @@ def from_valid(data: dict[str, Any]) -> StixObject:
     )
 
 
-def check(data: Any, *, index: int | None = None, line: int | None = None) -> StixObject | list[Problem]:
+def check(
+    data: Any, *, index: int | None = None, line: int | None = None
+) -> StixObject | list[Problem]:
     """The object if ``data`` is valid STIX 2.1, otherwise every reason it is not, located."""
     issues = validate(data)
     if not issues:

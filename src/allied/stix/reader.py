@@ -62,8 +62,9 @@ def read_items(path: Path) -> Iterator[Item]:
             if first[:1] != b"{":
                 raise InputFormatError(
                     "expected a STIX bundle or JSON lines (input must start with '{')",
-                    source=source, line=1,
-                )  # fmt: skip
+                    source=source,
+                    line=1,
+                )
             raw.seek(0)
             if _is_json_lines(head):
                 yield from _json_lines(raw, source)
@@ -130,6 +131,7 @@ class _BundleReader:
             if not first:
                 self._expect(",")
             first = False
+            self._peek()
             key_line = self._line()
             key = self._decode()
             if not isinstance(key, str):
@@ -144,6 +146,7 @@ class _BundleReader:
                     self._pos += 1
                 else:
                     while True:
+                        self._peek()
                         line = self._line()
                         yield Item(index, line, self._decode())
                         index += 1
@@ -164,16 +167,18 @@ class _BundleReader:
         if kind != "bundle":
             self._fail(
                 f"the top-level object has type {kind!r}, not 'bundle' "
-                "(give a bundle, or one object per line)", 1,
-            )  # fmt: skip
+                "(give a bundle, or one object per line)",
+                1,
+            )
         ident = envelope.get("id")
         if not isinstance(ident, str) or _BUNDLE_ID.match(ident) is None:
             self._fail(f"the bundle id {ident!r} is not bundle--UUID", 1)
         if "spec_version" in envelope:
             self._fail(
                 f"bundle has spec_version {envelope['spec_version']!r}: that is a STIX 2.0 "
-                "bundle; Allied reads STIX 2.1", 1,
-            )  # fmt: skip
+                "bundle; Allied reads STIX 2.1",
+                1,
+            )
         if not saw_objects:
             self._fail("the bundle has no 'objects' list", 1)
 
@@ -219,14 +224,17 @@ class _BundleReader:
                 value, end = _DECODER.raw_decode(self._buf, self._pos)
             except json.JSONDecodeError as error:
                 near_end = error.pos >= len(self._buf) - 8
-                if (near_end or error.msg.startswith("Unterminated")) and self._fill():
+                if (near_end or error.msg.startswith("Unterminated")) and not self._eof:
+                    self._fill()  # the value may go on in the next chunk: decode it again
                     continue
-                self._fail(f"invalid JSON: {error.msg}", self._line(error.pos),
-                           self._column(error.pos))  # fmt: skip
+                self._fail(
+                    f"invalid JSON: {error.msg}", self._line(error.pos), self._column(error.pos)
+                )
             except (ValueError, RecursionError) as error:
                 self._fail(f"invalid JSON: {error}")
-            if end >= len(self._buf) - 1 and not self._eof and self._fill():
-                continue  # a number or literal may go on in the next chunk
+            if end >= len(self._buf) - 1 and not self._eof:
+                self._fill()  # a number or literal may go on in the next chunk
+                continue
             self._pos = end
             return value
 

@@ -24,6 +24,7 @@ from allied.stix.checks import (
     identifier,
     integer,
     list_of,
+    matching,
     nested,
     not_both,
     number,
@@ -34,6 +35,8 @@ from allied.stix.checks import (
     timestamp,
 )
 
+# The tables below are laid out by hand, one type per block, to read like the spec.
+# fmt: off
 Rule = Callable[[dict[str, Any], str, Issues], None]
 Kind = Literal["sdo", "sro", "sco", "meta"]
 
@@ -53,18 +56,25 @@ SDO_TYPES = (
     "attack-pattern", "campaign", "course-of-action", "grouping", "identity", "incident",
     "indicator", "infrastructure", "intrusion-set", "location", "malware", "malware-analysis",
     "note", "observed-data", "opinion", "report", "threat-actor", "tool", "vulnerability",
-)  # fmt: skip
+)
 SCO_TYPES = (
     "artifact", "autonomous-system", "directory", "domain-name", "email-addr", "email-message",
     "file", "ipv4-addr", "ipv6-addr", "mac-addr", "mutex", "network-traffic", "process",
     "software", "url", "user-account", "windows-registry-key", "x509-certificate",
-)  # fmt: skip
+)
 
 EXTENSION_TYPES = (
     "new-sdo", "new-sco", "new-sro", "property-extension", "toplevel-property-extension",
-)  # fmt: skip
+)
 
 _text = string()
+_lang = matching(r"^[a-zA-Z]{2,8}(-[a-zA-Z0-9]{1,8})*$", "an RFC 5646 language tag")
+_mime = matching(
+    r"^(application|audio|font|image|message|model|multipart|text|video)/[a-zA-Z0-9.+_-]+$",
+    "a MIME type (IANA media type)",
+)
+_cpe = matching(r"^cpe:2\.3:[aho*\-]:", "a CPE 2.3 name (cpe:2.3:...)")
+_charset = matching(r"^[a-zA-Z0-9/\\.+_:-]{2,250}$", "a character set name")
 _name = string(min_length=1)
 _strings = list_of(string())
 _vocabs = list_of(open_vocab())
@@ -89,7 +99,7 @@ kill_chain_phase = nested(
 )
 granular_marking = nested(
     {
-        "lang": _text,
+        "lang": _lang,
         "marking_ref": identifier("marking-definition"),
         "selectors": list_of(_name),
     },
@@ -112,7 +122,7 @@ SDO_COMMON: dict[str, Check] = {
     "revoked": boolean(),
     "labels": _strings,
     "confidence": integer(0, 100),
-    "lang": _text,
+    "lang": _lang,
     "external_references": list_of(external_reference),
     "object_marking_refs": list_of(identifier("marking-definition")),
     "granular_markings": list_of(granular_marking),
@@ -135,14 +145,14 @@ _seen = (ordered("first_seen", "last_seen"),)
 
 
 def _sdo(name: str, props: dict[str, Check], required: tuple[str, ...] = (),
-         rules: tuple[Rule, ...] = (), kind: Kind = "sdo") -> TypeSpec:  # fmt: skip
+         rules: tuple[Rule, ...] = (), kind: Kind = "sdo") -> TypeSpec:
     return TypeSpec(name, kind, {**SDO_COMMON, **props}, SDO_REQUIRED + required, rules)
 
 
 def _sco(name: str, props: dict[str, Check], required: tuple[str, ...] = (),
-         rules: tuple[Rule, ...] = (), extensions: Mapping[str, Check] | None = None) -> TypeSpec:  # fmt: skip
+         rules: tuple[Rule, ...] = (), extensions: Mapping[str, Check] | None = None) -> TypeSpec:
     return TypeSpec(name, "sco", {**SCO_COMMON, **props}, SCO_REQUIRED + required, rules,
-                    extensions or {})  # fmt: skip
+                    extensions or {})
 
 
 _any_sdo = identifier(*SDO_TYPES)
@@ -242,7 +252,7 @@ SDOS = [
                       "where_sighted_refs": list_of(identifier("identity", "location")),
                       "summary": boolean()},
          ("sighting_of_ref",), _seen, kind="sro"),
-]  # fmt: skip
+]
 
 
 def _family_needs_name(obj: dict[str, Any], path: str, issues: Issues) -> None:
@@ -255,16 +265,16 @@ _mime_part = nested(
     {"body": _text, "body_raw_ref": identifier("artifact", "file"), "content_type": _text,
      "content_disposition": _text},
     rules=(not_both("body", "body_raw_ref"),),
-)  # fmt: skip
+)
 _windows_registry_value = nested(
     {"name": _text, "data": _text,
      "data_type": enum("REG_NONE", "REG_SZ", "REG_EXPAND_SZ", "REG_BINARY", "REG_DWORD",
                        "REG_DWORD_BIG_ENDIAN", "REG_DWORD_LITTLE_ENDIAN", "REG_LINK",
                        "REG_MULTI_SZ", "REG_RESOURCE_LIST", "REG_FULL_RESOURCE_DESCRIPTION",
                        "REG_RESOURCE_REQUIREMENTS_LIST", "REG_QWORD", "REG_INVALID_TYPE")},
-)  # fmt: skip
+)
 _pe_section = nested({"name": _name, "size": _count, "entropy": number(), "hashes": hashes()},
-                     required=("name",))  # fmt: skip
+                     required=("name",))
 _pe_optional_header = nested(
     {name: integer() for name in (
         "magic_hex", "major_linker_version", "minor_linker_version", "size_of_code",
@@ -280,7 +290,7 @@ _pe_optional_header = nested(
         "magic_hex", "win32_version_value_hex", "checksum_hex", "subsystem_hex",
         "dll_characteristics_hex", "loader_flags_hex")}
     | {"hashes": hashes()},
-)  # fmt: skip
+)
 
 FILE_EXTENSIONS: dict[str, Check] = {
     "ntfs-ext": nested({"sid": _text, "alternate_data_streams": list_of(nested(
@@ -350,25 +360,27 @@ _X509_V3 = nested({name: _text for name in (
     "subject_alternative_name", "issuer_alternative_name", "subject_directory_attributes",
     "crl_distribution_points", "inhibit_any_policy", "certificate_policies",
     "policy_mappings")} | {"private_key_usage_period_not_before": _ts,
-                           "private_key_usage_period_not_after": _ts})  # fmt: skip
+                           "private_key_usage_period_not_after": _ts})
 
 
 def _any_property_beyond_common(obj: dict[str, Any], path: str, issues: Issues) -> None:
-    """process and x509-certificate: the spec asks for at least one property of their own."""
-    if not any(name not in SCO_COMMON for name in obj):
+    """process, windows-registry-key and x509-certificate: the spec asks for at least one
+    property of their own (or, for process, one of its extensions)."""
+    if not any(name not in SCO_COMMON or name == "extensions" for name in obj):
         issues.append((path, "needs at least one property beyond the common ones"))
 
 
 _addr = {"value": _name}
 SCOS = [
-    _sco("artifact", {"mime_type": _text, "payload_bin": binary(), "url": _text,
+    _sco("artifact", {"mime_type": _mime, "payload_bin": binary(), "url": _text,
                       "hashes": hashes(),
                       "encryption_algorithm": enum("AES-256-GCM", "ChaCha20-Poly1305",
                                                    "mime-type-indicated"),
                       "decryption_key": _text}, (),
-         (not_both("payload_bin", "url"), requires("url", "hashes"))),
+         (not_both("payload_bin", "url"), at_least_one("payload_bin", "url"),
+          requires("url", "hashes"), requires("decryption_key", "encryption_algorithm"))),
     _sco("autonomous-system", {"number": _count, "name": _text, "rir": _text}, ("number",)),
-    _sco("directory", {"path": _name, "path_enc": _text, "ctime": _ts, "mtime": _ts,
+    _sco("directory", {"path": _name, "path_enc": _charset, "ctime": _ts, "mtime": _ts,
                        "atime": _ts, "contains_refs": list_of(identifier("file", "directory"))},
          ("path",)),
     _sco("domain-name", {**_addr, "resolves_to_refs": list_of(identifier(
@@ -387,8 +399,8 @@ SCOS = [
                            "body_multipart": list_of(_mime_part),
                            "raw_email_ref": identifier("artifact")}, ("is_multipart",),
          (lambda o, p, i: _multipart_rule(o, p, i),)),
-    _sco("file", {"hashes": hashes(), "size": _count, "name": _text, "name_enc": _text,
-                  "magic_number_hex": hex_string(), "mime_type": _text, "ctime": _ts,
+    _sco("file", {"hashes": hashes(), "size": _count, "name": _text, "name_enc": _charset,
+                  "magic_number_hex": hex_string(), "mime_type": _mime, "ctime": _ts,
                   "mtime": _ts, "atime": _ts, "parent_directory_ref": identifier("directory"),
                   "contains_refs": list_of(identifier()), "content_ref": identifier("artifact")},
          (), (at_least_one("hashes", "name"),), FILE_EXTENSIONS),
@@ -419,7 +431,7 @@ SCOS = [
                      "image_ref": identifier("file"), "parent_ref": identifier("process"),
                      "child_refs": list_of(identifier("process"))}, (),
          (_any_property_beyond_common,), PROCESS_EXTENSIONS),
-    _sco("software", {"name": _name, "cpe": _text, "swid": _text, "languages": _strings,
+    _sco("software", {"name": _name, "cpe": _cpe, "swid": _text, "languages": _strings,
                       "vendor": _text, "version": _text}, ("name",)),
     _sco("url", dict(_addr), ("value",)),
     _sco("user-account", {"user_id": _text, "credential": _text, "account_login": _text,
@@ -432,7 +444,8 @@ SCOS = [
     _sco("windows-registry-key", {"key": _text, "values": list_of(_windows_registry_value),
                                   "modified_time": _ts,
                                   "creator_user_ref": identifier("user-account"),
-                                  "number_of_subkeys": _count}),
+                                  "number_of_subkeys": _count}, (),
+         (_any_property_beyond_common,)),
     _sco("x509-certificate", {"is_self_signed": boolean(), "hashes": hashes(),
                               "version": _text, "serial_number": _text,
                               "signature_algorithm": _text, "issuer": _text,
@@ -442,7 +455,7 @@ SCOS = [
                               "subject_public_key_exponent": integer(),
                               "x509_v3_extensions": _X509_V3}, (),
          (_any_property_beyond_common,)),
-]  # fmt: skip
+]
 
 
 def _multipart_rule(obj: dict[str, Any], path: str, issues: Issues) -> None:
@@ -508,7 +521,8 @@ META = [
          "extension_properties": _strings},
         SDO_REQUIRED + ("created_by_ref", "name", "schema", "version", "extension_types"),
     ),
-]  # fmt: skip
+]
 
 TYPES: dict[str, TypeSpec] = {spec.name: spec for spec in SDOS + SCOS + META}
 EXTENSION_INSTANCE = _extension_instance
+# fmt: on

@@ -11,7 +11,7 @@ from typing import Any
 
 from allied.errors import PatternError
 from allied.stix.checks import IDENTIFIER, PROPERTY_NAME, TYPE_NAME, Issues, type_of_name
-from allied.stix.labels import KNOWN_EXTENSIONS
+from allied.stix.labels import KNOWN_EXTENSIONS, check_reserved_marking
 from allied.stix.pattern import parse_pattern
 from allied.stix.types import (
     EXTENSION_INSTANCE,
@@ -54,14 +54,19 @@ def validate(obj: Any) -> Issues:
         if PROPERTY_NAME.match(name) is None:
             issues.append((name, "is not a valid property name (a-z, 0-9, _; 3 to 250 chars)"))
         elif not (name.startswith("x_") or allow_toplevel or spec.name not in TYPES):
-            issues.append(
-                (name, f"is not a property of {kind} (custom properties start with x_)")
-            )
+            issues.append((name, f"is not a property of {kind} (custom properties start with x_)"))
+        elif value == []:
+            issues.append((name, "must not be an empty list"))
     for rule in spec.rules:
         rule(obj, "", issues)
     extensions = obj.get("extensions")
     if type(extensions) is dict:
         _check_extensions(spec, extensions, issues)
+    if kind == "marking-definition":
+        check_reserved_marking(obj, issues)
+    granular = obj.get("granular_markings")
+    if type(granular) is list:
+        _check_selectors(obj, granular, issues)
     if kind == "indicator" and obj.get("pattern_type") == "stix":
         pattern = obj.get("pattern")
         if type(pattern) is str and pattern:
@@ -95,12 +100,16 @@ def _custom_spec(obj: dict[str, Any], kind: str, issues: Issues) -> TypeSpec | N
                 if custom_kind == "sco":
                     return TypeSpec(kind, "sco", SCO_COMMON, SCO_REQUIRED)
                 if custom_kind is not None:
-                    return TypeSpec(kind, "sdo" if custom_kind == "sdo" else "sro",
-                                    SDO_COMMON, SDO_REQUIRED)  # fmt: skip
+                    return TypeSpec(
+                        kind, "sdo" if custom_kind == "sdo" else "sro", SDO_COMMON, SDO_REQUIRED
+                    )
     issues.append(
-        ("type", f"unknown object type {kind!r} (a new type needs a new-sdo, new-sco or "
-                 "new-sro extension-definition in extensions)")
-    )  # fmt: skip
+        (
+            "type",
+            f"unknown object type {kind!r} (a new type needs a new-sdo, new-sco or "
+            "new-sro extension-definition in extensions)",
+        )
+    )
     return None
 
 
@@ -130,3 +139,36 @@ def _check_extensions(spec: TypeSpec, extensions: dict[str, Any], issues: Issues
             continue  # STIX 2.0-style custom extension, still allowed on input
         else:
             issues.append((path, f"unknown extension {key!r} for {spec.name}"))
+
+
+def _check_selectors(obj: dict[str, Any], markings: list[Any], issues: Issues) -> None:
+    """Granular marking selectors must point at something the object has (STIX 2.1 7.2.3.1)."""
+    for m_index, marking in enumerate(markings):
+        selectors = marking.get("selectors") if type(marking) is dict else None
+        if type(selectors) is not list:
+            continue
+        for s_index, selector in enumerate(selectors):
+            if type(selector) is str and not _resolves(obj, selector):
+                issues.append(
+                    (
+                        f"granular_markings[{m_index}].selectors[{s_index}]",
+                        f"{selector!r} does not select a property of this object",
+                    )
+                )
+
+
+def _resolves(obj: Any, selector: str) -> bool:
+    node = obj
+    for step in selector.split("."):
+        if step.startswith("[") and step.endswith("]"):
+            if type(node) is not list or not step[1:-1].isdigit():
+                return False
+            index = int(step[1:-1])
+            if index >= len(node):
+                return False
+            node = node[index]
+        elif type(node) is dict and step in node:
+            node = node[step]
+        else:
+            return False
+    return True

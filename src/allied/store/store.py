@@ -99,6 +99,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         dialect = engine.dialect.name
+        self._insert_objects: Any
         if dialect == "sqlite":
             self._insert_objects = sqlite.insert(_O).on_conflict_do_nothing(
                 index_elements=["id", "version"]
@@ -134,9 +135,7 @@ class Store:
 
     def _latest_clause(self, conn: Connection) -> Any:
         latest = (
-            select(_O.c.id, func.max(_O.c.version).label("version"))
-            .group_by(_O.c.id)
-            .subquery()
+            select(_O.c.id, func.max(_O.c.version).label("version")).group_by(_O.c.id).subquery()
         )
         return latest
 
@@ -241,8 +240,9 @@ class Store:
         """(name, marking id, tlp) of every label, by name."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(schema.labels.c.name, schema.labels.c.marking_id, schema.labels.c.tlp)
-                .order_by(schema.labels.c.name)
+                select(
+                    schema.labels.c.name, schema.labels.c.marking_id, schema.labels.c.tlp
+                ).order_by(schema.labels.c.name)
             )
             return [(r[0], r[1], r[2]) for r in rows]
 

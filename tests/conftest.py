@@ -1,0 +1,98 @@
+"""Shared fixtures: real nodes in temporary folders, the real command line, valid objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from allied.cli import main
+from allied.node import Node, init_node
+
+IDENTITY = "identity--f431f809-377b-45e0-aa1c-6a4751cae5ff"
+TLP_GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
+TLP_AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
+TLP_RED = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"
+STAMP = "2026-03-01T10:00:00.000Z"
+
+
+def indicator(n: int = 1, **overrides: Any) -> dict[str, Any]:
+    """A valid indicator; ``n`` makes distinct ids and patterns."""
+    obj: dict[str, Any] = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": f"indicator--{n:08x}-0000-4000-8000-000000000000",
+        "created": STAMP,
+        "modified": STAMP,
+        "created_by_ref": IDENTITY,
+        "name": f"bad address {n}",
+        "indicator_types": ["malicious-activity"],
+        "pattern": f"[ipv4-addr:value = '198.51.100.{n % 250}']",
+        "pattern_type": "stix",
+        "valid_from": "2026-03-01T00:00:00Z",
+        "object_marking_refs": [TLP_GREEN],
+    }
+    obj.update(overrides)
+    return obj
+
+
+def malware(n: int = 1, **overrides: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "type": "malware",
+        "spec_version": "2.1",
+        "id": f"malware--{n:08x}-0000-4000-8000-000000000001",
+        "created": STAMP,
+        "modified": STAMP,
+        "name": f"Family {n}",
+        "is_family": True,
+        "object_marking_refs": [TLP_GREEN],
+    }
+    obj.update(overrides)
+    return obj
+
+
+def bundle(objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "type": "bundle",
+        "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d",
+        "objects": list(objects),
+    }
+
+
+def write_bundle(path: Path, objects: Iterable[dict[str, Any]], *, indent: int | None = 2) -> Path:
+    path.write_text(json.dumps(bundle(objects), indent=indent))
+    return path
+
+
+def write_lines(path: Path, objects: Iterable[Any]) -> Path:
+    path.write_text("".join(json.dumps(o) + "\n" for o in objects))
+    return path
+
+
+@pytest.fixture
+def node_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "node"
+    init_node(directory, name="Test CERT", nation="EST", org="Test organisation")
+    return directory
+
+
+@pytest.fixture
+def node(node_dir: Path) -> Iterable[Node]:
+    with Node.open(node_dir) as opened:
+        yield opened
+
+
+@pytest.fixture
+def cli(node_dir: Path) -> Callable[..., Result]:
+    """Run the real command line in-process against the test node."""
+    runner = CliRunner()
+
+    def invoke(*args: str, node: bool = True) -> Result:
+        full = ["--node", str(node_dir), *args] if node else list(args)
+        return runner.invoke(main, full, catch_exceptions=False)
+
+    return invoke

@@ -1,0 +1,96 @@
+"""The store: migrations from the first version, versions, listings, partners and labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from allied.errors import Conflict, NotFound
+from allied.stix.model import parse_object
+from allied.store import migrations
+from allied.store.store import AddResult, Partner, Store
+from tests.conftest import indicator, malware
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    opened = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    yield opened  # type: ignore[misc]
+    opened.close()
+
+
+def test_new_store_is_at_the_latest_migration_in_wal_mode(store: Store) -> None:
+    with store.engine.connect() as conn:
+        assert migrations.current_version(conn) == migrations.LATEST
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert {"objects", "partners", "labels", "schema_migrations"} <= set(
+            inspect(conn).get_table_names()
+        )
+
+
+def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Store.open(url).close()
+    reopened = Store.open(url)
+    with reopened.engine.begin() as conn:
+        assert migrations.upgrade(conn) == []
+        rows = conn.execute(text("SELECT version FROM schema_migrations")).all()
+    assert [r[0] for r in rows] == [m[0] for m in migrations.MIGRATIONS]
+    reopened.close()
+
+
+def test_add_counts_duplicates_within_and_across_batches(store: Store) -> None:
+    first, second = parse_object(indicator(1)), parse_object(indicator(2))
+    with store.write() as writer:
+        assert writer.add([first, second, first]) == AddResult(stored=2, duplicates=1)
+        assert writer.add([second]).duplicates == 1
+    assert store.version_count() == 2
+
+
+def test_write_rolls_back_on_error(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.write() as writer:
+        writer.add([parse_object(indicator(1))])
+        raise RuntimeError("crash in the middle")
+    assert store.version_count() == 0
+
+
+def test_summaries_and_counts(store: Store) -> None:
+    newer = indicator(1, modified="2026-06-01T00:00:00.000Z", name="v2")
+    with store.write() as writer:
+        writer.add([parse_object(indicator(1)), parse_object(newer), parse_object(malware(1))])
+    rows = {r.id: r for r in store.summaries()}
+    assert rows[newer["id"]].versions == 2 and rows[newer["id"]].name == "v2"
+    assert [r.type for r in store.summaries("malware")] == ["malware"]
+    assert len(store.summaries(limit=1)) == 1
+    assert store.counts_by_type() == {"indicator": 1, "malware": 1}
+    assert [o.data for o in store.iter_latest()] == [newer, malware(1)]
+
+
+def test_partners_and_labels(store: Store) -> None:
+    partner = Partner(
+        "kr",
+        "identity--f431f809-377b-45e0-aa1c-6a4751cae5ff",
+        "KOR",
+        {"NATO": "SECRET"},
+        ("c1",),
+        None,
+        "sha256:00",
+        "2026",
+        False,
+    )
+    with store.write() as writer:
+        writer.add_partner(partner)
+        writer.add_label("L", "marking-definition--1b0e8a52-6c0e-4d8e-9f3e-5a1d2c3b4a01", "green")
+    assert store.partner("kr") == partner
+    assert store.label("L") == ("marking-definition--1b0e8a52-6c0e-4d8e-9f3e-5a1d2c3b4a01", "green")
+    with pytest.raises(Conflict), store.write() as writer:
+        writer.add_partner(partner)
+    with store.write() as writer:
+        writer.revoke_partner("kr")
+    assert store.partner("kr").revoked is True
+    with pytest.raises(NotFound):
+        store.partner("us")
+    with pytest.raises(NotFound):
+        store.label("M")
