@@ -34,6 +34,10 @@ from allied.stix.model import StixObject
 from allied.store import migrations, schema
 
 _O = schema.objects
+_ROW_KEYS = (
+    "id", "type", "version", "created", "modified", "date_added", "name", "originator", "tlp",
+    "markings", "received_from", "json",
+)  # fmt: skip
 
 
 def now() -> str:
@@ -99,17 +103,21 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         dialect = engine.dialect.name
-        self._insert_objects: Any
         if dialect == "sqlite":
-            self._insert_objects = sqlite.insert(_O).on_conflict_do_nothing(
-                index_elements=["id", "version"]
-            )
+            statement: Any = sqlite.insert(_O)
         elif dialect == "postgresql":
-            self._insert_objects = postgresql.insert(_O).on_conflict_do_nothing(
-                index_elements=["id", "version"]
-            )
+            statement = postgresql.insert(_O)
         else:
             raise NotImplementedError(f"store dialect {dialect!r} is not supported")
+        # Compiled once to the driver's own SQL: an import inserts millions of rows and the
+        # per-row parameter processing of a Core execute would cost more than SQLite itself.
+        compiled = statement.on_conflict_do_nothing(index_elements=["id", "version"]).compile(
+            dialect=engine.dialect, column_keys=list(_ROW_KEYS)
+        )
+        self._insert_sql = str(compiled)
+        self._insert_positional = bool(compiled.positional)
+        order = compiled.positiontup or list(_ROW_KEYS)
+        self._insert_order = tuple(_ROW_KEYS.index(key) for key in order)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -294,25 +302,34 @@ class Writer:
                 if label is not None:
                     labels[obj.id] = label
             data = obj.data
+            refs = obj.marking_refs
             rows.append(
-                {
-                    "id": obj.id,
-                    "type": obj.type,
-                    "version": obj.version,
-                    "created": data.get("created"),
-                    "modified": data.get("modified"),
-                    "date_added": added,
-                    "name": data.get("name") or data.get("value"),
-                    "originator": obj.created_by_ref,
-                    "tlp": tlp_of(obj.marking_refs, labels) if obj.marking_refs else None,
-                    "markings": orjson.dumps(obj.marking_refs).decode(),
-                    "received_from": received_from,
-                    "json": obj.json,
-                }
+                (
+                    obj.id,
+                    obj.type,
+                    obj.version,
+                    data.get("created"),
+                    data.get("modified"),
+                    added,
+                    data.get("name") or data.get("value"),
+                    obj.created_by_ref,
+                    tlp_of(refs, labels) if refs else None,
+                    orjson.dumps(refs).decode(),
+                    received_from,
+                    obj.json,
+                )
             )
         if not rows:
             return AddResult(0, 0)
-        result = self.conn.execute(self._store._insert_objects, rows)
+        store = self._store
+        order = store._insert_order
+        if store._insert_positional and order == tuple(range(len(_ROW_KEYS))):
+            params: list[Any] = rows
+        elif store._insert_positional:
+            params = [tuple(row[i] for i in order) for row in rows]
+        else:
+            params = [dict(zip(_ROW_KEYS, row, strict=True)) for row in rows]
+        result = self.conn.exec_driver_sql(store._insert_sql, params)
         stored = max(result.rowcount, 0)
         return AddResult(stored, len(rows) - stored)
 
