@@ -19,8 +19,6 @@ Figures are printed and written into benchmarks/RESULTS.md (section "Ingest").
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -34,25 +32,9 @@ import stix2
 from allied.ingest.stix_import import import_file
 from allied.node import Node, init_node
 from allied.synthetic import Mix, generate
+from report import RESULTS, machine, write_section
 
-RESULTS = Path(__file__).parent / "RESULTS.md"
 SECTION = "## Ingest"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
 
 
 def write_inputs(directory: Path, indicators: int, seed: int) -> tuple[Path, Path, list[bytes]]:
@@ -107,8 +89,10 @@ def write_big_bundle(path: Path, size: int, seed: int) -> int:
     return count
 
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of this (large)
+# benchmark process would report the parent's size instead of its own.
 _PEAK = """
-import resource, sys
+import sys
 from pathlib import Path
 from allied.ingest.stix_import import import_file
 from allied.node import Node, init_node
@@ -116,7 +100,9 @@ node_dir = Path(sys.argv[1])
 init_node(node_dir, name="Memory", nation="EST")
 with Node.open(node_dir) as node:
     report = import_file(node, Path(sys.argv[2]))
-print(report.stored, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+status = Path("/proc/self/status").read_text().splitlines()
+peak_kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+print(report.stored, peak_kib)
 """
 
 
@@ -132,17 +118,6 @@ def peak_rss(directory: Path, path: Path, name: str) -> tuple[int, float, float]
     elapsed = time.perf_counter() - started
     stored, kib = done.stdout.split()
     return int(stored), int(kib) / 1024, elapsed
-
-
-def write_results(body: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    RESULTS.write_text(text.rstrip("\n") + "\n")
 
 
 def main() -> None:
@@ -213,7 +188,7 @@ def main() -> None:
     body = "\n".join(lines_out) + "\n"
     print(body)
     if not args.no_write:
-        write_results(body)
+        write_section(SECTION, body)
         print(f"written to {RESULTS}")
 
 

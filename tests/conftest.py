@@ -76,7 +76,9 @@ def write_lines(path: Path, objects: Iterable[Any]) -> Path:
 @pytest.fixture
 def node_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "node"
-    init_node(directory, name="Test CERT", nation="EST", org="Test organisation")
+    init_node(
+        directory, name="Test CERT", nation="EST", org="Test organisation", communities=["council"]
+    )
     return directory
 
 

@@ -120,6 +120,7 @@ def test_partner_add_generates_a_token_stored_only_as_hash(
             "identity_id": listed[0]["identity_id"],
             "clearances": {"NATO": "CONFIDENTIAL"},
             "communities": ["kor-usa-cyber-council"],
+            "categories": [],
             "has_key": False,
             "has_token": True,
             "revoked": False,
@@ -251,7 +252,7 @@ def test_label_add_prints_a_valid_marking_definition_id(cli: Cli) -> None:
             ["--tlp", "amber", "--policy", "NATO", "--classification", "TOP SECRET"],
             "'TOP SECRET' is not a level of policy NATO",
         ),
-        (["--tlp", "green", "--releasable-to", "Korea"], "--releasable-to 'Korea'"),
+        (["--tlp", "green", "--releasable-to", "South Korea"], "--releasable-to 'South Korea'"),
         (["--tlp", "red", "--recipient", "nobody"], "no partner named 'nobody'"),
     ],
 )

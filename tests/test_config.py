@@ -17,6 +17,7 @@ def test_defaults_cast() -> None:
     values = resolve_settings({}, environ={})
     assert values == {
         "default_tlp": "",
+        "confined_communities": frozenset(),
         "store_url": "",
         "max_reported_problems": 1000,
         "import_batch_size": 2000,

@@ -25,6 +25,7 @@ from allied.demo import run_demo, write_jsonl
 from allied.errors import AlliedError, ConfigError, NotFound, ValidationError
 from allied.ingest.stix_import import import_file
 from allied.node import Node, init_node
+from allied.policy.egress import Egress
 from allied.stix.labels import TLP_LEVELS
 from allied.synthetic import Mix
 
@@ -78,9 +79,10 @@ def main(ctx: click.Context, node_dir: Path | None, verbose: bool) -> None:
 @click.option("--name", required=True, help="Name of this node's organisation.")
 @click.option("--nation", required=True, help="ISO 3166-1 alpha-3 code, or NATO.")
 @click.option("--org", default="", help="Longer description of the organisation.")
-def init(directory: Path, name: str, nation: str, org: str) -> None:
+@click.option("--community", multiple=True, help="A community this node belongs to. Repeatable.")
+def init(directory: Path, name: str, nation: str, org: str, community: tuple[str, ...]) -> None:
     """Create a node in DIRECTORY: configuration, store and key pair."""
-    cfg = init_node(directory, name=name, nation=nation, org=org)
+    cfg = init_node(directory, name=name, nation=nation, org=org, communities=community)
     click.echo(f"created node {name} ({nation}) in {directory}")
     click.echo(f"identity {cfg.identity_id}")
 
@@ -120,6 +122,7 @@ def partner() -> None:
 @click.option("--nation", required=True, help="ISO 3166-1 alpha-3 code, or NATO.")
 @click.option("--clearance", multiple=True, metavar="POLICY=LEVEL", help="Repeatable.")
 @click.option("--community", multiple=True, help="Repeatable.")
+@click.option("--category", multiple=True, help="Handling category the partner holds. Repeatable.")
 @click.option(
     "--key",
     "key_file",
@@ -139,6 +142,7 @@ def partner_add(
     nation: str,
     clearance: tuple[str, ...],
     community: tuple[str, ...],
+    category: tuple[str, ...],
     key_file: Path | None,
     token_file: Path | None,
     identity_id: str | None,
@@ -150,6 +154,7 @@ def partner_add(
             nation=nation,
             clearances=clearance,
             communities=community,
+            categories=category,
             key_file=key_file,
             token_file=token_file,
             identity_id=identity_id,
@@ -171,6 +176,7 @@ def partner_list(obj: _Obj, as_json: bool) -> None:
             "identity_id": p.identity_id,
             "clearances": p.clearances,
             "communities": list(p.communities),
+            "categories": list(p.categories),
             "has_key": p.public_key is not None,
             "has_token": p.token_hash is not None,
             "revoked": p.revoked,
@@ -342,22 +348,43 @@ def show(obj: _Obj, object_id: str, versions: bool) -> None:
 @click.option("--type", "type_", help="Only objects of this STIX type.")
 @click.pass_obj
 def export(obj: _Obj, for_partner: str | None, output: Path | None, type_: str | None) -> None:
-    """Export the latest version of every object as a STIX 2.1 bundle."""
+    """Export the latest version of every object as a STIX 2.1 bundle.
+
+    With --for, only what that partner may receive (and the marking definitions it uses);
+    without it, everything: the operator's own copy, never to be handed to a partner.
+    """
     with obj.node() as node:
         if for_partner is not None:
-            node.store.partner(for_partner)  # an unknown partner is a clear error first
-            raise AlliedError(
-                "export --for needs the release decision, which this node does not have yet; "
-                "nothing was exported"
-            )
+            texts = Egress(node).release(for_partner, type_)
+        else:
+            texts = node.store.latest_json(type_)
         with _output(output) as out:
             out.write(f'{{"type": "bundle", "id": "bundle--{uuid.uuid4()}", "objects": [')
             first = True
-            for stored in node.store.iter_latest(type_):
+            for text in texts:
                 out.write("\n" if first else ",\n")
-                out.write(stored.json)
+                out.write(text)
                 first = False
             out.write("\n]}\n")
+
+
+@main.command()
+@click.argument("object_id")
+@click.option("--for", "for_partner", metavar="PARTNER", required=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def explain(obj: _Obj, object_id: str, for_partner: str, as_json: bool) -> None:
+    """Whether PARTNER may receive OBJECT_ID, with every reason."""
+    with obj.node() as node:
+        result = Egress(node).explain(object_id, for_partner)
+    verdict = "allowed" if result.allowed else "denied"
+    if as_json:
+        _emit_json({"id": result.object_id, "partner": result.partner, "decision": verdict,
+                    "reasons": list(result.reasons)})  # fmt: skip
+        return
+    click.echo(f"{result.object_id} for {result.partner}: {verdict}")
+    for reason in result.reasons:
+        click.echo(f"  {reason}")
 
 
 @main.command()
@@ -366,7 +393,10 @@ def export(obj: _Obj, for_partner: str | None, output: Path | None, type_: str |
 def settings(obj: _Obj, as_json: bool) -> None:
     """The node's effective settings (node.toml, overridden by ALLIED_* variables)."""
     with obj.node() as node:
-        values = dict(node.config.settings)
+        values = {
+            key: sorted(value) if isinstance(value, frozenset) else value
+            for key, value in node.config.settings.items()
+        }
     if as_json:
         _emit_json(values)
         return

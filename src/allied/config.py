@@ -34,6 +34,11 @@ def _tlp_or_empty(value: str) -> str:
     return value
 
 
+def _name_set(value: str) -> frozenset[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    return frozenset(names)
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -56,6 +61,13 @@ SETTINGS: tuple[Setting, ...] = (
         "TLP level assumed for objects that carry none; empty keeps such objects inside "
         "the node (fail closed).",
         _tlp_or_empty,
+    ),
+    Setting(
+        "confined_communities",
+        "",
+        "Comma-separated communities whose objects (labelled releasable to them) are never "
+        "released to a partner outside them: a stricter local rule on top of the labels.",
+        _name_set,
     ),
     Setting(
         "store_url",
@@ -86,6 +98,7 @@ class NodeConfig:
     org: str
     identity_id: str
     created: str
+    communities: tuple[str, ...]
     policies: Mapping[str, tuple[str, ...]]
     settings: Mapping[str, Any] = field(default_factory=dict)
 
@@ -141,6 +154,9 @@ def load(directory: Path) -> NodeConfig:
     for key in ("name", "nation", "identity_id", "created"):
         if not isinstance(node.get(key), str):
             raise ConfigError(f"{path}: [node] {key} is missing", key=key)
+    communities = node.get("communities", [])
+    if not isinstance(communities, list) or not all(isinstance(c, str) for c in communities):
+        raise ConfigError(f"{path}: [node] communities must be a list of names", key="communities")
     policies: dict[str, tuple[str, ...]] = {}
     for policy, body in data.get("policies", {}).items():
         levels = body.get("levels") if isinstance(body, dict) else None
@@ -163,6 +179,7 @@ def load(directory: Path) -> NodeConfig:
         org=node.get("org", ""),
         identity_id=node["identity_id"],
         created=node["created"],
+        communities=tuple(communities),
         policies=policies,
         settings=resolve_settings(data.get("settings", {})),
     )
@@ -182,10 +199,13 @@ def render(config: NodeConfig) -> str:
     lines = ["# Allied node configuration.", "", "[node]"]
     for key in ("name", "nation", "org", "identity_id", "created"):
         lines.append(f"{key} = {_toml_value(getattr(config, key))}")
+    lines.append("# Communities this node belongs to (TLP:GREEN goes to partners sharing one).")
+    lines.append(f"communities = {_toml_value(list(config.communities))}")
     lines += ["", "[settings]"]
     for setting in SETTINGS:
         lines.append(f"# {setting.help}")
-        value = str(config.settings.get(setting.name, setting.default))
+        value = config.settings.get(setting.name, setting.default)
+        value = ",".join(sorted(value)) if isinstance(value, frozenset) else str(value)
         lines.append(f"{setting.name} = {_toml_value(value)}")
     for policy, levels in config.policies.items():
         lines += ["", f"# Levels of the {policy} policy, lowest first.", f"[policies.{policy}]"]

@@ -14,6 +14,7 @@ import orjson
 
 from allied.ingest.stix_import import import_file
 from allied.node import Node, init_node
+from allied.policy.egress import Egress
 from allied.synthetic import Mix, generate
 
 
@@ -36,6 +37,7 @@ def run_demo(echo: Callable[[str], None], *, indicators: int = 2000, seed: int =
             name="Estonian National CSIRT",
             nation="EST",
             org="National cyber-security centre",
+            communities=["nato-ccdcoe", "kor-usa-cyber-council"],
         )
         echo(f"initialised node {cfg.name} ({cfg.nation}) in {node_dir}")
         echo(f"  identity {cfg.identity_id}")
@@ -75,3 +77,22 @@ def run_demo(echo: Callable[[str], None], *, indicators: int = 2000, seed: int =
             echo("objects by TLP:")
             for level, count in sorted(tlp.items()):
                 echo(f"  {level:<22} {count:>7}")
+            egress = Egress(node)
+            total = sum(node.store.counts_by_type().values())
+            for partner in ("kr-ncsc", "ccdcoe"):
+                started = time.perf_counter()
+                released = sum(1 for _ in egress.release(partner))
+                elapsed = time.perf_counter() - started
+                echo(
+                    f"export --for {partner}: {released} of {total} objects may be released "
+                    f"(decided in {elapsed:.2f} s)"
+                )
+            withheld = next(
+                row.id
+                for row in node.store.release_index()
+                if row.type == "report" and not egress.explain(row.id, "kr-ncsc").allowed
+            )
+            explanation = egress.explain(withheld, "kr-ncsc")
+            echo(f"explain {withheld} --for kr-ncsc: denied")
+            for reason in explanation.reasons[:3]:
+                echo(f"  {reason}")

@@ -19,13 +19,13 @@ from allied import config as config_
 from allied.config import DEFAULT_POLICIES, NodeConfig
 from allied.errors import ConfigError
 from allied.integrity.keys import create_key_pair, parse_public_key
-from allied.stix.labels import TLP_LEVELS, Label, builtin_objects, label_marking
+from allied.stix.labels import TLP2_IDS, TLP_LEVELS, Label, builtin_objects, label_marking
 from allied.stix.model import parse_object
 from allied.store.store import Partner, Store, now
 
 NATION = re.compile(r"^([A-Z]{3}|NATO)$")
 PARTNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-COMMUNITY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+COMMUNITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _PARTNER_NAMESPACE = uuid.UUID("d3ec5042-b412-40f3-be22-d33ea7fdf802")
 _MIN_TOKEN = 24
 
@@ -42,8 +42,8 @@ def check_nation(value: str, *, option: str = "--nation") -> str:
 def check_community(value: str, *, option: str = "--community") -> str:
     if COMMUNITY.match(value) is None:
         raise ConfigError(
-            f"{option} {value!r}: a community name is lower-case letters, digits, '.', '_' "
-            "or '-' (e.g. nato-ccdcoe)"
+            f"{option} {value!r}: a community name is letters, digits, '.', '_' or '-' "
+            "(e.g. nato-ccdcoe, or NATO for the alliance as a whole)"
         )
     return value
 
@@ -96,6 +96,7 @@ class Node:
         nation: str,
         clearances: Sequence[str] = (),
         communities: Sequence[str] = (),
+        categories: Sequence[str] = (),
         key_file: Path | None = None,
         token_file: Path | None = None,
         identity_id: str | None = None,
@@ -135,6 +136,7 @@ class Node:
             nation=nation,
             clearances=levels,
             communities=tuple(dict.fromkeys(communities)),
+            categories=tuple(dict.fromkeys(categories)),
             public_key=public_key,
             token_hash=hash_token(token) if token is not None else None,
             created=now(),
@@ -247,9 +249,13 @@ def _write_secret(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def init_node(directory: Path, *, name: str, nation: str, org: str = "") -> NodeConfig:
+def init_node(
+    directory: Path, *, name: str, nation: str, org: str = "", communities: Sequence[str] = ()
+) -> NodeConfig:
     """Create a node: configuration, key pair, store with built-in objects and identity."""
     check_nation(nation)
+    for community in communities:
+        check_community(community)
     if not name.strip():
         raise ConfigError("--name must not be empty")
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
@@ -263,6 +269,7 @@ def init_node(directory: Path, *, name: str, nation: str, org: str = "") -> Node
         org=org,
         identity_id=f"identity--{uuid.uuid4()}",
         created=created,
+        communities=tuple(dict.fromkeys(communities)),
         policies=dict(DEFAULT_POLICIES),
         settings=config_.resolve_settings({}, environ={}),
     )
@@ -275,6 +282,7 @@ def init_node(directory: Path, *, name: str, nation: str, org: str = "") -> Node
         "modified": created,
         "name": name,
         "identity_class": "organization",
+        "object_marking_refs": [TLP2_IDS["clear"]],
         "x_allied_nation": nation,
     }
     if org:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from allied.errors import Conflict, NotFound
+from allied.errors import ConfigError, Conflict, NotFound
 from allied.stix.model import parse_object
 from allied.store import migrations
 from allied.store.store import AddResult, Partner, Store
@@ -70,15 +70,16 @@ def test_summaries_and_counts(store: Store) -> None:
 
 def test_partners_and_labels(store: Store) -> None:
     partner = Partner(
-        "kr",
-        "identity--f431f809-377b-45e0-aa1c-6a4751cae5ff",
-        "KOR",
-        {"NATO": "SECRET"},
-        ("c1",),
-        None,
-        "sha256:00",
-        "2026",
-        False,
+        name="kr",
+        identity_id="identity--f431f809-377b-45e0-aa1c-6a4751cae5ff",
+        nation="KOR",
+        clearances={"NATO": "SECRET"},
+        communities=("c1",),
+        categories=("CYBER",),
+        public_key=None,
+        token_hash="sha256:00",
+        created="2026",
+        revoked=False,
     )
     with store.write() as writer:
         writer.add_partner(partner)
@@ -94,3 +95,13 @@ def test_partners_and_labels(store: Store) -> None:
         store.partner("us")
     with pytest.raises(NotFound):
         store.label("M")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [("mysql://localhost/db", "No module named"), ("not a url", "store_url .not a url.")],
+)
+def test_unsupported_store_url_is_a_config_error(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as excinfo:
+        Store.open(url)
+    assert excinfo.value.key == "store_url"

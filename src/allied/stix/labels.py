@@ -70,6 +70,7 @@ def allied_identity() -> dict[str, Any]:
         "name": "Allied",
         "identity_class": "system",
         "description": "Defines the Allied classification label extension.",
+        "object_marking_refs": [TLP2_IDS["clear"]],
     }
 
 
@@ -94,6 +95,7 @@ def label_extension_definition() -> dict[str, Any]:
         "schema": "Allied label extension, version 1 (see the Allied design document, Labels)",
         "version": "1.0",
         "extension_types": ["property-extension"],
+        "object_marking_refs": [TLP2_IDS["clear"]],
     }
 
 

@@ -27,7 +27,12 @@ class StixObject:
     #: empty for cyber observables, which have a single version per id.
     version: str
     created_by_ref: str | None
+    #: Every marking that applies to any part of the object: object-level and granular. The
+    #: release decision treats the strictest of them as the object's label (fail closed).
     marking_refs: tuple[str, ...]
+    #: Ids the object refers to, at any depth, except identities and marking definitions:
+    #: what the release decision must also be able to release before releasing this object.
+    refs: tuple[str, ...]
     data: Mapping[str, Any]
     json: str
 
@@ -38,6 +43,41 @@ class StixObject:
         return self.data.get(name, default)
 
 
+_EXEMPT_PREFIXES = ("identity--", "marking-definition--")
+
+
+def references(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every ``*_ref``/``*_refs`` value of an object, nested ones included, in order, once."""
+    found: dict[str, None] = {}
+    stack: list[Any] = [data]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            for key, value in node.items():
+                if key.endswith("_ref"):
+                    if type(value) is str and "--" in value:
+                        found[value] = None
+                elif key.endswith("_refs"):
+                    if type(value) is list:
+                        for ref in value:
+                            if type(ref) is str and "--" in ref:
+                                found[ref] = None
+                elif type(value) in (dict, list):
+                    stack.append(value)
+        elif type(node) is list:
+            stack.extend(item for item in node if type(item) in (dict, list))
+    return tuple(ref for ref in found if not ref.startswith(_EXEMPT_PREFIXES))
+
+
+def _marking_refs(data: Mapping[str, Any]) -> tuple[str, ...]:
+    refs = list(data.get("object_marking_refs") or ())
+    for granular in data.get("granular_markings") or ():
+        ref = granular.get("marking_ref")
+        if ref is not None:
+            refs.append(ref)
+    return tuple(dict.fromkeys(refs))
+
+
 def version_key(data: Mapping[str, Any]) -> str:
     stamp = data.get("modified") or data.get("created")
     return timestamp_key(stamp) if isinstance(stamp, str) else ""
@@ -45,13 +85,13 @@ def version_key(data: Mapping[str, Any]) -> str:
 
 def from_valid(data: dict[str, Any]) -> StixObject:
     """Wrap a dict that :func:`validate` passed; callers on the fast path validate first."""
-    refs = data.get("object_marking_refs")
     return StixObject(
         id=data["id"],
         type=data["type"],
         version=version_key(data),
         created_by_ref=data.get("created_by_ref"),
-        marking_refs=tuple(refs) if refs else (),
+        marking_refs=_marking_refs(data),
+        refs=references(data),
         data=MappingProxyType(data),
         json=orjson.dumps(data).decode(),
     )

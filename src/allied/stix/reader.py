@@ -146,21 +146,49 @@ class _BundleReader:
                     self._pos += 1
                 else:
                     while True:
-                        self._peek()
-                        line = self._line()
-                        yield Item(index, line, self._decode())
+                        item = self._next_in_buffer(index)
+                        if item is None:  # near the end of the buffer: the careful way
+                            self._peek()
+                            item = Item(index, self._line(), self._decode())
+                            separator = self._peek()
+                            self._pos += 1
+                        else:
+                            separator = self._buf[self._pos - 1]
+                        yield item
                         index += 1
-                        separator = self._peek()
-                        self._pos += 1
                         if separator == "]":
                             break
                         if separator != ",":
+                            self._pos -= 1
                             self._fail("expected ',' or ']' in 'objects'")
             else:
                 envelope[key] = self._decode()
         if self._peek() != "":
             self._fail("unexpected data after the bundle")
         self._check_envelope(envelope, saw_objects)
+
+    def _next_in_buffer(self, index: int) -> Item | None:
+        """The next element and its separator when both lie well inside the buffer.
+
+        The common case of a large bundle, done with as few calls as possible; None sends the
+        caller to the general path, which refills the buffer.
+        """
+        buf = self._buf
+        size = len(buf) - 1
+        start = _WHITESPACE.match(buf, self._pos).end()  # type: ignore[union-attr]
+        if start >= size:
+            return None
+        try:
+            value, end = _DECODER.raw_decode(buf, start)
+        except (ValueError, RecursionError):
+            return None  # let the general path refill or report it
+        after = _WHITESPACE.match(buf, end).end()  # type: ignore[union-attr]
+        if after >= size:
+            return None
+        self._pos = start
+        line = self._line()
+        self._pos = after + 1
+        return Item(index, line, value)
 
     def _check_envelope(self, envelope: dict[str, Any], saw_objects: bool) -> None:
         kind = envelope.get("type")

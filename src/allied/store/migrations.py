@@ -18,12 +18,12 @@ Migration = Callable[[Connection], None]
 
 
 def _v1_initial(conn: Connection) -> None:
-    for table in (schema.objects, schema.partners, schema.labels):
+    for table in (schema.objects, schema.label_sets, schema.partners, schema.labels):
         table.create(conn)
 
 
 MIGRATIONS: list[tuple[int, str, Migration]] = [
-    (1, "initial tables: objects, partners, labels", _v1_initial),
+    (1, "initial tables: objects, label_sets, partners, labels", _v1_initial),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -43,12 +43,25 @@ objects = Table(
     Column("originator", String(300)),
     Column("tlp", String(16)),
     Column("markings", Text, nullable=False),
+    # (markings, received_from) as a small integer: all the release decision needs of a row
+    Column("label_set", Integer, nullable=False),
+    # ids referred to (JSON list), NULL when none: what the reference rule follows
+    Column("refs", Text),
     Column("received_from", String(200)),
     Column("ledger_index", Integer),
     Column("json", Text, nullable=False),
     UniqueConstraint("id", "version", name="uq_objects_id_version"),
     Index("ix_objects_type", "type"),
     Index("ix_objects_date_added", "date_added"),
+)
+
+label_sets = Table(
+    "label_sets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("markings", Text, nullable=False),
+    Column("received_from", String(200)),
+    UniqueConstraint("markings", "received_from", name="uq_label_sets"),
 )
 
 partners = Table(
@@ -59,6 +72,7 @@ partners = Table(
     Column("nation", String(16), nullable=False),
     Column("clearances", Text, nullable=False),
     Column("communities", Text, nullable=False),
+    Column("categories", Text, nullable=False),
     Column("public_key", Text),
     Column("token_hash", String(100)),
     Column("created", String(32), nullable=False),

@@ -20,15 +20,16 @@ from sqlalchemy import (
     and_,
     create_engine,
     event,
+    exists,
     func,
     insert,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 
-from allied.errors import Conflict, NotFound
+from allied.errors import ConfigError, Conflict, NotFound
 from allied.stix.labels import LABEL_EXTENSION_ID, Label, read_label, tlp_of
 from allied.stix.model import StixObject
 from allied.store import migrations, schema
@@ -36,7 +37,7 @@ from allied.store import migrations, schema
 _O = schema.objects
 _ROW_KEYS = (
     "id", "type", "version", "created", "modified", "date_added", "name", "originator", "tlp",
-    "markings", "received_from", "json",
+    "markings", "label_set", "refs", "received_from", "json",
 )  # fmt: skip
 
 
@@ -62,6 +63,15 @@ class StoredObject:
         return parsed
 
 
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    id: str
+    type: str
+    markings: str
+    received_from: str | None
+    refs: str | None
+
+
 @dataclass(frozen=True)
 class Summary:
     id: str
@@ -79,6 +89,7 @@ class Partner:
     nation: str
     clearances: dict[str, str]
     communities: tuple[str, ...]
+    categories: tuple[str, ...]
     public_key: str | None
     token_hash: str | None
     created: str
@@ -108,7 +119,10 @@ class Store:
         elif dialect == "postgresql":
             statement = postgresql.insert(_O)
         else:
-            raise NotImplementedError(f"store dialect {dialect!r} is not supported")
+            raise ConfigError(
+                f"store_url: the {dialect!r} database is not supported (use sqlite:///FILE)",
+                key="store_url",
+            )
         # Compiled once to the driver's own SQL: an import inserts millions of rows and the
         # per-row parameter processing of a Core execute would cost more than SQLite itself.
         compiled = statement.on_conflict_do_nothing(index_elements=["id", "version"]).compile(
@@ -122,7 +136,10 @@ class Store:
     @classmethod
     def open(cls, url: str) -> Store:
         """Connect and bring the schema up to date."""
-        engine = create_engine(url)
+        try:
+            engine = create_engine(url)
+        except (ArgumentError, ModuleNotFoundError) as error:
+            raise ConfigError(f"store_url {url!r}: {error}", key="store_url") from None
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine)
@@ -141,11 +158,12 @@ class Store:
 
     # -- reading objects ---------------------------------------------------------------------
 
-    def _latest_clause(self, conn: Connection) -> Any:
-        latest = (
-            select(_O.c.id, func.max(_O.c.version).label("version")).group_by(_O.c.id).subquery()
-        )
-        return latest
+    @staticmethod
+    def _is_latest() -> Any:
+        """No newer version of the same id exists: answered from the (id, version) index,
+        which is much cheaper than joining a GROUP BY of the whole table."""
+        newer = _O.alias("newer")
+        return ~exists().where(newer.c.id == _O.c.id, newer.c.version > _O.c.version)
 
     def latest(self, object_id: str) -> StoredObject | None:
         found = self.versions(object_id)
@@ -182,17 +200,73 @@ class Store:
     def iter_latest(self, type_: str | None = None) -> Iterator[StoredObject]:
         """Stream the latest version of every object, oldest first; flat memory."""
         with self.engine.connect() as conn:
-            latest = self._latest_clause(conn)
-            query = (
-                select(*_stored_columns())
-                .join(latest, and_(_O.c.id == latest.c.id, _O.c.version == latest.c.version))
-                .order_by(_O.c.pk)
-            )
+            query = select(*_stored_columns()).where(self._is_latest()).order_by(_O.c.pk)
             if type_ is not None:
                 query = query.where(_O.c.type == type_)
             result = conn.execution_options(yield_per=2000).execute(query)
             for row in result:
                 yield StoredObject(*row)
+
+    def index_row(self, object_id: str) -> IndexRow | None:
+        """The release index entry of the latest version of ``object_id``."""
+        query = (
+            select(_O.c.id, _O.c.type, _O.c.markings, _O.c.received_from, _O.c.refs)
+            .where(_O.c.id == object_id)
+            .order_by(_O.c.version.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return IndexRow(*row) if row is not None else None
+
+    def release_index(self) -> Iterator[IndexRow]:
+        """What the release decision needs of every object's latest version, without its JSON:
+        id, type, markings, where it came from, and what it refers to."""
+        with self.engine.connect() as conn:
+            query = select(_O.c.id, _O.c.type, _O.c.markings, _O.c.received_from, _O.c.refs).where(
+                self._is_latest()
+            )
+            result = conn.execution_options(yield_per=5000).execute(query)
+            for row in result:
+                yield IndexRow(*row)
+
+    def label_sets(self) -> dict[int, tuple[str, str | None]]:
+        """Every distinct (markings JSON, received_from) of stored objects, by number."""
+        table = schema.label_sets
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.id, table.c.markings, table.c.received_from))
+            return {row[0]: (row[1], row[2]) for row in rows}
+
+    def release_stream(self) -> Iterator[tuple[str, str, int, str | None, str]]:
+        """(id, type, label set, refs, json) of every latest version, in import order.
+
+        Only :class:`allied.policy.egress.Egress` may call this: what it yields has not been
+        through the release decision. It reads through the driver's own cursor because the
+        egress path must cost little more than the unfiltered export.
+        """
+        query = (
+            select(_O.c.id, _O.c.type, _O.c.label_set, _O.c.refs, _O.c.json)
+            .where(self._is_latest())
+            .order_by(_O.c.pk)
+        )
+        sql = str(query.compile(dialect=self.engine.dialect))
+        with self.engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql)
+                while rows := cursor.fetchmany(2000):
+                    yield from rows
+            finally:
+                cursor.close()
+
+    def latest_json(self, type_: str | None = None) -> Iterator[str]:
+        """The JSON of every latest version, in import order: the operator's full export."""
+        with self.engine.connect() as conn:
+            query = select(_O.c.json).where(self._is_latest()).order_by(_O.c.pk)
+            if type_ is not None:
+                query = query.where(_O.c.type == type_)
+            for row in conn.execution_options(yield_per=2000).execute(query):
+                yield row[0]
 
     def counts_by_type(self) -> dict[str, int]:
         query = select(_O.c.type, func.count(func.distinct(_O.c.id))).group_by(_O.c.type)
@@ -274,6 +348,7 @@ def _partner(row: Any) -> Partner:
         nation=row.nation,
         clearances=orjson.loads(row.clearances),
         communities=tuple(orjson.loads(row.communities)),
+        categories=tuple(orjson.loads(row.categories)),
         public_key=row.public_key,
         token_hash=row.token_hash,
         created=row.created,
@@ -288,6 +363,7 @@ class Writer:
         self._store = store
         self.conn = conn
         self._labels: dict[str, Label] | None = None
+        self._sets: dict[tuple[str, str | None], int] | None = None
 
     def add(self, batch: Iterable[StixObject], *, received_from: str | None = None) -> AddResult:
         """Store object versions; one already stored (same id and version) is a duplicate."""
@@ -296,13 +372,20 @@ class Writer:
         labels = self._labels
         added = now()
         rows = []
+        seen: dict[tuple[str, ...], tuple[str | None, str, int]] = {}  # markings repeat a lot
         for obj in batch:
             if obj.type == "marking-definition":
                 label = read_label(obj.data)
                 if label is not None:
                     labels[obj.id] = label
+                    seen.clear()
             data = obj.data
-            refs = obj.marking_refs
+            markings = obj.marking_refs
+            summary = seen.get(markings)
+            if summary is None:
+                tlp = tlp_of(markings, labels) if markings else None
+                text = orjson.dumps(markings).decode()
+                summary = seen[markings] = (tlp, text, self._label_set(text, received_from))
             rows.append(
                 (
                     obj.id,
@@ -313,8 +396,10 @@ class Writer:
                     added,
                     data.get("name") or data.get("value"),
                     obj.created_by_ref,
-                    tlp_of(refs, labels) if refs else None,
-                    orjson.dumps(refs).decode(),
+                    summary[0],
+                    summary[1],
+                    summary[2],
+                    orjson.dumps(obj.refs).decode() if obj.refs else None,
                     received_from,
                     obj.json,
                 )
@@ -333,6 +418,21 @@ class Writer:
         stored = max(result.rowcount, 0)
         return AddResult(stored, len(rows) - stored)
 
+    def _label_set(self, markings: str, received_from: str | None) -> int:
+        if self._sets is None:
+            self._sets = {key: number for number, key in self._store.label_sets().items()}
+        number = self._sets.get((markings, received_from))
+        if number is None:
+            table = schema.label_sets
+            inserted = self.conn.execute(
+                insert(table).values(markings=markings, received_from=received_from)
+            )
+            key = inserted.inserted_primary_key
+            assert key is not None
+            number = int(key[0])
+            self._sets[(markings, received_from)] = number
+        return number
+
     def add_partner(self, partner: Partner) -> None:
         try:
             self.conn.execute(
@@ -342,6 +442,7 @@ class Writer:
                     nation=partner.nation,
                     clearances=orjson.dumps(partner.clearances).decode(),
                     communities=orjson.dumps(list(partner.communities)).decode(),
+                    categories=orjson.dumps(list(partner.categories)).decode(),
                     public_key=partner.public_key,
                     token_hash=partner.token_hash,
                     created=partner.created,

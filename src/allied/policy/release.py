@@ -1,0 +1,219 @@
+"""The release decision: may this partner receive an object with these labels? One home.
+
+A pure function of the object's labels, its provenance, the partner and the node's policy.
+It implements DESIGN.md's three rules and fails closed: no TLP, an unknown policy, level or
+marking, or a revoked partner is a denial. Every reason found is returned, machine-readable
+(``denied: KOR not in releasable_to``), so ``allied explain`` can show all of them and tests
+can assert them. Node configuration may only add denials (confined communities), never
+remove one.
+
+References (an object that points at a withheld object) are not decided here: they need the
+object graph, which :mod:`allied.policy.egress` walks using this decision for each node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from allied.stix.labels import TLP_BY_ID, Label, strictest_tlp
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A partner as the decision sees it."""
+
+    name: str
+    identity_id: str
+    nation: str
+    clearances: Mapping[str, str]
+    communities: frozenset[str]
+    categories: frozenset[str] = frozenset()
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where the object came from: made (or imported) here, or received from another node."""
+
+    originated_here: bool
+    #: Communities of the originating node, as this node knows them.
+    originator_communities: frozenset[str]
+    received_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSet:
+    """An object's markings, resolved: TLP levels, classification labels, unknown ids."""
+
+    tlp_levels: tuple[str, ...]
+    labels: tuple[Label, ...]
+    unknown: tuple[str, ...] = ()
+
+    @property
+    def tlp(self) -> str | None:
+        return strictest_tlp([*self.tlp_levels, *(label.tlp for label in self.labels)])
+
+
+@dataclass(frozen=True)
+class ReleasePolicy:
+    """The node's side of the decision: its label policies and stricter local rules."""
+
+    levels: Mapping[str, tuple[str, ...]]
+    default_tlp: str | None = None
+    #: Objects labelled releasable to one of these communities never leave the community.
+    confined_communities: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reasons: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def resolve_labels(marking_refs: Iterable[str], known: Mapping[str, Label]) -> LabelSet:
+    """Sort an object's marking ids into TLP levels, Allied labels and unknown markings."""
+    levels: list[str] = []
+    labels: list[Label] = []
+    unknown: list[str] = []
+    for ref in dict.fromkeys(marking_refs):
+        level = TLP_BY_ID.get(ref)
+        if level is not None:
+            levels.append(level)
+        elif ref in known:
+            labels.append(known[ref])
+        else:
+            unknown.append(ref)
+    return LabelSet(tuple(levels), tuple(labels), tuple(unknown))
+
+
+def decide(
+    labels: LabelSet, provenance: Provenance, partner: Recipient, policy: ReleasePolicy
+) -> Decision:
+    """Rule 1 (classification), rule 2 (TLP), rule 3 (forwarding), fail closed."""
+    denied: list[str] = []
+    allowed: list[str] = []
+    if partner.revoked:
+        denied.append(f"denied: partner {partner.name} is revoked")
+    for ref in labels.unknown:
+        denied.append(f"denied: unknown marking {ref}")
+    for label in labels.labels:
+        _classification(label, partner, policy, denied, allowed)
+    _tlp(labels, provenance, partner, policy, denied, allowed)
+    if denied:
+        return Decision(False, tuple(denied))
+    return Decision(True, tuple(allowed))
+
+
+def _classification(
+    label: Label,
+    partner: Recipient,
+    policy: ReleasePolicy,
+    denied: list[str],
+    allowed: list[str],
+) -> None:
+    """Rule 1 for one label, plus named recipients and the node's confinement rules."""
+    name = label.name or label.marking_id
+    if label.recipients and partner.identity_id not in label.recipients:
+        denied.append(f"denied: {partner.name} is not a named recipient of {name}")
+    if label.policy is None:
+        return
+    levels = policy.levels.get(label.policy)
+    if levels is None:
+        denied.append(f"denied: unknown policy {label.policy} in {name}")
+        return
+    if label.classification not in levels:
+        denied.append(f"denied: unknown level {label.classification} of policy {label.policy}")
+        return
+    audience = set(label.releasable_to)
+    if partner.nation in audience:
+        allowed.append(f"allowed: {partner.nation} in releasable_to of {name}")
+    elif audience & partner.communities:
+        community = sorted(audience & partner.communities)[0]
+        allowed.append(f"allowed: community {community} in releasable_to of {name}")
+    else:
+        targets = ", ".join(label.releasable_to) or "nobody"
+        denied.append(f"denied: {partner.nation} not in releasable_to ({targets}) of {name}")
+    cleared = _cleared(label.policy, label.classification, partner, policy)
+    if cleared is None:
+        for alternative in label.alternatives:
+            cleared = _cleared(alternative.policy, alternative.classification, partner, policy)
+            if cleared is not None:
+                cleared += f" (alternative label {alternative.policy} {alternative.classification})"
+                break
+    if cleared is not None:
+        allowed.append(cleared)
+    else:
+        held = partner.clearances.get(label.policy)
+        if held is None:
+            denied.append(f"denied: no clearance under policy {label.policy}")
+        elif held not in levels:
+            denied.append(f"denied: clearance {label.policy} {held} is not a level of the policy")
+        else:
+            denied.append(
+                f"denied: classification {label.policy} {label.classification} above "
+                f"clearance {held}"
+            )
+    missing = sorted(set(label.handling) - partner.categories)
+    for category in missing:
+        denied.append(f"denied: lacks handling category {category} required by {name}")
+    for community in sorted(audience & policy.confined_communities):
+        if community not in partner.communities:
+            denied.append(
+                f"denied: objects releasable to {community} stay inside it (node configuration)"
+            )
+
+
+def _cleared(
+    policy_name: str, level: str | None, partner: Recipient, policy: ReleasePolicy
+) -> str | None:
+    """A reason if the partner's clearance under ``policy_name`` covers ``level``."""
+    levels = policy.levels.get(policy_name)
+    held = partner.clearances.get(policy_name)
+    if levels is None or level not in levels or held not in levels:
+        return None
+    if levels.index(held) < levels.index(level):
+        return None
+    return f"allowed: clearance {policy_name} {held} covers {level}"
+
+
+def _tlp(
+    labels: LabelSet,
+    provenance: Provenance,
+    partner: Recipient,
+    policy: ReleasePolicy,
+    denied: list[str],
+    allowed: list[str],
+) -> None:
+    """Rules 2 and 3: who may receive each TLP level, and that only originators share
+    AMBER and RED."""
+    tlp = labels.tlp
+    if tlp is None:
+        if policy.default_tlp is None:
+            denied.append("denied: no TLP marking: the object stays inside this node")
+            return
+        tlp = policy.default_tlp
+        allowed.append(f"allowed: no TLP marking, node default TLP:{tlp.upper()} applies")
+    shown = f"TLP:{tlp.upper()}"
+    if tlp == "clear":
+        allowed.append("allowed: TLP:CLEAR")
+    elif tlp == "green":
+        shared = sorted(partner.communities & provenance.originator_communities)
+        if shared:
+            allowed.append(f"allowed: TLP:GREEN, shares community {shared[0]} with the originator")
+        else:
+            denied.append("denied: TLP:GREEN and no community shared with the originator")
+    elif not provenance.originated_here:
+        source = provenance.received_from or "another node"
+        denied.append(f"denied: {shown} received from {source} is never forwarded")
+    elif tlp == "red":
+        named = [label for label in labels.labels if label.recipients]
+        if not named:
+            denied.append("denied: TLP:RED without named recipients")
+        elif all(partner.identity_id in label.recipients for label in named):
+            allowed.append(f"allowed: TLP:RED, {partner.name} is a named recipient")
+    else:
+        allowed.append(f"allowed: {shown}, {partner.name} is a direct peer of this node")
