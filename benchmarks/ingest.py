@@ -125,6 +125,10 @@ def main() -> None:
     parser.add_argument("--indicators", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--big-gb", type=float, default=1.0, help="0 skips the memory runs")
+    parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
+    parser.add_argument(
+        "--baseline-sample", type=int, default=20_000, help="objects stix2.parse gets per round"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     command = "python benchmarks/ingest.py " + " ".join(sys.argv[1:])
@@ -133,12 +137,22 @@ def main() -> None:
         jsonl, bundle, lines = write_inputs(directory, args.indicators, args.seed)
         input_mib = jsonl.stat().st_size / 2**20
         print(f"generated {len(lines)} objects ({input_mib:.1f} MiB)")
-        baseline = bench_stix2(lines)
-        print(f"stix2.parse: {baseline:,.0f} objects/s")
-        allied_jsonl, stored = bench_allied(directory, jsonl, "node-jsonl")
-        print(f"allied import (JSON lines): {allied_jsonl:,.0f} objects/s ({stored} stored)")
-        allied_bundle, _ = bench_allied(directory, bundle, "node-bundle")
-        print(f"allied import (bundle): {allied_bundle:,.0f} objects/s")
+        # This machine's speed varies from minute to minute: the two sides take turns, and
+        # each keeps its best round.
+        sample = lines[: args.baseline_sample]
+        baseline = allied_jsonl = allied_bundle = 0.0
+        stored = 0
+        for round_ in range(args.rounds):
+            baseline = max(baseline, bench_stix2(sample))
+            jsonl_rate, stored = bench_allied(directory, jsonl, f"node-jsonl-{round_}")
+            allied_jsonl = max(allied_jsonl, jsonl_rate)
+            allied_bundle = max(
+                allied_bundle, bench_allied(directory, bundle, f"node-b-{round_}")[0]
+            )
+            print(
+                f"round {round_ + 1}: stix2.parse {baseline:,.0f}/s, allied JSON lines "
+                f"{allied_jsonl:,.0f}/s, bundle {allied_bundle:,.0f}/s (best so far)"
+            )
         memory_rows = []
         if args.big_gb > 0:
             for label, size in (("small", args.big_gb / 10), ("big", args.big_gb)):
@@ -163,11 +177,17 @@ def main() -> None:
         "",
         "| what | objects/s | vs stix2.parse |",
         "|---|---:|---:|",
-        f"| `stix2.parse` (baseline, parse + validate, no storage) | {baseline:,.0f} | 1.0x |",
+        f"| `stix2.parse` (baseline: parse + validate, no storage; first "
+        f"{min(args.baseline_sample, len(lines)):,} of the same objects) | "
+        f"{baseline:,.0f} | 1.0x |",
         f"| `allied import`, JSON lines (validate + store) | {allied_jsonl:,.0f} | "
         f"{ratio_jsonl:.1f}x |",
         f"| `allied import`, bundle (validate + store) | {allied_bundle:,.0f} | "
         f"{ratio_bundle:.1f}x |",
+        "",
+        f"Best of {args.rounds} rounds each, the two sides taking turns (this machine's speed",
+        "varies by tens of percent from minute to minute). Allied's figures are whole imports of",
+        "all objects into a fresh node, one transaction, commit included.",
         "",
         "Goal: at least 10x the `stix2.parse` rate, with full validation and storage.",
     ]

@@ -54,15 +54,16 @@ def references(data: Mapping[str, Any]) -> tuple[str, ...]:
         node = stack.pop()
         if type(node) is dict:
             for key, value in node.items():
-                if key.endswith("_ref"):
-                    if type(value) is str and "--" in value:
+                if type(value) is str:
+                    if key.endswith("_ref") and "--" in value:
                         found[value] = None
-                elif key.endswith("_refs"):
-                    if type(value) is list:
+                elif type(value) is list:
+                    if key.endswith("_refs"):
                         for ref in value:
                             if type(ref) is str and "--" in ref:
                                 found[ref] = None
-                elif type(value) in (dict, list):
+                    stack.append(value)
+                elif type(value) is dict:
                     stack.append(value)
         elif type(node) is list:
             stack.extend(item for item in node if type(item) in (dict, list))
@@ -83,17 +84,29 @@ def version_key(data: Mapping[str, Any]) -> str:
     return timestamp_key(stamp) if isinstance(stamp, str) else ""
 
 
+def _may_refer(text: str) -> bool:
+    """Whether the JSON text has any ``*_ref(s)`` key besides the creator and markings.
+
+    Every such key appears in the text as ``_ref"`` or ``_refs"``, so counting those is a
+    safe test (a string value ending in ``_ref`` only makes it say yes needlessly); most
+    objects (indicators, malware...) then skip the walk over their properties.
+    """
+    found = text.count('_ref"') + text.count('_refs"')
+    return found > ('"created_by_ref"' in text) + ('"object_marking_refs"' in text)
+
+
 def from_valid(data: dict[str, Any]) -> StixObject:
     """Wrap a dict that :func:`validate` passed; callers on the fast path validate first."""
+    text = orjson.dumps(data).decode()
     return StixObject(
         id=data["id"],
         type=data["type"],
         version=version_key(data),
         created_by_ref=data.get("created_by_ref"),
         marking_refs=_marking_refs(data),
-        refs=references(data),
+        refs=references(data) if _may_refer(text) else (),
         data=MappingProxyType(data),
-        json=orjson.dumps(data).decode(),
+        json=text,
     )
 
 

@@ -334,22 +334,66 @@ _HASHES = {
 }  # fmt: skip
 
 
-#: The shape most shared indicators have, ``[ipv4-addr:value = '198.51.100.7']``: parsed by
-#: one regex match, because imports meet it millions of times. Anything else takes the full
-#: parser; a property test holds both to the same result.
-_SIMPLE = re.compile(r"\[([a-z][a-z0-9-]*):([a-z_][a-z0-9_]*) = '((?:[^'\\]|\\['\\])*)'\]")
+#: The shapes most shared indicators have, ``[ipv4-addr:value = '198.51.100.7']``,
+#: ``[file:hashes.'SHA-256' = '...']`` and OR-lists of such equalities, are recognised by
+#: one regex match, because imports meet them millions of times. Anything else, or anything
+#: the checks below would refuse, takes the full parser, which reports the fault; a property
+#: test holds both to the same result.
+_STEP = r"(?:[A-Za-z_][A-Za-z0-9_]*|'[A-Za-z0-9_-]+')"
+_PATH = rf"[a-z][a-z0-9-]*:{_STEP}(?:\.{_STEP})*"
+_VALUE = r"'(?:[^'\\]|\\['\\])*'"
+_SIMPLE = re.compile(rf"\[{_PATH} = {_VALUE}(?: OR {_PATH} = {_VALUE})*\]")
+_EQUALS = re.compile(rf"([a-z][a-z0-9-]*):({_STEP}(?:\.{_STEP})*) = ({_VALUE})")
+#: What :func:`check_pattern` validates without the parser: also ISSUBSET, and OR between
+#: observations of such comparisons.
+_COMPARISON = rf"{_PATH} (?:=|ISSUBSET) {_VALUE}"
+_OBSERVATION = rf"\[{_COMPARISON}(?: OR {_COMPARISON})*\]"
+_CHECKABLE = re.compile(rf"{_OBSERVATION}(?: OR {_OBSERVATION})*")
+_COMPARED = re.compile(rf"([a-z][a-z0-9-]*):({_STEP}(?:\.{_STEP})*) (?:=|ISSUBSET) ({_VALUE})")
 
 
 def parse_pattern(text: str) -> Pattern:
     """Parse and validate ``text``, raising :class:`PatternError` at the first fault."""
-    simple = _SIMPLE.fullmatch(text)
-    if simple is not None:
-        kind, prop, body = simple.groups()
-        if kind not in _RESERVED and prop not in _RESERVED:
-            value = _UNESCAPE.sub(r"\1", body) if "\\" in body else body
-            path = ObjectPath(kind, (prop,))
-            return Pattern(Observation(Comparison(path, "=", False, value)))
+    if _SIMPLE.fullmatch(text) is not None:
+        fast = _equalities(text)
+        if fast is not None:
+            return fast
     return _parse_full(text)
+
+
+def check_pattern(text: str) -> None:
+    """Validate ``text`` like :func:`parse_pattern`, without building the tree when the
+    pattern has one of the common shapes: what an import needs, millions of times."""
+    if _CHECKABLE.fullmatch(text) is None or not all(
+        _equality_valid(kind, dotted, quoted) for kind, dotted, quoted in _COMPARED.findall(text)
+    ):
+        _parse_full(text)
+
+
+def _equality_valid(kind: str, dotted: str, quoted: str) -> bool:
+    """What the parser checks of a fast-path equality: no reserved word where a name goes,
+    and a well-formed digest where a known hash is compared."""
+    names = dotted.split(".")
+    if kind in _RESERVED or any(name in _RESERVED for name in names):
+        return False
+    if "hashes" in dotted and any(name.strip("'") == "hashes" for name in names):
+        check = _HASHES.get(names[-1].strip("'").upper().replace("-", ""))
+        if check is not None and not check[0](quoted[1:-1].replace("'", "")):
+            return False
+    return True
+
+
+def _equalities(text: str) -> Pattern | None:
+    expr: ComparisonExpr | None = None
+    for kind, dotted, quoted in _EQUALS.findall(text, 1, len(text) - 1):
+        if not _equality_valid(kind, dotted, quoted):
+            return None
+        body = quoted[1:-1]
+        steps = tuple(step.strip("'") for step in dotted.split("."))
+        value = _UNESCAPE.sub(r"\1", body) if "\\" in body else body
+        comparison = Comparison(ObjectPath(kind, steps), "=", False, value)
+        expr = comparison if expr is None else BoolOp("OR", expr, comparison)
+    return None if expr is None else Pattern(Observation(expr))
 
 
 def _parse_full(text: str) -> Pattern:

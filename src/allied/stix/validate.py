@@ -12,7 +12,7 @@ from typing import Any
 from allied.errors import PatternError
 from allied.stix.checks import IDENTIFIER, PROPERTY_NAME, TYPE_NAME, Issues, type_of_name
 from allied.stix.labels import KNOWN_EXTENSIONS, check_reserved_marking
-from allied.stix.pattern import parse_pattern
+from allied.stix.pattern import check_pattern
 from allied.stix.types import (
     EXTENSION_INSTANCE,
     SCO_COMMON,
@@ -71,7 +71,7 @@ def validate(obj: Any) -> Issues:
         pattern = obj.get("pattern")
         if type(pattern) is str and pattern:
             try:
-                parse_pattern(pattern)
+                check_pattern(pattern)
             except PatternError as error:
                 issues.append(("pattern", f"invalid STIX pattern: {error.message}"))
     return issues
