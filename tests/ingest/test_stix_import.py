@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,11 @@ def test_tlp_summary_is_the_strictest_marking(node: Node, tmp_path: Path) -> Non
     obj = indicator(1, object_marking_refs=[TLP2_IDS["green"], TLP_AMBER])
     import_file(node, write_bundle(tmp_path / "a.json", [obj]))
     assert node.store.latest(obj["id"]).tlp == "amber"  # type: ignore[union-attr]
+
+
+def test_collector_threshold_is_restored_even_on_failure(node: Node, tmp_path: Path) -> None:
+    before = gc.get_threshold()
+    import_file(node, write_bundle(tmp_path / "ok.json", [indicator(1)]))
+    with pytest.raises(ValidationError):
+        import_file(node, write_bundle(tmp_path / "bad.json", [indicator(2, confidence=-5)]))
+    assert gc.get_threshold() == before

@@ -24,6 +24,9 @@ values = st.text(max_size=20) | st.sampled_from(
 )
 
 
+operators = st.sampled_from(["=", "ISSUBSET", "ISSUPERSET", "LIKE", "!="])
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
@@ -84,8 +87,7 @@ def observations(draw: st.DrawFn) -> str:
     groups = []
     for _ in range(draw(st.integers(1, 3))):
         parts = [
-            f"{draw(types)}:{'.'.join(draw(steps))} {draw(st.sampled_from(['=', 'ISSUBSET', 'ISSUPERSET', 'LIKE', '!=']))} "
-            f"'{_escape(draw(values))}'"
+            f"{draw(types)}:{'.'.join(draw(steps))} {draw(operators)} '{_escape(draw(values))}'"
             for _ in range(draw(st.integers(1, 3)))
         ]
         groups.append("[" + " OR ".join(parts) + "]")

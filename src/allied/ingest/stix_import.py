@@ -8,7 +8,9 @@ default policy one bad object rejects its whole file and every problem is listed
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gc
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,7 @@ def import_file(
         marking_id, tlp = node.store.label(label)
         markings = _label_markings(marking_id, tlp)
     batch: list[StixObject] = []
-    with node.store.write() as writer:
+    with _rare_collections(), node.store.write() as writer:
         for item in read_items(path):
             report.read += 1
             data = item.data
@@ -93,6 +95,18 @@ def import_file(
             raise ValidationError(report.problems, source=str(path))
         _flush(writer, batch, report, received_from)
     return report
+
+
+@contextmanager
+def _rare_collections() -> Iterator[None]:
+    """An import allocates millions of short-lived dicts and lists, none in a cycle; letting
+    the cycle collector scan them every 700 allocations costs about a tenth of the import."""
+    threshold = gc.get_threshold()
+    gc.set_threshold(100_000, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
 
 
 def _flush(
