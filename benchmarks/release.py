@@ -168,6 +168,9 @@ def main() -> None:
             f"| export `--for all-access` ({sizes['all-access']:,} objects: all but TLP:RED and "
             f"what refers to it) | {best['all-access']:.2f} s ({overhead['all-access']:+.1f}%) |",
             "",
+            f"Status: decisions goal {'met' if cached_rate >= 500_000 else 'NOT met'}; "
+            f"export overhead goal {'met' if max(overhead.values()) < 10 else 'NOT met'}.",
+            "",
             "Goals: at least 500,000 decisions/s and under 10% export overhead. The egress path",
             "decides once per distinct (markings, provenance, partner): the decision is pure, so",
             "memoising it is exact; the pure rate shows the cost of a decision never seen before.",
