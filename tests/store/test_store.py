@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,8 @@ def test_summaries_and_counts(store: Store) -> None:
     assert [r.type for r in store.summaries("malware")] == ["malware"]
     assert len(store.summaries(limit=1)) == 1
     assert store.counts_by_type() == {"indicator": 1, "malware": 1}
-    assert [o.data for o in store.iter_latest()] == [newer, malware(1)]
+    assert [json.loads(text) for text in store.latest_json()] == [newer, malware(1)]
+    assert [json.loads(text) for text in store.latest_json("malware")] == [malware(1)]
 
 
 def test_partners_and_labels(store: Store) -> None:

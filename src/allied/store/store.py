@@ -197,16 +197,6 @@ class Store:
         with self.engine.connect() as conn:
             return [Summary(*row) for row in conn.execute(query)]
 
-    def iter_latest(self, type_: str | None = None) -> Iterator[StoredObject]:
-        """Stream the latest version of every object, oldest first; flat memory."""
-        with self.engine.connect() as conn:
-            query = select(*_stored_columns()).where(self._is_latest()).order_by(_O.c.pk)
-            if type_ is not None:
-                query = query.where(_O.c.type == type_)
-            result = conn.execution_options(yield_per=2000).execute(query)
-            for row in result:
-                yield StoredObject(*row)
-
     def index_row(self, object_id: str) -> IndexRow | None:
         """The release index entry of the latest version of ``object_id``."""
         query = (
