@@ -14,8 +14,8 @@ from allied.stix.labels import (
     builtin_objects,
     label_marking,
     read_label,
+    resolve_labels,
     strictest_tlp,
-    tlp_of,
 )
 from allied.stix.validate import validate
 from tests.stix.test_validate import SPEC_OBJECTS
@@ -30,8 +30,8 @@ def test_builtin_tlp_markings_equal_the_published_ones() -> None:
 
 
 def test_tlp1_ids_map_to_tlp2_levels() -> None:
-    assert tlp_of([TLP1_IDS["white"]]) == "clear"
-    assert tlp_of([TLP1_IDS["amber"], TLP2_IDS["green"]]) == "amber"
+    assert resolve_labels([TLP1_IDS["white"]], {}).tlp == "clear"
+    assert resolve_labels([TLP1_IDS["amber"], TLP2_IDS["green"]], {}).tlp == "amber"
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,9 @@ def test_strictest_tlp(levels: tuple[str | None, ...], expected: str | None) -> 
 
 
 def test_unknown_marking_gives_no_tlp() -> None:
-    assert tlp_of(["marking-definition--00000000-0000-4000-8000-000000000000"]) is None
+    unknown = "marking-definition--00000000-0000-4000-8000-000000000000"
+    resolved = resolve_labels([unknown], {})
+    assert resolved.tlp is None and resolved.unknown == (unknown,)
 
 
 def test_label_round_trip_and_tlp_through_label() -> None:
@@ -72,7 +74,7 @@ def test_label_round_trip_and_tlp_through_label() -> None:
     )
     assert validate(marking) == []
     assert read_label(marking) == label
-    assert tlp_of([label.marking_id], {label.marking_id: label}) == "red"
+    assert resolve_labels([label.marking_id], {label.marking_id: label}).tlp == "red"
 
 
 def test_label_extension_body_is_validated() -> None:

@@ -13,10 +13,20 @@ object graph, which :mod:`allied.policy.egress` walks using this decision for ea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from allied.stix.labels import TLP_BY_ID, Label, strictest_tlp
+from allied.stix.labels import Label, LabelSet, resolve_labels
+
+__all__ = [
+    "Decision",
+    "LabelSet",
+    "Provenance",
+    "Recipient",
+    "ReleasePolicy",
+    "decide",
+    "resolve_labels",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,19 +52,6 @@ class Provenance:
     received_from: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LabelSet:
-    """An object's markings, resolved: TLP levels, classification labels, unknown ids."""
-
-    tlp_levels: tuple[str, ...]
-    labels: tuple[Label, ...]
-    unknown: tuple[str, ...] = ()
-
-    @property
-    def tlp(self) -> str | None:
-        return strictest_tlp([*self.tlp_levels, *(label.tlp for label in self.labels)])
-
-
 @dataclass(frozen=True)
 class ReleasePolicy:
     """The node's side of the decision: its label policies and stricter local rules."""
@@ -72,22 +69,6 @@ class Decision:
 
     def __str__(self) -> str:
         return "; ".join(self.reasons)
-
-
-def resolve_labels(marking_refs: Iterable[str], known: Mapping[str, Label]) -> LabelSet:
-    """Sort an object's marking ids into TLP levels, Allied labels and unknown markings."""
-    levels: list[str] = []
-    labels: list[Label] = []
-    unknown: list[str] = []
-    for ref in dict.fromkeys(marking_refs):
-        level = TLP_BY_ID.get(ref)
-        if level is not None:
-            levels.append(level)
-        elif ref in known:
-            labels.append(known[ref])
-        else:
-            unknown.append(ref)
-    return LabelSet(tuple(levels), tuple(labels), tuple(unknown))
 
 
 def decide(

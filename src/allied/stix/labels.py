@@ -184,15 +184,33 @@ def strictest_tlp(levels: Iterable[str | None]) -> str | None:
     return max(known, key=_TLP_RANK.__getitem__) if known else None
 
 
-def tlp_of(marking_refs: Iterable[str], labels: Mapping[str, Label] | None = None) -> str | None:
-    """The TLP an object's markings give it: the strictest of its TLP and label markings."""
-    found: list[str | None] = []
-    for ref in marking_refs:
+@dataclass(frozen=True, slots=True)
+class LabelSet:
+    """An object's markings, resolved: TLP levels, classification labels, unknown ids."""
+
+    tlp_levels: tuple[str, ...]
+    labels: tuple[Label, ...]
+    unknown: tuple[str, ...] = ()
+
+    @property
+    def tlp(self) -> str | None:
+        return strictest_tlp([*self.tlp_levels, *(label.tlp for label in self.labels)])
+
+
+def resolve_labels(marking_refs: Iterable[str], known: Mapping[str, Label]) -> LabelSet:
+    """Sort an object's marking ids into TLP levels, Allied labels and unknown markings."""
+    levels: list[str] = []
+    labels: list[Label] = []
+    unknown: list[str] = []
+    for ref in dict.fromkeys(marking_refs):
         level = TLP_BY_ID.get(ref)
-        if level is None and labels is not None and ref in labels:
-            level = labels[ref].tlp
-        found.append(level)
-    return strictest_tlp(found)
+        if level is not None:
+            levels.append(level)
+        elif ref in known:
+            labels.append(known[ref])
+        else:
+            unknown.append(ref)
+    return LabelSet(tuple(levels), tuple(labels), tuple(unknown))
 
 
 _TLP1_CREATED = "2017-01-20T00:00:00.000Z"

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from allied.errors import ConfigError, Conflict, NotFound
-from allied.stix.labels import LABEL_EXTENSION_ID, Label, read_label, tlp_of
+from allied.stix.labels import LABEL_EXTENSION_ID, Label, read_label, resolve_labels
 from allied.stix.model import StixObject
 from allied.store import migrations, schema
 
@@ -373,7 +373,7 @@ class Writer:
             markings = obj.marking_refs
             summary = seen.get(markings)
             if summary is None:
-                tlp = tlp_of(markings, labels) if markings else None
+                tlp = resolve_labels(markings, labels).tlp if markings else None
                 text = orjson.dumps(markings).decode()
                 summary = seen[markings] = (tlp, text, self._label_set(text, received_from))
             rows.append(
