@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,17 @@ def test_collector_threshold_is_restored_even_on_failure(node: Node, tmp_path: P
     with pytest.raises(ValidationError):
         import_file(node, write_bundle(tmp_path / "bad.json", [indicator(2, confidence=-5)]))
     assert gc.get_threshold() == before
+
+
+def test_envelope_error_after_the_objects_stores_nothing(node: Node, tmp_path: Path) -> None:
+    """A bundle's faults may come after its objects; by then they were written, and roll back."""
+    before = node.store.version_count()
+    path = tmp_path / "late.json"
+    objects = ",".join(json.dumps(indicator(n)) for n in range(1, 3000))
+    path.write_text(
+        f'{{"objects": [{objects}], "type": "bundle", "spec_version": "2.0", '
+        '"id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d"}'
+    )
+    with pytest.raises(InputFormatError, match=r"STIX 2\.0 bundle"):
+        import_file(node, path)
+    assert node.store.version_count() == before
