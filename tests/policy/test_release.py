@@ -399,11 +399,14 @@ def test_raising_a_classification_never_releases_more(case: tuple, data: st.Data
 
 @settings(max_examples=600, deadline=None)
 @given(st_case(), st.data())
-def test_removing_a_releasable_to_entry_never_releases_more(
+def test_removing_a_nation_from_releasable_to_never_releases_more(
     case: tuple, data: st.DataObject
 ) -> None:  # type: ignore[type-arg]
+    """Nations only: removing a community can lift the node's confinement of that community's
+    objects, which is what confinement means (hypothesis found this; see the example test
+    below)."""
     tlps, labels, unknown, prov, who, policy = case
-    candidates = [(i, x) for i, lab in enumerate(labels) for x in lab.releasable_to]
+    candidates = [(i, x) for i, lab in enumerate(labels) for x in lab.releasable_to if x in NATIONS]
     if not candidates:
         return
     i, gone = data.draw(st.sampled_from(candidates))
@@ -430,3 +433,14 @@ def test_dropping_a_clearance_never_releases_more(case: tuple, data: st.DataObje
         clearances[pol] = lower
     weaker = replace(who, clearances=clearances)
     assert not (run((tlps, labels, unknown, prov, weaker, policy)) and not run(case))
+
+
+def test_confinement_follows_the_label_not_the_partner() -> None:
+    """An object labelled releasable to a confined community stays inside it; once its label
+    no longer names the community, it is not that community's object any more."""
+    confined = replace(POLICY, confined_communities=frozenset({"c1"}))
+    kor = partner(communities=frozenset(), clearances={"NATO": "UNCLASSIFIED"})
+    with_c1 = label(tlp="clear", classification="UNCLASSIFIED", releasable_to=("KOR", "c1"))
+    without = replace(with_c1, releasable_to=("KOR",))
+    assert not check(LabelSet((), (with_c1,)), kor, policy=confined).allowed
+    assert check(LabelSet((), (without,)), kor, policy=confined).allowed
