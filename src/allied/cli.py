@@ -263,6 +263,13 @@ def label_list(obj: _Obj, as_json: bool) -> None:
 )
 @click.option("--skip-invalid", is_flag=True, help="Store the valid objects, report the rest.")
 @click.option("--label", "label_name", help="Label given to objects that carry no marking.")
+@click.option(
+    "--from",
+    "from_partner",
+    metavar="PARTNER",
+    help="The partner these objects came from: they are then never forwarded beyond what "
+    "their labels allow a recipient (AMBER and RED are not passed on).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 @click.pass_obj
 def import_(
@@ -271,15 +278,24 @@ def import_(
     format_: str,
     skip_invalid: bool,
     label_name: str | None,
+    from_partner: str | None,
     as_json: bool,
 ) -> None:
     """Import STIX 2.1 FILES; each file lands whole or not at all."""
     failed = 0
     reports = []
     with obj.node() as node:
+        if from_partner is not None:
+            node.store.partner(from_partner)  # an unknown partner is an error before any work
         for path in files:
             try:
-                report = import_file(node, path, skip_invalid=skip_invalid, label=label_name)
+                report = import_file(
+                    node,
+                    path,
+                    skip_invalid=skip_invalid,
+                    label=label_name,
+                    received_from=from_partner,
+                )
             except AlliedError as error:
                 failed += 1
                 _print_error(error, always_details=isinstance(error, ValidationError))

@@ -316,3 +316,16 @@ def test_no_export_contains_or_references_what_the_oracle_denies(
                 assert markings == used - {UNKNOWN}, name
         finally:
             node.close()
+
+
+def test_import_from_a_partner_is_not_forwarded_when_amber(cli: Cli, tmp_path: Path) -> None:
+    cli("partner", "add", "us", "--nation", "USA", "--community", "council")
+    cli("partner", "add", "kr", "--nation", "KOR", "--community", "council")
+    amber = indicator(1, object_marking_refs=[TLP2_IDS["amber"]])
+    path = write_bundle(tmp_path / "from-us.json", [amber])
+    result = cli("import", "--from", "nobody", str(path))
+    assert result.exit_code == 1 and "no partner named 'nobody'" in result.stderr
+    assert cli("import", "--from", "us", str(path)).exit_code == 0
+    assert amber["id"] not in {o["id"] for o in exported(cli, "--for", "kr")}
+    reasons = json.loads(cli("explain", amber["id"], "--for", "kr", "--json").output)["reasons"]
+    assert reasons == ["denied: TLP:AMBER received from us is never forwarded"]
