@@ -252,7 +252,20 @@ def test_label_add_prints_a_valid_marking_definition_id(cli: Cli) -> None:
             ["--tlp", "amber", "--policy", "NATO", "--classification", "TOP SECRET"],
             "'TOP SECRET' is not a level of policy NATO",
         ),
-        (["--tlp", "green", "--releasable-to", "South Korea"], "--releasable-to 'South Korea'"),
+        (
+            [
+                "--tlp",
+                "green",
+                "--policy",
+                "NATO",
+                "--classification",
+                "RESTRICTED",
+                "--releasable-to",
+                "South Korea",
+            ],
+            "--releasable-to 'South Korea'",
+        ),
+        (["--tlp", "green", "--releasable-to", "KOR"], "belong to a classification"),
         (["--tlp", "red", "--recipient", "nobody"], "no partner named 'nobody'"),
     ],
 )

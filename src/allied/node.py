@@ -194,6 +194,11 @@ class Node:
             raise ConfigError("--policy and --classification go together")
         if policy is not None and classification is not None:
             self.check_level(policy, classification, option="--classification")
+        elif releasable_to or handling:
+            raise ConfigError(
+                "--releasable-to and --handling belong to a classification: give --policy and "
+                "--classification too"
+            )
         for value in releasable_to:
             check_audience(value, option="--releasable-to")
         for value in blind_match:

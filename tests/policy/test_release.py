@@ -263,7 +263,7 @@ def oracle(
         if who.nation not in lab.releasable_to and not (set(lab.releasable_to) & who.communities):
             return False
         if not cleared(lab.policy, lab.classification) and not any(
-            cleared(a.policy, a.classification) for a in lab.alternatives
+            cleared(a.policy, a.classification) for a in lab.alternatives if a.policy != lab.policy
         ):
             return False
         if not set(lab.handling) <= who.categories:
@@ -444,3 +444,11 @@ def test_confinement_follows_the_label_not_the_partner() -> None:
     without = replace(with_c1, releasable_to=("KOR",))
     assert not check(LabelSet((), (with_c1,)), kor, policy=confined).allowed
     assert check(LabelSet((), (without,)), kor, policy=confined).allowed
+
+
+def test_an_alternative_under_the_same_policy_cannot_lower_the_classification() -> None:
+    """Found in review: NATO SECRET with an alternative NATO UNCLASSIFIED admitted anyone."""
+    lowered = label(classification="SECRET", alternatives=(Alternative("NATO", "UNCLASSIFIED"),))
+    assert check(tlp("amber", lowered)).reasons == (
+        "denied: classification NATO SECRET above clearance CONFIDENTIAL",
+    )

@@ -93,3 +93,22 @@ def test_label_extension_body_is_validated() -> None:
 
 def test_tlp_levels_are_ordered() -> None:
     assert TLP_LEVELS == ("clear", "green", "amber", "amber+strict", "red")
+
+
+def test_releasable_to_without_a_classification_is_invalid() -> None:
+    """Found in review: such a label's audience would be silently unenforced."""
+    marking = label_marking(
+        Label(
+            "marking-definition--1b0e8a52-6c0e-4d8e-9f3e-5a1d2c3b4a97",
+            "x",
+            "green",
+            releasable_to=("KOR",),
+            handling=("EYES",),
+        ),
+        created="2026-01-01T00:00:00.000Z",
+        created_by_ref="identity--f431f809-377b-45e0-aa1c-6a4751cae5ff",
+    )
+    found = dict(validate(marking))
+    path = f"extensions.{LABEL_EXTENSION_ID}"
+    assert found[f"{path}.releasable_to"] == "needs a classification (policy)"
+    assert found[f"{path}.handling"] == "needs a classification (policy)"

@@ -121,6 +121,8 @@ def _classification(
     cleared = _cleared(label.policy, label.classification, partner, policy)
     if cleared is None:
         for alternative in label.alternatives:
+            if alternative.policy == label.policy:
+                continue  # an equivalent under the same policy cannot lower the level
             cleared = _cleared(alternative.policy, alternative.classification, partner, policy)
             if cleared is not None:
                 cleared += f" (alternative label {alternative.policy} {alternative.classification})"

@@ -257,6 +257,10 @@ _name_list = list_of(string(min_length=1))
 def _label_rule(body: dict[str, Any], path: str, issues: Issues) -> None:
     if ("policy" in body) != ("classification" in body):
         issues.append((path, "policy and classification go together"))
+    if "policy" not in body:
+        for key in ("releasable_to", "handling", "alternatives"):
+            if key in body:
+                issues.append((f"{path}.{key}", "needs a classification (policy)"))
 
 
 #: Checks for the bodies of extensions Allied knows, by extension-definition id.
