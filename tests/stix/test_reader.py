@@ -124,3 +124,14 @@ def test_not_utf8(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputFormatError, match="cannot read"):
         list(read_items(tmp_path / "absent.json"))
+
+
+def test_numbers_beyond_a_double_are_refused(tmp_path: Path) -> None:
+    """Found in review: 1e999 became infinity and was stored as null."""
+    path = tmp_path / "b.json"
+    path.write_text(
+        '{"type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d", '
+        '"objects": [{"x_big": 1e999}]}'
+    )
+    with pytest.raises(InputFormatError, match="too large for a double"):
+        list(read_items(path))

@@ -15,7 +15,7 @@ from allied.errors import ValidationError
 from allied.stix.model import parse_object
 from allied.stix.types import SCO_TYPES, SDO_TYPES, TYPES
 from allied.stix.validate import validate
-from tests.conftest import indicator, malware
+from tests.conftest import TLP_GREEN, indicator, malware
 
 EXAMPLES = Path(__file__).parent.parent / "data" / "spec_examples"
 
@@ -271,3 +271,21 @@ def test_validate_never_raises_on_any_value(obj: dict[str, Any], data: st.DataOb
     result = validate(broken)
     assert isinstance(result, list)
     assert all(isinstance(path, str) and isinstance(reason, str) for path, reason in result)
+
+
+def test_review_crashes_are_problems() -> None:
+    """Found in review: these raised instead of being reported."""
+    unicode_digit = indicator(
+        x_a=[1], granular_markings=[{"marking_ref": TLP_GREEN, "selectors": ["x_a.[²]"]}]
+    )
+    assert reasons(unicode_digit)["granular_markings[0].selectors[0]"].startswith("'x_a.[²]'")
+    custom = {
+        "type": "x-foo",
+        "id": "x-foo--00000001-0000-4000-8000-000000000000",
+        "extensions": {
+            "extension-definition--00000001-0000-4000-8000-000000000000": {
+                "extension_type": ["new-sdo"]
+            }
+        },
+    }
+    assert reasons(custom)["type"].startswith("unknown object type 'x-foo'")

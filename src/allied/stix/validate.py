@@ -96,7 +96,10 @@ def _custom_spec(obj: dict[str, Any], kind: str, issues: Issues) -> TypeSpec | N
     if type(extensions) is dict:
         for key, value in extensions.items():
             if key.startswith("extension-definition--") and type(value) is dict:
-                custom_kind = _CUSTOM_KINDS.get(value.get("extension_type", ""))
+                extension_type = value.get("extension_type")
+                if type(extension_type) is not str:
+                    continue
+                custom_kind = _CUSTOM_KINDS.get(extension_type)
                 if custom_kind == "sco":
                     return TypeSpec(kind, "sco", SCO_COMMON, SCO_REQUIRED)
                 if custom_kind is not None:
@@ -161,9 +164,10 @@ def _resolves(obj: Any, selector: str) -> bool:
     node = obj
     for step in selector.split("."):
         if step.startswith("[") and step.endswith("]"):
-            if type(node) is not list or not step[1:-1].isdigit():
+            digits = step[1:-1]
+            if type(node) is not list or not (digits.isascii() and digits.isdigit()):
                 return False
-            index = int(step[1:-1])
+            index = int(digits)
             if index >= len(node):
                 return False
             node = node[index]
