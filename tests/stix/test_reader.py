@@ -66,7 +66,7 @@ def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     [
         ("", "the file is empty"),
         ("[1, 2]", "expected a STIX bundle or JSON lines"),
-        ('{"type": "indicator", "id": "x"}', "the top-level object has type 'indicator'"),
+        ('{\n "type": "indicator",\n "id": "x"\n}', "the top-level object has type 'indicator'"),
         (
             '{"type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d"}',
             "the bundle has no 'objects' list",
@@ -135,3 +135,15 @@ def test_numbers_beyond_a_double_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(InputFormatError, match="too large for a double"):
         list(read_items(path))
+
+
+def test_json_lines_with_a_long_first_line_or_a_single_object(tmp_path: Path) -> None:
+    """Found in review: a first line over 64 KiB, or one line without a newline, was taken
+    for a bundle."""
+    long_first = write_lines(
+        tmp_path / "long.jsonl", [indicator(1, x_pad="p" * 100_000), indicator(2)]
+    )
+    assert ids(long_first) == [indicator(1)["id"], indicator(2)["id"]]
+    single = tmp_path / "one.jsonl"
+    single.write_text(json.dumps(indicator(3)))
+    assert ids(single) == [indicator(3)["id"]]

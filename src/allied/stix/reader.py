@@ -22,6 +22,8 @@ from allied.errors import InputFormatError
 
 CHUNK = 1 << 20
 _PEEK = 1 << 16
+#: How much of the first line is read to tell JSON lines from a bundle on one line.
+_FIRST_LINE_MAX = 16 << 20
 _BUNDLE_ID = re.compile(
     r"^bundle--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-"
     r"[0-9a-fA-F]{12}$"
@@ -73,7 +75,9 @@ def read_items(path: Path) -> Iterator[Item]:
                     line=1,
                 )
             raw.seek(0)
-            if _is_json_lines(head):
+            json_lines = _is_json_lines(raw.readline(_FIRST_LINE_MAX))
+            raw.seek(0)
+            if json_lines:
                 yield from _json_lines(raw, source)
             else:
                 text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
@@ -84,12 +88,10 @@ def read_items(path: Path) -> Iterator[Item]:
         raise InputFormatError(f"not UTF-8 text ({error.reason})", source=source) from None
 
 
-def _is_json_lines(head: bytes) -> bool:
-    newline = head.find(b"\n")
-    if newline < 0:
-        return False
+def _is_json_lines(first_line: bytes) -> bool:
+    """JSON lines: the first line alone is a complete object that is not a bundle."""
     try:
-        first = orjson.loads(head[:newline].lstrip(b"\xef\xbb\xbf"))
+        first = orjson.loads(first_line.lstrip(b"\xef\xbb\xbf"))
     except orjson.JSONDecodeError:
         return False
     return isinstance(first, dict) and first.get("type") != "bundle"
