@@ -137,3 +137,19 @@ def test_envelope_error_after_the_objects_stores_nothing(node: Node, tmp_path: P
     with pytest.raises(InputFormatError, match=r"STIX 2\.0 bundle"):
         import_file(node, path)
     assert node.store.version_count() == before
+
+
+def test_versions_a_nanosecond_apart_stay_apart(node: Node, tmp_path: Path) -> None:
+    """Found in review: versions were cut to microseconds, so a tighter label 100 ns later
+    was taken for a duplicate and the looser one stayed the latest."""
+    loose = indicator(
+        1, modified="2026-04-01T00:00:00.0000001Z", object_marking_refs=[TLP2_IDS["clear"]]
+    )
+    tight = indicator(1, modified="2026-04-01T00:00:00.0000009Z", object_marking_refs=[TLP_RED])
+    import_file(node, write_bundle(tmp_path / "v1.json", [loose]))
+    report = import_file(node, write_bundle(tmp_path / "v2.json", [tight]))
+    assert (report.stored, report.duplicates) == (1, 0)
+    latest = node.store.latest(loose["id"])
+    assert latest is not None and latest.data == tight
+    same = indicator(1, modified="2026-04-01T00:00:00.00000090Z", object_marking_refs=[TLP_RED])
+    assert import_file(node, write_bundle(tmp_path / "v3.json", [same])).duplicates == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from hypothesis import given, settings
@@ -55,3 +56,22 @@ def test_markings_include_granular_ones_and_versions_sort_as_time() -> None:
         {"modified": "2026-01-01T00:00:00.123Z"}
     )
     assert version_key({"type": "ipv4-addr"}) == ""
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),  # second
+            st.text(alphabet="0123456789", min_size=0, max_size=12),  # fraction digits
+        ),
+        min_size=2,
+        max_size=2,
+    )
+)
+def test_version_keys_sort_in_time_order(stamps: list[tuple[int, str]]) -> None:
+    texts = [f"2026-01-01T00:00:0{s}{'.' + f if f else ''}Z" for s, f in stamps]
+    times = [Decimal(f"{s}.{f or '0'}") for s, f in stamps]
+    keys = [version_key({"modified": t}) for t in texts]
+    assert (keys[0] < keys[1]) == (times[0] < times[1])
+    assert (keys[0] == keys[1]) == (times[0] == times[1])

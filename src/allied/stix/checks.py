@@ -349,6 +349,12 @@ def ordered(
 
 
 def timestamp_key(value: str) -> str:
-    """A fixed-width form (microseconds) that sorts in time order; input must be valid."""
+    """A form of a valid timestamp that sorts as text in time order, at full precision.
+
+    Seconds are fixed width; the fraction follows without its trailing zeros, and the ``Z``
+    is dropped: then a shorter fraction is a prefix, ``.1`` equals ``.100``, and versions a
+    nanosecond apart stay apart.
+    """
     seconds, _, fraction = value[:-1].partition(".")
-    return f"{seconds}.{(fraction + '000000')[:6]}Z"
+    fraction = fraction.rstrip("0")
+    return f"{seconds}.{fraction}" if fraction else seconds

@@ -23,7 +23,7 @@ from allied.stix.validate import validate
 class StixObject:
     id: str
     type: str
-    #: Sortable version key: ``modified`` (or ``created`` for markings) at microsecond width;
+    #: Sortable version key: ``modified`` (or ``created`` for markings), at full precision;
     #: empty for cyber observables, which have a single version per id.
     version: str
     created_by_ref: str | None

@@ -34,8 +34,8 @@ objects = Table(
     Column("pk", Integer, primary_key=True, autoincrement=True),
     Column("id", String(300), nullable=False),
     Column("type", String(250), nullable=False),
-    # modified (or created) at fixed microsecond width, so versions sort as text; '' for SCOs
-    Column("version", String(32), nullable=False),
+    # modified (or created) in a form that sorts as text in time order; '' for SCOs
+    Column("version", Text, nullable=False),
     Column("created", String(40)),
     Column("modified", String(40)),
     Column("date_added", String(32), nullable=False),
