@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from allied.errors import InputFormatError, NotFound, ValidationError
+from allied.errors import Conflict, InputFormatError, NotFound, ValidationError
 from allied.ingest.stix_import import import_file
 from allied.node import Node
 from allied.stix.labels import TLP2_IDS
@@ -153,3 +153,27 @@ def test_versions_a_nanosecond_apart_stay_apart(node: Node, tmp_path: Path) -> N
     assert latest is not None and latest.data == tight
     same = indicator(1, modified="2026-04-01T00:00:00.00000090Z", object_marking_refs=[TLP_RED])
     assert import_file(node, write_bundle(tmp_path / "v3.json", [same])).duplicates == 1
+
+
+def test_a_marking_definition_cannot_be_redefined(node: Node, tmp_path: Path) -> None:
+    """Found in review: a partner could send a new 'version' of a label's marking definition
+    and so relabel every object using it as TLP:CLEAR."""
+    secret = node.add_label(
+        "S", tlp="amber", policy="NATO", classification="SECRET", releasable_to=["USA"]
+    )
+    stored = node.store.latest(secret)
+    assert stored is not None
+    forged = dict(stored.data, created="2000-01-01T00:00:00.000Z")
+    forged["extensions"] = {
+        next(iter(stored.data["extensions"])): {
+            "extension_type": "property-extension",
+            "tlp": "clear",
+        }
+    }
+    before = node.store.version_count()
+    with pytest.raises(Conflict, match="cannot change"):
+        import_file(node, write_bundle(tmp_path / "forged.json", [forged]))
+    assert node.store.version_count() == before
+    assert node.store.label_markings()[secret].tlp == "amber"
+    same = import_file(node, write_bundle(tmp_path / "same.json", [stored.data]))
+    assert (same.stored, same.duplicates) == (0, 1)

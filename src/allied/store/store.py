@@ -269,8 +269,10 @@ class Store:
 
     def label_markings(self) -> dict[str, Label]:
         """Every Allied classification label the store holds, by marking id."""
-        query = select(_O.c.json).where(
-            _O.c.type == "marking-definition", _O.c.json.contains(LABEL_EXTENSION_ID)
+        query = (
+            select(_O.c.json)
+            .where(_O.c.type == "marking-definition", _O.c.json.contains(LABEL_EXTENSION_ID))
+            .order_by(_O.c.pk.desc())  # the first stored definition of an id wins
         )
         found: dict[str, Label] = {}
         with self.engine.connect() as conn:
@@ -354,6 +356,7 @@ class Writer:
         self.conn = conn
         self._labels: dict[str, Label] | None = None
         self._sets: dict[tuple[str, str | None], int] | None = None
+        self._markings: dict[str, dict[str, Any]] = {}
 
     def add(self, batch: Iterable[StixObject], *, received_from: str | None = None) -> AddResult:
         """Store object versions; one already stored (same id and version) is a duplicate."""
@@ -365,6 +368,7 @@ class Writer:
         seen: dict[tuple[str, ...], tuple[str | None, str, int]] = {}  # markings repeat a lot
         for obj in batch:
             if obj.type == "marking-definition":
+                self._check_marking_unchanged(obj)
                 label = read_label(obj.data)
                 if label is not None:
                     labels[obj.id] = label
@@ -407,6 +411,24 @@ class Writer:
         result = self.conn.exec_driver_sql(store._insert_sql, params)
         stored = max(result.rowcount, 0)
         return AddResult(stored, len(rows) - stored)
+
+    def _check_marking_unchanged(self, obj: StixObject) -> None:
+        """A marking definition never changes (STIX 2.1 7.2.1): one that redefines a stored
+        id would silently relabel every object that uses it, so it is refused."""
+        known = self._markings.get(obj.id)
+        if known is None:
+            row = self.conn.execute(
+                select(_O.c.json).where(_O.c.id == obj.id).order_by(_O.c.pk).limit(1)
+            ).first()
+            if row is None:
+                self._markings[obj.id] = dict(obj.data)
+                return
+            known = self._markings[obj.id] = orjson.loads(row[0])
+        if known != obj.data:
+            raise Conflict(
+                f"{obj.id} is already defined with other content; a marking definition "
+                "cannot change (create a new label instead)"
+            )
 
     def _label_set(self, markings: str, received_from: str | None) -> int:
         if self._sets is None:
