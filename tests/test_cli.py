@@ -350,6 +350,8 @@ def test_export_for_unknown_partner(cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "x.json"
     failed(cli("export", "--for", "nobody", "-o", str(out)), "no partner named 'nobody'")
     assert not out.exists()
+    to_stdout = failed(cli("export", "--for", "nobody"), "no partner named 'nobody'")
+    assert to_stdout.stdout == ""  # found in review: a bundle header used to come first
 
 
 def test_export_output_appears_only_when_complete(cli: Cli, tmp_path: Path) -> None:

@@ -371,7 +371,9 @@ def export(obj: _Obj, for_partner: str | None, output: Path | None, type_: str |
     """
     with obj.node() as node:
         if for_partner is not None:
-            texts = Egress(node).release(for_partner, type_)
+            egress = Egress(node)
+            egress.recipient(for_partner)  # an unknown partner fails before any output
+            texts = egress.release(for_partner, type_)
         else:
             texts = node.store.latest_json(type_)
         with _output(output) as out:

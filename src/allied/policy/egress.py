@@ -179,6 +179,10 @@ class Egress:
             if kind == _MARKING:
                 markings.add(object_id)
                 continue
+            if label_set not in allowed:  # stored after this export began: decide it now
+                sets = self._store.label_sets()
+                marks, source = sets[label_set]
+                allowed[label_set] = self.decide(marks, source, partner).allowed
             if not allowed[label_set]:
                 final[object_id] = False
                 continue
