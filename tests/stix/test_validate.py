@@ -289,3 +289,28 @@ def test_review_crashes_are_problems() -> None:
         },
     }
     assert reasons(custom)["type"].startswith("unknown object type 'x-foo'")
+
+
+def test_review_validation_gaps_are_closed() -> None:
+    """Found in review: each of these was accepted."""
+    assert reasons(indicator(modified="2026-01-01T00:00:00.000Z"))["modified"] == (
+        "modified must be at or after created"
+    )
+    rel = next(o for o in SPEC_OBJECTS if o["type"] == "relationship")
+    to_marking = {**rel, "target_ref": TLP_GREEN}
+    assert reasons(to_marking)["target_ref"] == "must not refer to a marking-definition"
+    ipv4 = next(o for o in SPEC_OBJECTS if o["type"] == "ipv4-addr")
+    assert reasons({**ipv4, "value": "not an ip"})["value"] == (
+        "'not an ip' is not an IPv4 address or CIDR block"
+    )
+    assert reasons({**ipv4, "value": "2001:db8::1"})["value"].endswith("IPv4 address or CIDR block")
+    assert validate({**ipv4, "value": "198.51.100.0/24"}) == []
+    sighting = next(o for o in SPEC_OBJECTS if o["type"] == "sighting")
+    custom_sdo = "my-favorite-sdo--ac97aae4-83f1-46ca-a351-7aeb76678189"
+    assert validate({**sighting, "sighting_of_ref": custom_sdo}) == []
+    assert (
+        reasons({**sighting, "sighting_of_ref": "file--00000001-0000-4000-8000-000000000001"})[
+            "sighting_of_ref"
+        ]
+        == "must not refer to a file"
+    )

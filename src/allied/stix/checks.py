@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -29,7 +30,6 @@ IDENTIFIER = re.compile(
 )
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 PROPERTY_NAME = re.compile(r"^[a-z0-9_]{3,250}$")
-_DICT_KEY = re.compile(r"^[a-zA-Z0-9_-]{1,250}$")
 _HEX = re.compile(r"^([a-fA-F0-9]{2})+$")
 _HASH_FORMATS = {
     "MD5": re.compile(r"^[a-fA-F0-9]{32}$"),
@@ -173,6 +173,40 @@ def identifier(*types: str) -> Check:
 #: Identifiers seen valid, with their type: references repeat (creators, markings), regexes cost.
 _KNOWN_IDS: dict[str, str] = {}
 _KNOWN_IDS_MAX = 4096
+
+
+def identifier_except(*types: str) -> Check:
+    """A STIX id of any type but ``types`` (where the spec says "an SDO or SCO", custom types
+    defined by extensions included)."""
+    excluded = frozenset(types)
+    any_id = identifier()
+
+    def check(value: Any, path: str, issues: Issues) -> None:
+        before = len(issues)
+        any_id(value, path, issues)
+        if len(issues) == before:
+            kind = value.split("--", 1)[0]
+            if kind in excluded:
+                issues.append((path, f"must not refer to a {kind}"))
+
+    return check
+
+
+def ip_value(version: int) -> Check:
+    """An IPv4 or IPv6 address or CIDR block (STIX 2.1 6.7, 6.8)."""
+
+    def check(value: Any, path: str, issues: Issues) -> None:
+        if type(value) is not str:
+            issues.append((path, f"must be a string, not {type_of_name(value)}"))
+            return
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            network = None
+        if network is None or network.version != version:
+            issues.append((path, f"{value!r} is not an IPv{version} address or CIDR block"))
+
+    return check
 
 
 def list_of(item: Check, *, min_items: int = 1) -> Check:

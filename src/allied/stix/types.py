@@ -22,7 +22,9 @@ from allied.stix.checks import (
     hashes,
     hex_string,
     identifier,
+    identifier_except,
     integer,
+    ip_value,
     list_of,
     matching,
     nested,
@@ -144,9 +146,13 @@ SCO_REQUIRED = ("type", "id")
 _seen = (ordered("first_seen", "last_seen"),)
 
 
+_VERSIONED = (ordered("created", "modified"),)
+
+
 def _sdo(name: str, props: dict[str, Check], required: tuple[str, ...] = (),
          rules: tuple[Rule, ...] = (), kind: Kind = "sdo") -> TypeSpec:
-    return TypeSpec(name, kind, {**SDO_COMMON, **props}, SDO_REQUIRED + required, rules)
+    return TypeSpec(name, kind, {**SDO_COMMON, **props}, SDO_REQUIRED + required,
+                    _VERSIONED + rules)
 
 
 def _sco(name: str, props: dict[str, Check], required: tuple[str, ...] = (),
@@ -155,7 +161,10 @@ def _sco(name: str, props: dict[str, Check], required: tuple[str, ...] = (),
                     extensions or {})
 
 
-_any_sdo = identifier(*SDO_TYPES)
+_NOT_SDO_OR_SCO = ("relationship", "sighting", "marking-definition", "language-content",
+                   "extension-definition", "bundle")
+_sdo_or_sco = identifier_except(*_NOT_SDO_OR_SCO)
+_any_sdo = identifier_except(*_NOT_SDO_OR_SCO, *SCO_TYPES)
 _sdo_refs = list_of(identifier())
 _software = identifier("software")
 
@@ -242,7 +251,7 @@ SDOS = [
                   "tool_version": _text}, ("name",)),
     _sdo("vulnerability", {"name": _name, "description": _text}, ("name",)),
     _sdo("relationship", {"relationship_type": _name, "description": _text,
-                          "source_ref": identifier(), "target_ref": identifier(),
+                          "source_ref": _sdo_or_sco, "target_ref": _sdo_or_sco,
                           "start_time": _ts, "stop_time": _ts},
          ("relationship_type", "source_ref", "target_ref"),
          (ordered("start_time", "stop_time", strict=True),), kind="sro"),
@@ -371,6 +380,8 @@ def _any_property_beyond_common(obj: dict[str, Any], path: str, issues: Issues) 
 
 
 _addr = {"value": _name}
+_ipv4 = {"value": ip_value(4)}
+_ipv6 = {"value": ip_value(6)}
 SCOS = [
     _sco("artifact", {"mime_type": _mime, "payload_bin": binary(), "url": _text,
                       "hashes": hashes(),
@@ -404,10 +415,10 @@ SCOS = [
                   "mtime": _ts, "atime": _ts, "parent_directory_ref": identifier("directory"),
                   "contains_refs": list_of(identifier()), "content_ref": identifier("artifact")},
          (), (at_least_one("hashes", "name"),), FILE_EXTENSIONS),
-    _sco("ipv4-addr", {**_addr, "resolves_to_refs": list_of(identifier("mac-addr")),
+    _sco("ipv4-addr", {**_ipv4, "resolves_to_refs": list_of(identifier("mac-addr")),
                        "belongs_to_refs": list_of(identifier("autonomous-system"))},
          ("value",)),
-    _sco("ipv6-addr", {**_addr, "resolves_to_refs": list_of(identifier("mac-addr")),
+    _sco("ipv6-addr", {**_ipv6, "resolves_to_refs": list_of(identifier("mac-addr")),
                        "belongs_to_refs": list_of(identifier("autonomous-system"))},
          ("value",)),
     _sco("mac-addr", dict(_addr), ("value",)),
@@ -512,6 +523,7 @@ META = [
         {**SDO_COMMON, "object_ref": identifier(), "object_modified": timestamp(millis=True),
          "contents": dictionary(dictionary())},
         SDO_REQUIRED + ("object_ref", "contents"),
+        _VERSIONED,
     ),
     TypeSpec(
         "extension-definition",
@@ -520,6 +532,7 @@ META = [
          "version": _name, "extension_types": list_of(enum(*EXTENSION_TYPES)),
          "extension_properties": _strings},
         SDO_REQUIRED + ("created_by_ref", "name", "schema", "version", "extension_types"),
+        _VERSIONED,
     ),
 ]
 
