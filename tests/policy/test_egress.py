@@ -216,8 +216,9 @@ def graphs(draw: st.DrawFn) -> list[tuple[str, int, list[str], list[int], bool]]
             st.lists(st.sampled_from(MARKING_CHOICES), min_size=1, max_size=2, unique=True)
         )
         refs: list[int] = []
-        if kind == "relationship":
-            refs = draw(st.lists(st.integers(0, n - 1), min_size=2, max_size=2))
+        if kind == "relationship":  # joins SDOs, never another relationship
+            ends = [i for i, (k, *_rest) in enumerate(objects) if k != "relationship"]
+            refs = draw(st.lists(st.sampled_from(ends), min_size=2, max_size=2))
         elif kind == "report":
             refs = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=3, unique=True))
         objects.append((kind, n, markings, refs, draw(st.booleans())))
