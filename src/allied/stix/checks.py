@@ -370,8 +370,8 @@ def ordered(
 
     def rule(obj: dict[str, Any], path: str, issues: Issues) -> None:
         first, second = obj.get(earlier), obj.get(later)
-        if first is None or second is None:
-            return
+        if first is None or second is None or (first == second and not strict):
+            return  # equal text: the common created == modified needs no parsing
         if not (timestamp_is_valid(first) and timestamp_is_valid(second)):
             return
         a, b = timestamp_key(first), timestamp_key(second)
