@@ -1,0 +1,86 @@
+"""Origin signatures: what they cover, and every way a forged or altered object is caught."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from allied.integrity.keys import key_id
+from allied.integrity.signing import SIGNATURE_EXTENSION_ID, SignatureError, sign, verify
+from allied.stix.validate import validate
+from tests.conftest import IDENTITY, TLP_RED, indicator
+
+KEY = Ed25519PrivateKey.generate()
+OTHER = Ed25519PrivateKey.generate()
+PINNED = {key_id(KEY.public_key()): KEY.public_key()}
+
+
+def signed() -> dict[str, Any]:
+    return sign(indicator(1), KEY, IDENTITY)
+
+
+def test_a_signed_object_is_valid_stix_and_verifies() -> None:
+    obj = signed()
+    assert validate(obj) == []
+    assert verify(obj, PINNED) == IDENTITY
+    body = obj["extensions"][SIGNATURE_EXTENSION_ID]
+    assert body["algorithm"] == "Ed25519" and body["key_id"] == key_id(KEY.public_key())
+
+
+def test_key_order_and_spacing_do_not_matter() -> None:
+    respelled = json.loads(json.dumps(signed(), indent=2, sort_keys=True))
+    assert verify(respelled, PINNED) == IDENTITY
+
+
+def test_other_extensions_are_covered_and_kept() -> None:
+    obj = sign(indicator(1, extensions={"x-note": {"a": 1}}), KEY, IDENTITY)
+    assert set(obj["extensions"]) == {"x-note", SIGNATURE_EXTENSION_ID}
+    verify(obj, PINNED)
+    obj["extensions"]["x-note"]["a"] = 2
+    with pytest.raises(SignatureError, match="does not match"):
+        verify(obj, PINNED)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        (lambda o: o.update(name="changed"), "signature by identity--f431f809"),
+        (lambda o: o.pop("object_marking_refs"), "does not match"),  # label stripped
+        (lambda o: o.update(object_marking_refs=[TLP_RED]), "does not match"),  # label changed
+        (lambda o: o["extensions"].pop(SIGNATURE_EXTENSION_ID), "no origin signature"),
+        (
+            lambda o: o["extensions"][SIGNATURE_EXTENSION_ID].update(algorithm="RSA"),
+            "unsupported algorithm 'RSA'",
+        ),
+        (
+            lambda o: o["extensions"][SIGNATURE_EXTENSION_ID].update(signature="@@"),
+            "signature is not base64",
+        ),
+        (
+            lambda o: o["extensions"][SIGNATURE_EXTENSION_ID].update(key_id="0" * 16),
+            "signed with unknown key 0000000000000000",
+        ),
+    ],
+)
+def test_tampering_is_caught_with_its_reason(tamper: Any, reason: str) -> None:
+    obj = signed()
+    tamper(obj)
+    with pytest.raises(SignatureError) as excinfo:
+        verify(obj, PINNED)
+    assert reason in excinfo.value.reason
+    assert excinfo.value.object_id == indicator(1)["id"]
+
+
+def test_a_signature_from_another_key_is_refused() -> None:
+    forged = sign(indicator(1), OTHER, IDENTITY)
+    with pytest.raises(SignatureError, match="unknown key"):
+        verify(forged, PINNED)
+    swapped = signed()
+    swapped["extensions"][SIGNATURE_EXTENSION_ID]["signature"] = forged["extensions"][
+        SIGNATURE_EXTENSION_ID
+    ]["signature"]
+    with pytest.raises(SignatureError, match="does not match"):
+        verify(swapped, PINNED)
