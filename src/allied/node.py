@@ -19,6 +19,7 @@ from allied import config as config_
 from allied.config import DEFAULT_POLICIES, NodeConfig
 from allied.errors import ConfigError
 from allied.integrity.keys import create_key_pair, parse_public_key
+from allied.stix.checks import IDENTIFIER
 from allied.stix.labels import TLP2_IDS, TLP_LEVELS, Label, builtin_objects, label_marking
 from allied.stix.model import parse_object
 from allied.store.store import Partner, Store, now
@@ -226,8 +227,6 @@ class Node:
 
 
 def parse_object_id(value: str, kind: str, *, option: str) -> str:
-    from allied.stix.checks import IDENTIFIER
-
     if IDENTIFIER.match(value) is None or not value.startswith(kind + "--"):
         raise ConfigError(f"{option} {value!r}: expected a {kind}--UUID identifier")
     return value

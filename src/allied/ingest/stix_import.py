@@ -70,7 +70,7 @@ def import_file(
     markings: tuple[str, ...] = ()
     if label is not None:
         marking_id, tlp = node.store.label(label)
-        markings = _label_markings(marking_id, tlp)
+        markings = (TLP2_IDS[tlp], marking_id)
     batch: list[StixObject] = []
     with _rare_collections(), node.store.write() as writer:
         for item in read_items(path):
@@ -117,10 +117,6 @@ def _flush(
         report.stored += added.stored
         report.duplicates += added.duplicates
         batch.clear()
-
-
-def _label_markings(marking_id: str, tlp: str) -> tuple[str, ...]:
-    return (TLP2_IDS[tlp], marking_id)
 
 
 def _apply_label(data: Mapping[str, Any], markings: tuple[str, ...]) -> Any:

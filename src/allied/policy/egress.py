@@ -114,7 +114,7 @@ class Egress:
     def explain(self, object_id: str, partner_name: str) -> Explanation:
         """The decision for ``object_id``, following its references to explain withholding."""
         partner = self.recipient(partner_name)
-        index = self._index_of(object_id)
+        index = self._store.index_row(object_id)
         if index is None:
             raise NotFound(f"no object {object_id} in this node")
         if index.type == _MARKING:
@@ -124,9 +124,6 @@ class Egress:
         else:
             own = self.decide(index.markings, index.received_from, partner)
         return Explanation(object_id, partner.name, own, self._reference_reasons(index, partner))
-
-    def _index_of(self, object_id: str) -> IndexRow | None:
-        return self._store.index_row(object_id)
 
     def _reference_reasons(self, root: IndexRow, partner: Recipient) -> tuple[str, ...]:
         """Breadth-first through references; the first withheld object on each path counts."""
@@ -139,7 +136,7 @@ class Egress:
                 if ref in seen:
                     continue
                 seen.add(ref)
-                target = self._index_of(ref)
+                target = self._store.index_row(ref)
                 if target is None or target.type == _MARKING:
                     continue
                 chain = f"{via}{ref}"

@@ -19,11 +19,12 @@ from typing import Any
 Issues = list[tuple[str, str]]
 Check = Callable[[Any, str, Issues], None]
 
-_TIMESTAMP = re.compile(
+_SECONDS = (
     r"^[0-9]{4}-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:"
-    r"([0-5][0-9]|60)(\.[0-9]+)?Z$"
+    r"([0-5][0-9]|60)"
 )
-_TIMESTAMP_MILLIS = re.compile(_TIMESTAMP.pattern.replace(r"(\.[0-9]+)?Z$", r"\.[0-9]{3,}Z$"))
+_TIMESTAMP = re.compile(_SECONDS + r"(\.[0-9]+)?Z$")
+_TIMESTAMP_MILLIS = re.compile(_SECONDS + r"\.[0-9]{3,}Z$")
 IDENTIFIER = re.compile(
     r"^([a-z][a-z0-9-]+[a-z0-9])--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-"
     r"[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
