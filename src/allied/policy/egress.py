@@ -10,12 +10,14 @@ does not hold reveals nothing the referring object does not already say, so it d
 withhold.
 
 The decision is pure, so it is memoised per (markings, provenance, partner): a node holds
-millions of objects but few distinct label sets.
+millions of objects but few distinct label sets. The reference rule is applied through the
+label closures the store keeps (:mod:`allied.store.closure`) when exporting many objects, and
+by following references when explaining one.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -155,86 +157,37 @@ class Egress:
         """The JSON of every object (latest version) ``partner_name`` may receive, with the
         marking definitions they use; optionally only objects of ``type_``.
 
-        The decision depends only on an object's label set (markings and provenance), so it
-        is taken once per label set. One pass over the store in import order follows:
-        objects mostly refer to objects stored before them, so an object is usually final
-        when it is read (released if its labels allow it and everything it refers to was
-        released, withheld otherwise). The few that refer forward wait until the end, where
-        withholding spreads backwards along their references (chains, and cycles, too).
+        The decision depends only on label sets, so it is taken once per label set; a
+        closure (an object's own label set and those of everything it reaches through
+        references, kept by the store at write time) is allowed when all its label sets
+        are. The store then hands out only rows with an allowed closure: the reference rule
+        costs the export nothing per object.
         """
         partner = self.recipient(partner_name)
         sets = self._store.label_sets()
-        allowed = {
-            number: self.decide(marks, source, partner).allowed
+        allowed_sets = {
+            number
             for number, (marks, source) in sets.items()
+            if self.decide(marks, source, partner).allowed
         }
-        final: dict[str, bool] = {}
-        waiting: dict[str, tuple[str, int, tuple[str, ...], str]] = {}
+        allowed = [
+            number
+            for number, members in self._store.label_closures().items()
+            if members <= allowed_sets
+        ]
         used: set[int] = set()  # label sets of released objects
-        markings: set[str] = set()
-        for object_id, kind, label_set, refs, text in self._store.release_stream():
-            if kind == _MARKING:
-                markings.add(object_id)
-                continue
-            if label_set not in allowed:  # stored after this export began: decide it now
-                sets = self._store.label_sets()
-                marks, source = sets[label_set]
-                allowed[label_set] = self.decide(marks, source, partner).allowed
-            if not allowed[label_set]:
-                final[object_id] = False
-                continue
-            if refs is None:
-                final[object_id] = True
-                used.add(label_set)
-                if type_ is None or kind == type_:
-                    yield text
-                continue
-            targets: tuple[str, ...] = tuple(orjson.loads(refs))
-            verdict: bool | None = True
-            for target in targets:
-                known = final.get(target)
-                if known is False:
-                    verdict = False
-                    break
-                if known is None:
-                    verdict = None
-            if verdict is None:
-                waiting[object_id] = (kind, label_set, targets, text)
-                continue
-            final[object_id] = verdict
-            if verdict:
-                used.add(label_set)
-                if type_ is None or kind == type_:
-                    yield text
-        for object_id in self._settle(waiting, final):
-            kind, label_set, _targets, text = waiting[object_id]
-            used.add(label_set)
-            if type_ is None or kind == type_:
+        remember = used.add
+        if type_ == _MARKING:  # those used by every released object
+            for label_set, _text in self._store.release_stream(allowed):
+                remember(label_set)
+        else:
+            for label_set, text in self._store.release_stream(allowed, type_):
+                remember(label_set)
                 yield text
-        used_ids = {marking for number in used for marking in orjson.loads(sets[number][0])}
-        for marking_id in sorted(used_ids & markings):
+            if type_ is not None:
+                return
+        sets = self._store.label_sets()
+        for marking_id in sorted({m for number in used for m in orjson.loads(sets[number][0])}):
             stored = self._store.latest(marking_id)
-            if stored is not None and type_ in (None, _MARKING):
+            if stored is not None:
                 yield stored.json
-
-    @staticmethod
-    def _settle(
-        waiting: dict[str, tuple[str, int, tuple[str, ...], str]], final: dict[str, bool]
-    ) -> list[str]:
-        """Which waiting objects are released: those from which no reference path reaches a
-        withheld object (an id the store does not hold withholds nothing)."""
-        referrers: defaultdict[str, list[str]] = defaultdict(list)
-        withheld: set[str] = set()
-        for object_id, (_kind, _label_set, targets, _text) in waiting.items():
-            for target in targets:
-                if target in waiting:
-                    referrers[target].append(object_id)
-                elif final.get(target) is False:
-                    withheld.add(object_id)
-        queue = deque(withheld)
-        while queue:
-            for referrer in referrers.get(queue.popleft(), ()):
-                if referrer not in withheld:
-                    withheld.add(referrer)
-                    queue.append(referrer)
-        return [object_id for object_id in waiting if object_id not in withheld]

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, inspect, select
+import orjson
+from sqlalchemy import Connection, bindparam, inspect, select, text, update
 
 from allied.store import schema
+from allied.store.closure import closures
 
 Migration = Callable[[Connection], None]
 
@@ -20,10 +22,57 @@ Migration = Callable[[Connection], None]
 def _v1_initial(conn: Connection) -> None:
     for table in (schema.objects, schema.label_sets, schema.partners, schema.labels):
         table.create(conn)
+    for table in (schema.label_closures, schema.object_refs):  # see _v2_label_closures
+        table.create(conn)
+
+
+def _v2_label_closures(conn: Connection) -> None:
+    """The reverse reference index and label closures (:mod:`allied.store.closure`), which
+    let egress apply the reference rule in SQL. A store created by this code already has the
+    column and tables from the first migration; an older one gets them here, filled from the
+    objects it holds."""
+    columns = {column["name"] for column in inspect(conn).get_columns("objects")}
+    if "closure" not in columns:
+        conn.execute(text("ALTER TABLE objects ADD COLUMN closure INTEGER"))
+    for table in (schema.label_closures, schema.object_refs):
+        table.create(conn, checkfirst=True)
+    objects = schema.objects
+    rows = conn.execute(
+        select(objects.c.pk, objects.c.id, objects.c.version, objects.c.label_set, objects.c.refs)
+    ).all()
+    if not rows:
+        return
+    targets = [tuple(orjson.loads(row.refs)) if row.refs else () for row in rows]
+    edges = {(target, row.id) for row, refs in zip(rows, targets, strict=True) for target in refs}
+    if edges:
+        conn.execute(
+            schema.object_refs.insert(), [{"target": t, "source": s} for t, s in sorted(edges)]
+        )
+    latest: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        best = latest.get(row.id)
+        if best is None or row.version > rows[best].version:
+            latest[row.id] = index
+    computed = closures([row.label_set for row in rows], targets, latest, {})
+    numbers: dict[frozenset[int], int] = {}
+    for members in sorted(set(computed), key=sorted):
+        inserted = conn.execute(
+            schema.label_closures.insert().values(label_sets=orjson.dumps(sorted(members)).decode())
+        )
+        assert inserted.inserted_primary_key is not None
+        numbers[members] = int(inserted.inserted_primary_key[0])
+    conn.execute(
+        update(objects).where(objects.c.pk == bindparam("row")).values(closure=bindparam("c")),
+        [
+            {"row": row.pk, "c": numbers[members]}
+            for row, members in zip(rows, computed, strict=True)
+        ],
+    )
 
 
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "initial tables: objects, label_sets, partners, labels", _v1_initial),
+    (2, "label closures and the reverse reference index", _v2_label_closures),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -48,6 +48,9 @@ objects = Table(
     # ids referred to (JSON list), NULL when none: what the reference rule follows
     Column("refs", Text),
     Column("received_from", String(200)),
+    # every label set the release of this version depends on (allied.store.closure), as a
+    # number in label_closures: egress releases a row when all of them are allowed
+    Column("closure", Integer),
     Column("ledger_index", Integer),
     Column("json", Text, nullable=False),
     UniqueConstraint("id", "version", name="uq_objects_id_version"),
@@ -62,6 +65,24 @@ label_sets = Table(
     Column("markings", Text, nullable=False),
     Column("received_from", String(200)),
     UniqueConstraint("markings", "received_from", name="uq_label_sets"),
+)
+
+label_closures = Table(
+    "label_closures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # the label set numbers, sorted, as a JSON list
+    Column("label_sets", Text, nullable=False, unique=True),
+)
+
+# The reverse reference index: who refers to an id (any version), so that a new version of
+# the target can update their closures.
+object_refs = Table(
+    "object_refs",
+    metadata,
+    Column("target", String(300), primary_key=True),
+    Column("source", String(300), primary_key=True),
+    sqlite_with_rowid=False,
 )
 
 partners = Table(

@@ -7,7 +7,7 @@ CONFLICT dialect (PostgreSQL) runs the same code. Writes happen only inside
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,11 +18,13 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     event,
     exists,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -33,12 +35,15 @@ from allied.errors import ConfigError, Conflict, NotFound
 from allied.stix.labels import LABEL_EXTENSION_ID, Label, read_label, resolve_labels
 from allied.stix.model import StixObject
 from allied.store import migrations, schema
+from allied.store.closure import Closure, closures
 
 _O = schema.objects
 _ROW_KEYS = (
     "id", "type", "version", "created", "modified", "date_added", "name", "originator", "tlp",
-    "markings", "label_set", "refs", "received_from", "json",
+    "markings", "label_set", "refs", "received_from", "json", "closure",
 )  # fmt: skip
+_R = schema.object_refs
+_MARKING = "marking-definition"
 
 
 def now() -> str:
@@ -115,9 +120,9 @@ class Store:
         self.engine = engine
         dialect = engine.dialect.name
         if dialect == "sqlite":
-            statement: Any = sqlite.insert(_O)
+            insert_into: Any = sqlite.insert
         elif dialect == "postgresql":
-            statement = postgresql.insert(_O)
+            insert_into = postgresql.insert
         else:
             raise ConfigError(
                 f"store_url: the {dialect!r} database is not supported (use sqlite:///FILE)",
@@ -125,13 +130,19 @@ class Store:
             )
         # Compiled once to the driver's own SQL: an import inserts millions of rows and the
         # per-row parameter processing of a Core execute would cost more than SQLite itself.
-        compiled = statement.on_conflict_do_nothing(index_elements=["id", "version"]).compile(
-            dialect=engine.dialect, column_keys=list(_ROW_KEYS)
+        compiled = (
+            insert_into(_O)
+            .on_conflict_do_nothing(index_elements=["id", "version"])
+            .compile(dialect=engine.dialect, column_keys=list(_ROW_KEYS))
         )
         self._insert_sql = str(compiled)
         self._insert_positional = bool(compiled.positional)
         order = compiled.positiontup or list(_ROW_KEYS)
         self._insert_order = tuple(_ROW_KEYS.index(key) for key in order)
+        refs = insert_into(_R).on_conflict_do_nothing().compile(dialect=engine.dialect)
+        refs_order = refs.positiontup or ["target", "source"]
+        self._refs_target_first = refs_order[0] == "target"
+        self._insert_refs_sql = str(refs)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -227,36 +238,69 @@ class Store:
             rows = conn.execute(select(table.c.id, table.c.markings, table.c.received_from))
             return {row[0]: (row[1], row[2]) for row in rows}
 
-    def release_stream(self) -> Iterator[tuple[str, str, int, str | None, str]]:
-        """(id, type, label set, refs, json) of every latest version, in import order.
+    def label_closures(self, conn: Connection | None = None) -> dict[int, Closure]:
+        """Every closure stored objects have (see :mod:`allied.store.closure`), by number."""
+        table = schema.label_closures
+        query = select(table.c.id, table.c.label_sets)
+        if conn is not None:
+            rows = conn.execute(query).all()
+        else:
+            with self.engine.connect() as own:
+                rows = own.execute(query).all()
+        return {number: frozenset(orjson.loads(text)) for number, text in rows}
 
-        Only :class:`allied.policy.egress.Egress` may call this: what it yields has not been
-        through the release decision. It reads through the driver's own cursor because the
-        egress path must cost little more than the unfiltered export.
+    def release_stream(
+        self, closures: Collection[int], type_: str | None = None
+    ) -> Iterator[tuple[int, str]]:
+        """(label set, json) of every latest version whose closure is one of ``closures``,
+        marking definitions aside, in import order.
+
+        Only :class:`allied.policy.egress.Egress` calls this, with the closures its release
+        decision allows: rows are filtered by the database, so what the store hands out for
+        egress is only ever what a decision allowed. A closure created after the caller
+        decided is not in ``closures``, so a concurrent import can only withhold more.
         """
+        if not closures:
+            return
         query = (
-            select(_O.c.id, _O.c.type, _O.c.label_set, _O.c.refs, _O.c.json)
-            .where(self._is_latest())
+            select(_O.c.label_set, _O.c.json)
+            .where(
+                # numbers, written into the SQL: no limit on bound parameters applies
+                _O.c.closure.in_([literal_column(str(int(n))) for n in sorted(closures)]),
+                _O.c.type != _MARKING,
+                self._is_latest(),
+            )
             .order_by(_O.c.pk)
         )
-        sql = str(query.compile(dialect=self.engine.dialect))
+        if type_ is not None:
+            query = query.where(_O.c.type == type_)
+        yield from self._raw_rows(query)
+
+    def latest_json(self, type_: str | None = None) -> Iterator[str]:
+        """The JSON of every latest version, in import order: the operator's full export."""
+        query = select(_O.c.json).where(self._is_latest()).order_by(_O.c.pk)
+        if type_ is not None:
+            query = query.where(_O.c.type == type_)
+        for (text,) in self._raw_rows(query):
+            yield text
+
+    def _raw_rows(self, query: Any) -> Iterator[Any]:
+        """The rows of ``query`` straight from the driver's cursor: exports read every
+        object, and SQLAlchemy's per-row processing would cost a third of the time."""
+        compiled = query.compile(
+            dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True}
+        )
+        params: Any = compiled.params
+        if compiled.positiontup is not None:
+            params = tuple(params[key] for key in compiled.positiontup)
         with self.engine.connect() as conn:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
-                cursor.execute(sql)
+                cursor.execute(str(compiled), params)
                 while rows := cursor.fetchmany(2000):
                     yield from rows
             finally:
                 cursor.close()
-
-    def latest_json(self, type_: str | None = None) -> Iterator[str]:
-        """The JSON of every latest version, in import order: the operator's full export."""
-        with self.engine.connect() as conn:
-            query = select(_O.c.json).where(self._is_latest()).order_by(_O.c.pk)
-            if type_ is not None:
-                query = query.where(_O.c.type == type_)
-            for row in conn.execution_options(yield_per=2000).execute(query):
-                yield row[0]
 
     def counts_by_type(self) -> dict[str, int]:
         query = select(_O.c.type, func.count(func.distinct(_O.c.id))).group_by(_O.c.type)
@@ -357,6 +401,8 @@ class Writer:
         self._labels: dict[str, Label] | None = None
         self._sets: dict[tuple[str, str | None], int] | None = None
         self._markings: dict[str, dict[str, Any]] = {}
+        self._closure_by_number: dict[int, Closure] = {}
+        self._closure_by_members: dict[Closure, int] = {}
 
     def add(self, batch: Iterable[StixObject], *, received_from: str | None = None) -> AddResult:
         """Store object versions; one already stored (same id and version) is a duplicate."""
@@ -400,6 +446,7 @@ class Writer:
             )
         if not rows:
             return AddResult(0, 0)
+        rows = self._with_closures(rows)
         store = self._store
         order = store._insert_order
         if store._insert_positional and order == tuple(range(len(_ROW_KEYS))):
@@ -410,7 +457,119 @@ class Writer:
             params = [dict(zip(_ROW_KEYS, row, strict=True)) for row in rows]
         result = self.conn.exec_driver_sql(store._insert_sql, params)
         stored = max(result.rowcount, 0)
+        edges = [(target, row[0]) for row in rows if row[11] for target in orjson.loads(row[11])]
+        if edges:
+            if not store._insert_positional:
+                self.conn.exec_driver_sql(
+                    store._insert_refs_sql, [{"target": t, "source": s} for t, s in edges]
+                )
+            elif store._refs_target_first:
+                self.conn.exec_driver_sql(store._insert_refs_sql, edges)
+            else:
+                self.conn.exec_driver_sql(store._insert_refs_sql, [(s, t) for t, s in edges])
         return AddResult(stored, len(rows) - stored)
+
+    def _with_closures(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The batch's rows with their closure numbers (see :mod:`allied.store.closure`); the
+        closures of stored versions that reach an object this batch changes are updated.
+
+        An id changes when the batch holds a version newer than any stored one (a new object
+        is a change too: objects stored earlier may already refer to it). Everything that
+        reaches a changed id, found through the reverse reference index, is recomputed with
+        the batch; targets outside that set keep the closures stored for them.
+        """
+        conn = self.conn
+        ids = {row[0] for row in rows}
+        stored_versions: dict[str, str] = dict(
+            conn.execute(
+                select(_O.c.id, func.max(_O.c.version)).where(_O.c.id.in_(ids)).group_by(_O.c.id)
+            ).all()
+        )
+        newest: dict[str, int] = {}
+        for index, row in enumerate(rows):
+            best = newest.get(row[0])
+            if best is None or row[2] > rows[best][2]:
+                newest[row[0]] = index
+        changed = {
+            object_id
+            for object_id, index in newest.items()
+            if object_id not in stored_versions or rows[index][2] > stored_versions[object_id]
+        }
+        affected: set[str] = set()
+        frontier = changed
+        while frontier:
+            found = set(
+                conn.execute(select(_R.c.source).where(_R.c.target.in_(frontier))).scalars()
+            )
+            frontier = found - affected - changed
+            affected |= found
+        stored_rows = (
+            conn.execute(
+                select(
+                    _O.c.pk, _O.c.id, _O.c.version, _O.c.label_set, _O.c.refs, _O.c.closure
+                ).where(_O.c.id.in_(affected))
+            ).all()
+            if affected
+            else []
+        )
+        label_sets = [row[10] for row in rows] + [row[3] for row in stored_rows]
+        targets: list[tuple[str, ...]] = [
+            tuple(orjson.loads(row[11])) if row[11] else () for row in rows
+        ] + [tuple(orjson.loads(row[4])) if row[4] else () for row in stored_rows]
+        latest: dict[str, int] = {}
+        for offset, row in enumerate(stored_rows, start=len(rows)):
+            best = latest.get(row[1])
+            if best is None or row[2] > stored_rows[best - len(rows)][2]:
+                latest[row[1]] = offset
+        for object_id in changed:
+            latest[object_id] = newest[object_id]
+        wanted = {t for refs in targets for t in refs if t not in latest}
+        outside = self._stored_closures(wanted) if wanted else {}
+        computed = closures(label_sets, targets, latest, outside)
+        numbers = [self._closure_number(found) for found in computed]
+        updates = [
+            {"row": row[0], "number": number}
+            for row, number in zip(stored_rows, numbers[len(rows) :], strict=True)
+            if row[5] != number
+        ]
+        if updates:
+            conn.execute(
+                update(_O).where(_O.c.pk == bindparam("row")).values(closure=bindparam("number")),
+                updates,
+            )
+        return [row + (number,) for row, number in zip(rows, numbers, strict=False)]
+
+    def _stored_closures(self, ids: set[str]) -> dict[str, Closure]:
+        """The closure of the latest stored version of each of ``ids`` that is held."""
+        found: dict[str, Closure] = {}
+        query = select(_O.c.id, _O.c.closure).where(_O.c.id.in_(ids), Store._is_latest())
+        for object_id, number in self.conn.execute(query):
+            found[object_id] = self._closure_members(number)
+        return found
+
+    def _closure_members(self, number: int) -> Closure:
+        if not self._closure_by_number:
+            self._load_closures()
+        return self._closure_by_number[number]
+
+    def _closure_number(self, members: Closure) -> int:
+        if not self._closure_by_number:
+            self._load_closures()
+        number = self._closure_by_members.get(members)
+        if number is None:
+            text = orjson.dumps(sorted(members)).decode()
+            inserted = self.conn.execute(insert(schema.label_closures).values(label_sets=text))
+            key = inserted.inserted_primary_key
+            assert key is not None
+            number = int(key[0])
+            self._closure_by_number[number] = members
+            self._closure_by_members[members] = number
+        return number
+
+    def _load_closures(self) -> None:
+        for number, members in self._store.label_closures(self.conn).items():
+            self._closure_by_number[number] = members
+            self._closure_by_members[members] = number
 
     def _check_marking_unchanged(self, obj: StixObject) -> None:
         """A marking definition never changes (STIX 2.1 7.2.1): one that redefines a stored
