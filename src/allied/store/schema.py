@@ -48,11 +48,11 @@ objects = Table(
     # ids referred to (JSON list), NULL when none: what the reference rule follows
     Column("refs", Text),
     Column("received_from", String(200)),
+    Column("ledger_index", Integer),
+    Column("json", Text, nullable=False),
     # every label set the release of this version depends on (allied.store.closure), as a
     # number in label_closures: egress releases a row when all of them are allowed
     Column("closure", Integer),
-    Column("ledger_index", Integer),
-    Column("json", Text, nullable=False),
     UniqueConstraint("id", "version", name="uq_objects_id_version"),
     Index("ix_objects_type", "type"),
     Index("ix_objects_date_added", "date_added"),

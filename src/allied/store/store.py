@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import (
     Connection,
     Engine,
+    String,
     and_,
     bindparam,
     create_engine,
@@ -44,6 +45,8 @@ _ROW_KEYS = (
 )  # fmt: skip
 _R = schema.object_refs
 _MARKING = "marking-definition"
+_RECENT_LIMIT = 200_000
+_IDS_PER_QUERY = 5000  # well below SQLite's limit of bound parameters per statement
 
 
 def now() -> str:
@@ -112,6 +115,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # 32 MiB of page cache (the default is 2 MiB): imports look up every new id and its
+    # referrers in the indexes, which then stay in memory for stores of a few million objects
+    cursor.execute("PRAGMA cache_size=-32768")
     cursor.close()
 
 
@@ -143,6 +149,14 @@ class Store:
         refs_order = refs.positiontup or ["target", "source"]
         self._refs_target_first = refs_order[0] == "target"
         self._insert_refs_sql = str(refs)
+
+    def id_values(self, ids: Collection[str]) -> Any:
+        """``ids`` as a one-column table (``value``) bound as a single parameter: an import
+        looks up thousands of ids per batch, and binding each costs more than its lookup."""
+        if self.engine.dialect.name == "sqlite":
+            return func.json_each(orjson.dumps(list(ids)).decode()).table_valued("value")
+        array = bindparam("ids", list(ids), type_=postgresql.ARRAY(String))
+        return func.unnest(array).table_valued("value")
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -402,6 +416,9 @@ class Writer:
         self._sets: dict[tuple[str, str | None], int] | None = None
         self._markings: dict[str, dict[str, Any]] = {}
         self._closure_by_number: dict[int, Closure] = {}
+        # closure numbers of the latest versions this writer wrote or updated: what the
+        # next batches of an import mostly refer to, spared a query
+        self._recent: dict[str, int] = {}
         self._closure_by_members: dict[Closure, int] = {}
 
     def add(self, batch: Iterable[StixObject], *, received_from: str | None = None) -> AddResult:
@@ -410,7 +427,8 @@ class Writer:
             self._labels = self._store.label_markings()
         labels = self._labels
         added = now()
-        rows = []
+        rows: list[list[Any]] = []
+        refs: list[tuple[str, ...]] = []
         seen: dict[tuple[str, ...], tuple[str | None, str, int]] = {}  # markings repeat a lot
         for obj in batch:
             if obj.type == "marking-definition":
@@ -426,8 +444,9 @@ class Writer:
                 tlp = resolve_labels(markings, labels).tlp if markings else None
                 text = orjson.dumps(markings).decode()
                 summary = seen[markings] = (tlp, text, self._label_set(text, received_from))
+            refs.append(obj.refs)
             rows.append(
-                (
+                [
                     obj.id,
                     obj.type,
                     obj.version,
@@ -442,22 +461,29 @@ class Writer:
                     orjson.dumps(obj.refs).decode() if obj.refs else None,
                     received_from,
                     obj.json,
-                )
+                ]
             )
         if not rows:
             return AddResult(0, 0)
-        rows = self._with_closures(rows)
+        for row, number in zip(rows, self._closures(rows, refs), strict=True):
+            row.append(number)
         store = self._store
         order = store._insert_order
-        if store._insert_positional and order == tuple(range(len(_ROW_KEYS))):
+        if store._insert_positional:
             params: list[Any] = rows
-        elif store._insert_positional:
-            params = [tuple(row[i] for i in order) for row in rows]
+            if order != tuple(range(len(_ROW_KEYS))):
+                params = [[row[i] for i in order] for row in rows]
+            # the driver's own cursor takes the rows as they are, sparing a copy of each
+            cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(store._insert_sql, params)
+                stored = max(cursor.rowcount, 0)
+            finally:
+                cursor.close()
         else:
-            params = [dict(zip(_ROW_KEYS, row, strict=True)) for row in rows]
-        result = self.conn.exec_driver_sql(store._insert_sql, params)
-        stored = max(result.rowcount, 0)
-        edges = [(target, row[0]) for row in rows if row[11] for target in orjson.loads(row[11])]
+            named = [dict(zip(_ROW_KEYS, row, strict=True)) for row in rows]
+            stored = max(self.conn.exec_driver_sql(store._insert_sql, named).rowcount, 0)
+        edges = [(target, row[0]) for row, out in zip(rows, refs, strict=True) for target in out]
         if edges:
             if not store._insert_positional:
                 self.conn.exec_driver_sql(
@@ -469,8 +495,8 @@ class Writer:
                 self.conn.exec_driver_sql(store._insert_refs_sql, [(s, t) for t, s in edges])
         return AddResult(stored, len(rows) - stored)
 
-    def _with_closures(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """The batch's rows with their closure numbers (see :mod:`allied.store.closure`); the
+    def _closures(self, rows: list[list[Any]], refs: list[tuple[str, ...]]) -> list[int]:
+        """The closure numbers of the batch's rows (see :mod:`allied.store.closure`); the
         closures of stored versions that reach an object this batch changes are updated.
 
         An id changes when the batch holds a version newer than any stored one (a new object
@@ -479,43 +505,37 @@ class Writer:
         the batch; targets outside that set keep the closures stored for them.
         """
         conn = self.conn
-        ids = {row[0] for row in rows}
-        stored_versions: dict[str, str] = dict(
-            conn.execute(
-                select(_O.c.id, func.max(_O.c.version)).where(_O.c.id.in_(ids)).group_by(_O.c.id)
-            ).all()
-        )
         newest: dict[str, int] = {}
         for index, row in enumerate(rows):
             best = newest.get(row[0])
             if best is None or row[2] > rows[best][2]:
                 newest[row[0]] = index
+        stored_versions, referred = self._lookup(newest)
         changed = {
             object_id
             for object_id, index in newest.items()
             if object_id not in stored_versions or rows[index][2] > stored_versions[object_id]
         }
         affected: set[str] = set()
-        frontier = changed
+        frontier = changed & referred
         while frontier:
-            found = set(
-                conn.execute(select(_R.c.source).where(_R.c.target.in_(frontier))).scalars()
+            values = self._store.id_values(frontier)
+            query = select(_R.c.source).where(_R.c.target.in_(select(values.c.value)))
+            sources = set(conn.execute(query).scalars())
+            frontier = sources - affected - changed
+            affected |= sources
+        stored_rows: list[Any] = []
+        if affected:
+            values = self._store.id_values(affected)
+            stored_rows = list(
+                conn.execute(
+                    select(
+                        _O.c.pk, _O.c.id, _O.c.version, _O.c.label_set, _O.c.refs, _O.c.closure
+                    ).where(_O.c.id.in_(select(values.c.value)))
+                )
             )
-            frontier = found - affected - changed
-            affected |= found
-        stored_rows = (
-            conn.execute(
-                select(
-                    _O.c.pk, _O.c.id, _O.c.version, _O.c.label_set, _O.c.refs, _O.c.closure
-                ).where(_O.c.id.in_(affected))
-            ).all()
-            if affected
-            else []
-        )
         label_sets = [row[10] for row in rows] + [row[3] for row in stored_rows]
-        targets: list[tuple[str, ...]] = [
-            tuple(orjson.loads(row[11])) if row[11] else () for row in rows
-        ] + [tuple(orjson.loads(row[4])) if row[4] else () for row in stored_rows]
+        targets = refs + [tuple(orjson.loads(row[4])) if row[4] else () for row in stored_rows]
         latest: dict[str, int] = {}
         for offset, row in enumerate(stored_rows, start=len(rows)):
             best = latest.get(row[1])
@@ -523,10 +543,24 @@ class Writer:
                 latest[row[1]] = offset
         for object_id in changed:
             latest[object_id] = newest[object_id]
-        wanted = {t for refs in targets for t in refs if t not in latest}
-        outside = self._stored_closures(wanted) if wanted else {}
-        computed = closures(label_sets, targets, latest, outside)
-        numbers = [self._closure_number(found) for found in computed]
+        outside: dict[str, Closure] = {}
+        wanted = set()
+        members = self._closure_members
+        for out in targets:
+            for target in out:
+                if target not in latest and target not in outside:
+                    number = self._recent.get(target)
+                    if number is None:
+                        wanted.add(target)
+                    else:
+                        outside[target] = members(number)
+        if wanted:
+            outside.update(self._stored_closures(wanted))
+        by_members = self._closure_by_members
+        numbers = []
+        for closure in closures(label_sets, targets, latest, outside):
+            number = by_members.get(closure)
+            numbers.append(number if number is not None else self._closure_number(closure))
         updates = [
             {"row": row[0], "number": number}
             for row, number in zip(stored_rows, numbers[len(rows) :], strict=True)
@@ -537,12 +571,46 @@ class Writer:
                 update(_O).where(_O.c.pk == bindparam("row")).values(closure=bindparam("number")),
                 updates,
             )
-        return [row + (number,) for row, number in zip(rows, numbers, strict=False)]
+        if len(self._recent) > _RECENT_LIMIT:
+            self._recent.clear()
+        for object_id, index in latest.items():
+            self._recent[object_id] = numbers[index]
+        return numbers[: len(rows)]
+
+    def _lookup(self, ids: Collection[str]) -> tuple[dict[str, str], set[str]]:
+        """For the ids of a batch: the newest stored version of those held, and which of them
+        stored objects refer to. Written for the driver directly: an import asks this of
+        every id, and building the statement through SQLAlchemy would cost more than the
+        lookups themselves."""
+        versions: dict[str, str] = {}
+        referenced: set[str] = set()
+        listed = list(ids)
+        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for start in range(0, len(listed), _IDS_PER_QUERY):
+                chunk = listed[start : start + _IDS_PER_QUERY]
+                marks = ",".join([mark] * len(chunk))
+                cursor.execute(
+                    f"SELECT id, max(version) FROM objects WHERE id IN ({marks}) GROUP BY id",
+                    chunk,
+                )
+                versions.update(cursor.fetchall())
+                cursor.execute(
+                    f"SELECT DISTINCT target FROM object_refs WHERE target IN ({marks})", chunk
+                )
+                referenced.update(target for (target,) in cursor.fetchall())
+        finally:
+            cursor.close()
+        return versions, referenced
 
     def _stored_closures(self, ids: set[str]) -> dict[str, Closure]:
         """The closure of the latest stored version of each of ``ids`` that is held."""
         found: dict[str, Closure] = {}
-        query = select(_O.c.id, _O.c.closure).where(_O.c.id.in_(ids), Store._is_latest())
+        values = self._store.id_values(ids)
+        query = select(_O.c.id, _O.c.closure).where(
+            _O.c.id.in_(select(values.c.value)), Store._is_latest()
+        )
         for object_id, number in self.conn.execute(query):
             found[object_id] = self._closure_members(number)
         return found
