@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,23 @@ def test_unsupported_store_url_is_a_config_error(url: str, message: str) -> None
     with pytest.raises(ConfigError, match=message) as excinfo:
         Store.open(url)
     assert excinfo.value.key == "store_url"
+
+
+def test_a_write_transaction_holds_the_write_lock_from_its_start(tmp_path: Path) -> None:
+    """What an import reads to compute closures cannot be changed by another process before
+    it writes: its transaction takes SQLite's write lock when it begins."""
+    path = tmp_path / "store.db"
+    store = Store.open(f"sqlite:///{path}")
+    other = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+    try:
+        with store.write(), pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")  # free again once the transaction ends
+        other.execute("ROLLBACK")
+        with store.engine.connect() as reader, reader.begin():  # readers do not lock
+            reader.execute(text("SELECT count(*) FROM objects")).scalar_one()
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+    finally:
+        other.close()
+        store.close()

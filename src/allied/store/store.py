@@ -46,6 +46,7 @@ _ROW_KEYS = (
 _R = schema.object_refs
 _MARKING = "marking-definition"
 _RECENT_LIMIT = 200_000
+_WRITE_OPTION = "allied_write"
 _IDS_PER_QUERY = 5000  # well below SQLite's limit of bound parameters per statement
 
 
@@ -111,6 +112,10 @@ class AddResult:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver would open transactions itself, only before the first write, so the reads
+    # of an import (versions, referrers, closures) would see another process's commits from
+    # before the write lock was taken. Transactions are begun explicitly instead (below).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
@@ -119,6 +124,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # referrers in the indexes, which then stay in memory for stores of a few million objects
     cursor.execute("PRAGMA cache_size=-32768")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """A write transaction takes SQLite's write lock at once (BEGIN IMMEDIATE): what it reads
+    to compute closures cannot change under it. Readers begin deferred and never block."""
+    immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class Store:
@@ -167,8 +179,9 @@ class Store:
             raise ConfigError(f"store_url {url!r}: {error}", key="store_url") from None
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
         store = cls(engine)
-        with engine.begin() as conn:
+        with store._transaction() as conn:
             migrations.upgrade(conn)
         return store
 
@@ -178,8 +191,15 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Writer]:
         """One transaction: everything written through the writer commits together or not."""
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             yield Writer(self, conn)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
 
     # -- reading objects ---------------------------------------------------------------------
 
