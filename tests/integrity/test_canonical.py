@@ -12,7 +12,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from allied.integrity.canonical import CanonicalFormError, canonical, number_text
+from allied.integrity.canonical import CanonicalFormError, _plain, _write, canonical, number_text
 
 
 @pytest.mark.parametrize(
@@ -105,3 +105,32 @@ def test_numbers_round_trip(value: float) -> None:
     text = number_text(value)
     assert float(text) == value or (value == 0 and float(text) == 0)
     assert not math.isnan(float(text))
+
+
+_PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127)), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(_PLAIN)
+def test_the_fast_path_writes_the_same_bytes_as_the_full_one(value: Any) -> None:
+    """Plain values (what STIX objects nearly always are) go through orjson; every string,
+    control characters and astral code points included, must come out as RFC 8785 says."""
+    assert _plain(value)
+    assert canonical(value) == rfc8785.dumps(value)
+    parts: list[str] = []
+    _write(value, parts, "$")
+    assert canonical(value) == "".join(parts).encode()
+
+
+@pytest.mark.parametrize(
+    "value", [{"a": 1.5}, {"é": 1}, [2**53], {"a": (1, 2)}, {1: "x"}], ids=repr
+)
+def test_anything_else_takes_the_full_path(value: Any) -> None:
+    assert not _plain(value)

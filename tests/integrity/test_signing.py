@@ -9,17 +9,26 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from allied.integrity.keys import key_id
-from allied.integrity.signing import SIGNATURE_EXTENSION_ID, SignatureError, sign, verify
+from allied.integrity.signing import (
+    SIGNATURE_EXTENSION_ID,
+    SignatureError,
+    Signer,
+    TrustedKey,
+    sign,
+    signed_bytes,
+    verify,
+)
 from allied.stix.validate import validate
 from tests.conftest import IDENTITY, TLP_RED, indicator
 
 KEY = Ed25519PrivateKey.generate()
 OTHER = Ed25519PrivateKey.generate()
-PINNED = {key_id(KEY.public_key()): KEY.public_key()}
+PINNED = {key_id(KEY.public_key()): TrustedKey.of(KEY.public_key(), IDENTITY)}
+SIGNER = Signer.of(KEY, IDENTITY)
 
 
 def signed() -> dict[str, Any]:
-    return sign(indicator(1), KEY, IDENTITY)
+    return sign(indicator(1), SIGNER)
 
 
 def test_a_signed_object_is_valid_stix_and_verifies() -> None:
@@ -36,7 +45,7 @@ def test_key_order_and_spacing_do_not_matter() -> None:
 
 
 def test_other_extensions_are_covered_and_kept() -> None:
-    obj = sign(indicator(1, extensions={"x-note": {"a": 1}}), KEY, IDENTITY)
+    obj = sign(indicator(1, extensions={"x-note": {"a": 1}}), SIGNER)
     assert set(obj["extensions"]) == {"x-note", SIGNATURE_EXTENSION_ID}
     verify(obj, PINNED)
     obj["extensions"]["x-note"]["a"] = 2
@@ -75,7 +84,7 @@ def test_tampering_is_caught_with_its_reason(tamper: Any, reason: str) -> None:
 
 
 def test_a_signature_from_another_key_is_refused() -> None:
-    forged = sign(indicator(1), OTHER, IDENTITY)
+    forged = sign(indicator(1), Signer.of(OTHER, IDENTITY))
     with pytest.raises(SignatureError, match="unknown key"):
         verify(forged, PINNED)
     swapped = signed()
@@ -84,3 +93,17 @@ def test_a_signature_from_another_key_is_refused() -> None:
     ]["signature"]
     with pytest.raises(SignatureError, match="does not match"):
         verify(swapped, PINNED)
+
+
+def test_a_key_signs_only_for_its_owner() -> None:
+    """A partner's key cannot vouch for an object claiming another originator."""
+    other = "identity--00000000-0000-4000-8000-0000000000aa"
+    claimed = sign(indicator(1), Signer.of(KEY, other))
+    with pytest.raises(SignatureError, match=f"belongs to {IDENTITY}, not to {other}"):
+        verify(claimed, PINNED)
+
+
+def test_libsodium_and_openssl_give_the_same_signature() -> None:
+    """Ed25519 is deterministic: the signature libsodium makes is the one OpenSSL makes."""
+    message = signed_bytes(indicator(1))
+    assert SIGNER.sign(message) == KEY.sign(message)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
 
 from allied.errors import AlliedError
 from allied.integrity.canonical import canonical
@@ -47,26 +50,70 @@ def signed_bytes(data: Mapping[str, Any]) -> bytes:
     return canonical(unsigned)
 
 
-def sign(data: Mapping[str, Any], key: Ed25519PrivateKey, signer: str) -> dict[str, Any]:
-    """A copy of ``data`` carrying the origin signature of ``signer`` (an identity id)."""
-    value = key.sign(signed_bytes(data))
+@dataclass(frozen=True)
+class Signer:
+    """A node's private key, ready to sign, and the identity it signs as.
+
+    Signing runs on libsodium (PyNaCl), about twice as fast as OpenSSL through
+    ``cryptography`` here; Ed25519 signatures are deterministic, so both give the same bytes.
+    """
+
+    identity: str
+    key_id: str
+    key: SigningKey
+
+    @classmethod
+    def of(cls, key: Ed25519PrivateKey, identity: str) -> Signer:
+        raw = key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return cls(identity, key_id(key.public_key()), SigningKey(raw))
+
+    def sign(self, message: bytes) -> bytes:
+        return bytes(self.key.sign(message).signature)
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A public key this node accepts signatures from, and the identity that owns it."""
+
+    key_id: str
+    owner: str
+    key: VerifyKey
+
+    @classmethod
+    def of(cls, key: Ed25519PublicKey, owner: str) -> TrustedKey:
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return cls(key_id(key), owner, VerifyKey(raw))
+
+
+def sign(data: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
+    """A copy of ``data`` carrying ``signer``'s origin signature."""
     signature = {
         "extension_type": "property-extension",
-        "signer": signer,
-        "key_id": key_id(key.public_key()),
+        "signer": signer.identity,
+        "key_id": signer.key_id,
         "algorithm": ALGORITHM,
-        "signature": base64.b64encode(value).decode(),
+        "signature": base64.b64encode(signer.sign(signed_bytes(data))).decode(),
     }
     signed = dict(data)
     signed["extensions"] = {**(data.get("extensions") or {}), SIGNATURE_EXTENSION_ID: signature}
     return signed
 
 
-def verify(data: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]) -> str:
-    """Check the origin signature against pinned keys (by key id); returns the signer.
+def has_signature(data: Mapping[str, Any]) -> bool:
+    extensions = data.get("extensions")
+    return isinstance(extensions, Mapping) and SIGNATURE_EXTENSION_ID in extensions
 
-    Raises SignatureError for a missing or malformed signature, an unknown key, or a
-    signature that does not match the object: never returns a verdict to be ignored.
+
+def verify(data: Mapping[str, Any], keys: Mapping[str, TrustedKey]) -> str:
+    """Check the origin signature against trusted keys (by key id); returns the signer.
+
+    Raises SignatureError for a missing or malformed signature, an unknown key, a key that
+    belongs to another identity than the signer named, or a signature that does not match
+    the object: never returns a verdict to be ignored.
     """
     object_id = str(data.get("id", "?"))
     extensions = data.get("extensions")
@@ -83,13 +130,15 @@ def verify(data: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]) -> str
         value = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise SignatureError(object_id, "signature is not base64") from None
-    # 2. the key must be one this node pinned
+    # 2. the key must be one this node trusts, and belong to the signer named
     key = keys.get(kid)
     if key is None:
         raise SignatureError(object_id, f"signed with unknown key {kid} (by {signer})")
+    if key.owner != signer:
+        raise SignatureError(object_id, f"key {kid} belongs to {key.owner}, not to {signer}")
     # 3. the signature must cover exactly these bytes
     try:
-        key.verify(value, signed_bytes(data))
-    except InvalidSignature:
+        key.key.verify(signed_bytes(data), value)
+    except (BadSignatureError, ValueError):
         raise SignatureError(object_id, f"signature by {signer} does not match") from None
     return signer
