@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from allied.cli import main
+from allied.integrity.keys import public_pem
+from allied.integrity.signing import SIGNATURE_EXTENSION_ID, Signer, sign
 from allied.node import Node, init_node
 
 IDENTITY = "identity--f431f809-377b-45e0-aa1c-6a4751cae5ff"
@@ -98,3 +101,35 @@ def cli(node_dir: Path) -> Callable[..., Result]:
         return runner.invoke(main, full, catch_exceptions=False)
 
     return invoke
+
+
+# -- signatures -------------------------------------------------------------------------------
+
+
+def unsigned(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The object without its origin signature: what was imported, before the node signed."""
+    plain = dict(data)
+    extensions = {
+        k: v for k, v in (plain.get("extensions") or {}).items() if k != SIGNATURE_EXTENSION_ID
+    }
+    if extensions:
+        plain["extensions"] = extensions
+    else:
+        plain.pop("extensions", None)
+    return plain
+
+
+def peer_key(directory: Path, name: str) -> tuple[Path, Ed25519PrivateKey]:
+    """A partner's key pair: the public key as a PEM file (to pin with --key), and the key."""
+    key = Ed25519PrivateKey.generate()
+    path = directory / f"{name}.pub"
+    path.write_text(public_pem(key.public_key()))
+    return path, key
+
+
+def signed_as(
+    objects: Iterable[dict[str, Any]], key: Ed25519PrivateKey, identity: str
+) -> list[dict[str, Any]]:
+    """Objects as the partner owning ``identity`` publishes them: signed with its key."""
+    signer = Signer.of(key, identity)
+    return [sign(obj, signer) for obj in objects]

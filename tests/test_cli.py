@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from allied.cli import main
 from allied.stix.model import parse_object
-from tests.conftest import indicator, malware, write_bundle, write_lines
+from tests.conftest import indicator, malware, unsigned, write_bundle, write_lines
 
 Cli = Callable[..., Result]
 
@@ -295,15 +295,15 @@ def test_import_list_show_export(cli: Cli, tmp_path: Path) -> None:
     rows = json.loads(ok(cli("list", "--type", "indicator", "--json")).output)
     assert [(r["id"], r["name"], r["versions"]) for r in rows] == [(newer["id"], "newer", 2)]
     assert newer["id"] in ok(cli("list")).output
-    assert json.loads(ok(cli("show", newer["id"])).output) == newer
+    assert unsigned(json.loads(ok(cli("show", newer["id"])).output)) == newer
     versions = json.loads(ok(cli("show", "--versions", newer["id"])).output)
     assert [v["name"] for v in versions] == ["bad address 1", "newer"]
     exported = tmp_path / "out.json"
     ok(cli("export", "-o", str(exported)))
-    objects = json.loads(exported.read_text())["objects"]
+    objects = [unsigned(o) for o in json.loads(exported.read_text())["objects"]]
     assert newer in objects and malware(1) in objects and indicator(1) not in objects
     stdout_bundle = json.loads(ok(cli("export", "--type", "malware")).output)
-    assert stdout_bundle["objects"] == [malware(1)]
+    assert [unsigned(o) for o in stdout_bundle["objects"]] == [malware(1)]
 
 
 def test_import_invalid_exits_1_listing_every_problem(cli: Cli, tmp_path: Path) -> None:

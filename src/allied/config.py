@@ -19,6 +19,7 @@ from allied.stix.labels import TLP_LEVELS
 
 CONFIG_FILE = "node.toml"
 STORE_FILE = "store.db"
+HEAD_FILE = "ledger-head.json"
 KEY_DIR = "keys"
 PRIVATE_KEY_FILE = "node.key"
 PUBLIC_KEY_FILE = "node.pub"

@@ -10,19 +10,26 @@ import os
 import re
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from allied import config as config_
-from allied.config import DEFAULT_POLICIES, NodeConfig
+from allied.config import DEFAULT_POLICIES, HEAD_FILE, NodeConfig
 from allied.errors import ConfigError
-from allied.integrity.keys import create_key_pair, parse_public_key
+from allied.integrity.keys import create_key_pair, load_private_key, parse_public_key
+from allied.integrity.ledger import head_json
+from allied.integrity.origin import Origin
+from allied.integrity.signing import Signer, TrustedKey
 from allied.stix.checks import IDENTIFIER
 from allied.stix.labels import TLP2_IDS, TLP_LEVELS, Label, builtin_objects, label_marking
 from allied.stix.model import parse_object
-from allied.store.store import Partner, Store, now
+from allied.store.store import Partner, Store, Writer, now
 
 NATION = re.compile(r"^([A-Z]{3}|NATO)$")
 PARTNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -67,6 +74,64 @@ class Node:
     def open(cls, directory: Path) -> Node:
         cfg = config_.load(directory)
         return cls(cfg, Store.open(cfg.store_url))
+
+    # -- keys and writing --------------------------------------------------------------------
+
+    @cached_property
+    def signer(self) -> Signer:
+        """The node's signing key (refused if others can read its file)."""
+        key = load_private_key(self.config.private_key_path)
+        return Signer.of(key, self.config.identity_id)
+
+    def trusted_keys(self) -> dict[str, TrustedKey]:
+        """Every key whose signatures this node accepts, by key id: its own (current and
+        rotated) and each partner's pinned key, each bound to the identity that owns it."""
+        own = self.config.identity_id
+        found: dict[str, TrustedKey] = {}
+        pems = [pem for _kid, pem, _created, _retired in self.store.node_keys()]
+        pems.append(self.config.public_key_path.read_text(encoding="utf-8"))
+        for pem in pems:
+            trusted = TrustedKey.of(parse_public_key(pem, source="node key"), own)
+            found[trusted.key_id] = trusted
+        for partner in self.store.partners():
+            if partner.public_key and not partner.revoked:
+                key = parse_public_key(partner.public_key, source=f"partner {partner.name}")
+                trusted = TrustedKey.of(key, partner.identity_id)
+                found[trusted.key_id] = trusted
+        return found
+
+    def origin(self) -> Origin:
+        return Origin(self.signer, self.trusted_keys())
+
+    @contextmanager
+    def write(self) -> Iterator[Writer]:
+        """A store transaction whose ledger growth ends in a tree head signed by this node;
+        after it commits, the head is also kept outside the store (see :meth:`record_head`)."""
+        with self.store.write(self.signer) as writer:
+            yield writer
+        self.record_head()
+
+    @property
+    def head_path(self) -> Path:
+        return self.config.directory / HEAD_FILE
+
+    def record_head(self) -> None:
+        """Keep the latest signed tree head in a file beside the store, so that a store
+        rolled back to an older copy shows as older than the head this node once signed."""
+        heads = self.store.tree_heads()
+        if not heads:
+            return
+        latest = heads[-1]
+        if self.head_path.exists():
+            try:
+                known = orjson.loads(self.head_path.read_bytes())
+                if int(known.get("tree_size", -1)) >= latest.size:
+                    return
+            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                pass  # unreadable: replaced by the current head; verify reports rollbacks
+        temporary = self.head_path.with_suffix(".tmp")
+        temporary.write_bytes(head_json(latest))
+        os.replace(temporary, self.head_path)
 
     def close(self) -> None:
         self.store.close()
@@ -143,7 +208,7 @@ class Node:
             created=now(),
             revoked=False,
         )
-        with self.store.write() as writer:
+        with self.write() as writer:
             writer.add_partner(partner)
             if write_token and token_file is not None and token is not None:
                 _write_secret(token_file, token + "\n")
@@ -217,10 +282,14 @@ class Node:
             recipients=recipient_ids,
             blind_match=tuple(dict.fromkeys(blind_match)),
         )
-        marking = parse_object(
-            label_marking(label, created=now()[:23] + "Z", created_by_ref=self.config.identity_id)
+        marking = self.origin().admit(
+            parse_object(
+                label_marking(
+                    label, created=now()[:23] + "Z", created_by_ref=self.config.identity_id
+                )
+            )
         )
-        with self.store.write() as writer:
+        with self.write() as writer:
             writer.add_label(name, label.marking_id, tlp)
             writer.add([marking])
         return label.marking_id
@@ -292,10 +361,9 @@ def init_node(
     if org:
         identity["description"] = org
     (directory / config_.CONFIG_FILE).write_text(config_.render(cfg), encoding="utf-8")
-    store = Store.open(cfg.store_url)
-    try:
-        with store.write() as writer:
-            writer.add(parse_object(data) for data in builtin_objects() + [identity])
-    finally:
-        store.close()
+    with Node(cfg, Store.open(cfg.store_url)) as node:
+        origin = node.origin()
+        with node.write() as writer:
+            writer.add_node_key(node.signer.key_id, cfg.public_key_path.read_text())
+            writer.add(origin.admit(parse_object(data)) for data in builtin_objects() + [identity])
     return cfg

@@ -22,7 +22,14 @@ from allied.node import Node, init_node
 from allied.policy.egress import Egress, recipient
 from allied.policy.release import Provenance, ReleasePolicy
 from allied.stix.labels import TLP2_IDS, TLP_BY_ID, Label
-from tests.conftest import indicator, malware, write_bundle, write_lines
+from tests.conftest import (
+    indicator,
+    malware,
+    peer_key,
+    signed_as,
+    write_bundle,
+    write_lines,
+)
 from tests.policy.test_release import oracle
 
 Cli = Callable[..., Result]
@@ -225,11 +232,13 @@ def test_unlabelled_objects_stay_inside_the_node(cli: Cli, tmp_path: Path) -> No
 def test_objects_received_from_a_peer_are_not_forwarded_if_amber(
     node: Node, tmp_path: Path
 ) -> None:
-    node.add_partner("us", nation="USA", communities=["council"])
+    pem, key = peer_key(tmp_path, "us")
+    us = node.add_partner("us", nation="USA", communities=["council"], key_file=pem)
     node.add_partner("kr", nation="KOR", communities=["council"])
     amber = indicator(1, object_marking_refs=[TLP2_IDS["amber"]])
     green = indicator(2, object_marking_refs=[TLP2_IDS["green"]])
-    import_file(node, write_lines(tmp_path / "in.jsonl", [amber, green]), received_from="us")
+    lines = write_lines(tmp_path / "in.jsonl", signed_as([amber, green], key, us.identity_id))
+    import_file(node, lines, received_from="us")
     released = {json.loads(t)["id"] for t in Egress(node).release("kr")}
     assert green["id"] in released and amber["id"] not in released
 
@@ -319,8 +328,16 @@ def _build(
     the latest version of every object and which came from the peer."""
     init_node(directory / "n", name="T", nation="EST", communities=["council", "ccdcoe"])
     node = Node.open(directory / "n")
+    pem, key = peer_key(directory, "us")
     for name, nation, clearances, communities in PARTNERS:
-        node.add_partner(name, nation=nation, clearances=clearances, communities=communities)
+        node.add_partner(
+            name,
+            nation=nation,
+            clearances=clearances,
+            communities=communities,
+            key_file=pem if name == "us" else None,
+        )
+    us = node.store.partner("us").identity_id
     ids = {
         name: node.add_label(name, tlp=t, policy=p, classification=c, releasable_to=r)
         for name, t, p, c, r in LABELS
@@ -362,7 +379,7 @@ def _build(
         if local:
             import_file(node, write_lines(directory / f"local-{number}.jsonl", local))
         if peer:
-            path = write_lines(directory / f"peer-{number}.jsonl", peer)
+            path = write_lines(directory / f"peer-{number}.jsonl", signed_as(peer, key, us))
             import_file(node, path, received_from="us")
     return node, objects, remote
 
@@ -433,10 +450,16 @@ def test_no_export_contains_or_references_what_the_oracle_denies(
 
 
 def test_import_from_a_partner_is_not_forwarded_when_amber(cli: Cli, tmp_path: Path) -> None:
-    cli("partner", "add", "us", "--nation", "USA", "--community", "council")
+    pem, key = peer_key(tmp_path, "us")
+    cli("partner", "add", "us", "--nation", "USA", "--community", "council", "--key", str(pem))
     cli("partner", "add", "kr", "--nation", "KOR", "--community", "council")
+    us = json.loads(cli("partner", "list", "--json").output)
+    identity = next(p["identity_id"] for p in us if p["name"] == "us")
     amber = indicator(1, object_marking_refs=[TLP2_IDS["amber"]])
-    path = write_bundle(tmp_path / "from-us.json", [amber])
+    unsigned_path = write_bundle(tmp_path / "unsigned.json", [amber])
+    result = cli("import", "--from", "us", str(unsigned_path))
+    assert result.exit_code == 1 and "no origin signature (received from us)" in result.stderr
+    path = write_bundle(tmp_path / "from-us.json", signed_as([amber], key, identity))
     result = cli("import", "--from", "nobody", str(path))
     assert result.exit_code == 1 and "no partner named 'nobody'" in result.stderr
     assert cli("import", "--from", "us", str(path)).exit_code == 0

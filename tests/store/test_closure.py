@@ -114,7 +114,7 @@ def test_the_store_keeps_closures_and_the_migration_rebuilds_them(tmp_path: Path
         conn.execute(text("ALTER TABLE objects DROP COLUMN closure"))
         conn.execute(text("DROP TABLE label_closures"))
         conn.execute(text("DROP TABLE object_refs"))
-        conn.execute(text("DELETE FROM schema_migrations WHERE version = 2"))
+        conn.execute(text("DELETE FROM schema_migrations WHERE version >= 2"))
     store.close()
     upgraded = Store.open(url)
     try:

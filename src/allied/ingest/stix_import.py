@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from allied.errors import Problem, ValidationError
+from allied.integrity.signing import SIGNATURE_EXTENSION_ID, SignatureError
 from allied.node import Node
 from allied.stix.labels import TLP2_IDS
 from allied.stix.model import StixObject, check
@@ -23,6 +24,7 @@ from allied.stix.reader import read_items
 
 #: Types that are never given a label by ``--label``: a marking does not mark itself.
 _UNLABELLED_TYPES = frozenset({"marking-definition", "extension-definition"})
+_SIGNATURE_PATH = f"extensions.{SIGNATURE_EXTENSION_ID}"
 
 
 @dataclass
@@ -72,13 +74,23 @@ def import_file(
         marking_id, tlp = node.store.label(label)
         markings = (TLP2_IDS[tlp], marking_id)
     batch: list[StixObject] = []
-    with _rare_collections(), node.store.write() as writer:
+    origin = node.origin()
+    with _rare_collections(), node.write() as writer:
         for item in read_items(path):
             report.read += 1
             data = item.data
             if markings and isinstance(data, dict):
                 data = _apply_label(data, markings)
             result = check(data, index=item.index, line=item.line)
+            if not isinstance(result, list):
+                try:
+                    result = origin.admit(result, received_from=received_from)
+                except SignatureError as error:
+                    result = [
+                        Problem(
+                            item.index, error.object_id, _SIGNATURE_PATH, error.reason, item.line
+                        )
+                    ]
             if isinstance(result, list):
                 report.invalid += 1
                 room = limit - len(report.problems)

@@ -14,6 +14,7 @@ NaN and the infinities).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +40,8 @@ def canonical(value: Any) -> bytes:
     escapes, code point order equal to UTF-16 order on ASCII) ten times faster. Anything
     else (a float, a large integer, a non-ASCII name) takes the full path below.
     """
+    if isinstance(value, Mapping) and type(value) is not dict:
+        value = dict(value)  # a read-only view of a parsed object
     if _plain(value):
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     parts: list[str] = []

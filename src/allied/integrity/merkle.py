@@ -3,8 +3,9 @@ defines them: the one home of the ledger's hashing.
 
 Leaf hash ``SHA-256(0x00 || entry)``, interior node ``SHA-256(0x01 || left || right)``; a tree
 of n leaves splits at k, the largest power of two below n. :class:`MerkleLog` keeps the hash
-of every complete, aligned power-of-two subtree, so appending costs O(1) amortised and any
-root, inclusion proof or consistency proof needs O(log n) hashes. The verifiers follow the
+of every complete, aligned power-of-two subtree (in memory; :mod:`allied.integrity.ledger`
+keeps them in the store), so appending costs O(1) amortised and any root, inclusion proof or
+consistency proof needs O(log n) hashes. The verifiers follow the
 RFC's algorithms (2.1.3.2, 2.1.4.2) step by step and raise on any mismatch: a proof is
 either valid or an exception.
 """
@@ -36,34 +37,22 @@ def _split(size: int) -> int:
     return 1 << ((size - 1).bit_length() - 1)
 
 
-class MerkleLog:
-    """An append-only list of leaf hashes with every complete aligned subtree's hash."""
-
-    def __init__(self) -> None:
-        # levels[h][i]: hash of leaves [i * 2**h, (i + 1) * 2**h)
-        self.levels: list[list[bytes]] = [[]]
+class Tree:
+    """An RFC 9162 tree over some storage of its complete, aligned subtrees: the tree head
+    and proofs are computed here once, whether the hashes live in memory or in the store."""
 
     def __len__(self) -> int:
-        return len(self.levels[0])
+        raise NotImplementedError
 
-    def append(self, leaf: bytes) -> int:
-        """Add a leaf hash; returns its index."""
-        index = len(self.levels[0])
-        self.levels[0].append(leaf)
-        height, position = 0, index
-        while position % 2 == 1:
-            below = self.levels[height]
-            if len(self.levels) == height + 1:
-                self.levels.append([])
-            self.levels[height + 1].append(node_hash(below[position - 1], below[position]))
-            height, position = height + 1, position // 2
-        return index
+    def complete(self, level: int, index: int) -> bytes:
+        """The hash of leaves [index * 2**level, (index + 1) * 2**level), all present."""
+        raise NotImplementedError
 
     def _subtree(self, start: int, end: int) -> bytes:
         """MTH of leaves [start, end): a stored hash when complete, else split as RFC 9162."""
         size = end - start
         if size & (size - 1) == 0 and start % size == 0:
-            return self.levels[size.bit_length() - 1][start // size]
+            return self.complete(size.bit_length() - 1, start // size)
         k = _split(size)
         return node_hash(self._subtree(start, start + k), self._subtree(start + k, end))
 
@@ -116,6 +105,57 @@ class MerkleLog:
     def _check_size(self, size: int) -> None:
         if not 0 <= size <= len(self):
             raise ProofError(f"the log has {len(self)} leaves, not {size}")
+
+
+def frontier_root(frontier: Sequence[bytes]) -> bytes:
+    """The tree head from the complete subtrees that make up a tree, largest (leftmost)
+    first: RFC 9162 splits at the largest power of two, so the head folds from the right."""
+    if not frontier:
+        return EMPTY_ROOT
+    root = frontier[-1]
+    for left in reversed(frontier[:-1]):
+        root = node_hash(left, root)
+    return root
+
+
+def frontier_of(size: int) -> list[tuple[int, int]]:
+    """(level, index) of the complete subtrees a tree of ``size`` leaves is made of, leftmost
+    first: one per bit of ``size``."""
+    found = []
+    start = 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            found.append((level, start >> level))
+            start += 1 << level
+    return found
+
+
+class MerkleLog(Tree):
+    """An append-only list of leaf hashes with every complete aligned subtree's hash, in
+    memory."""
+
+    def __init__(self) -> None:
+        # levels[h][i]: hash of leaves [i * 2**h, (i + 1) * 2**h)
+        self.levels: list[list[bytes]] = [[]]
+
+    def __len__(self) -> int:
+        return len(self.levels[0])
+
+    def complete(self, level: int, index: int) -> bytes:
+        return self.levels[level][index]
+
+    def append(self, leaf: bytes) -> int:
+        """Add a leaf hash; returns its index."""
+        index = len(self.levels[0])
+        self.levels[0].append(leaf)
+        height, position = 0, index
+        while position % 2 == 1:
+            below = self.levels[height]
+            if len(self.levels) == height + 1:
+                self.levels.append([])
+            self.levels[height + 1].append(node_hash(below[position - 1], below[position]))
+            height, position = height + 1, position // 2
+        return index
 
 
 def verify_inclusion(

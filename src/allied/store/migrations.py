@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy import Connection, bindparam, inspect, select, text, update
 
+from allied.integrity.ledger import Appender, object_leaf
 from allied.store import schema
 from allied.store.closure import closures
 
@@ -70,9 +71,33 @@ def _v2_label_closures(conn: Connection) -> None:
     )
 
 
+def _v3_ledger(conn: Connection) -> None:
+    """The ledger, tree heads and the node's key history; objects stored before it get
+    their leaves here, in the order they were stored (their signed tree head comes with the
+    node's next write)."""
+    for table in (schema.ledger, schema.ledger_nodes, schema.tree_heads, schema.node_keys):
+        table.create(conn, checkfirst=True)
+    objects = schema.objects
+    rows = conn.execute(
+        select(objects.c.pk, objects.c.json)
+        .where(objects.c.ledger_index.is_(None))
+        .order_by(objects.c.pk)
+    ).all()
+    if not rows:
+        return
+    appender = Appender(conn)
+    first = appender.size
+    appender.append(object_leaf(orjson.loads(row.json)) for row in rows)
+    conn.execute(
+        update(objects).where(objects.c.pk == bindparam("row")).values(ledger_index=bindparam("n")),
+        [{"row": row.pk, "n": first + n} for n, row in enumerate(rows)],
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "initial tables: objects, label_sets, partners, labels", _v1_initial),
     (2, "label closures and the reverse reference index", _v2_label_closures),
+    (3, "the ledger, signed tree heads and the node's key history", _v3_ledger),
 ]
 LATEST = MIGRATIONS[-1][0]
 

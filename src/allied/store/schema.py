@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -83,6 +84,46 @@ object_refs = Table(
     Column("target", String(300), primary_key=True),
     Column("source", String(300), primary_key=True),
     sqlite_with_rowid=False,
+)
+
+# The ledger (allied.integrity.ledger): leaf hashes by index, and the hashes of complete
+# subtrees above them (level >= 1), so that appends and proofs are O(log n).
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("leaf", LargeBinary(32), nullable=False),
+)
+
+ledger_nodes = Table(
+    "ledger_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+tree_heads = Table(
+    "tree_heads",
+    metadata,
+    Column("size", Integer, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("timestamp", String(40), nullable=False),
+    Column("signer", String(300), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),
+)
+
+# The node's own public keys, the current one and those it rotated away from: old object
+# versions and tree heads stay verifiable.
+node_keys = Table(
+    "node_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("public_key", Text, nullable=False),
+    Column("created", String(32), nullable=False),
+    Column("retired", String(32)),
 )
 
 partners = Table(

@@ -33,6 +33,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from allied.errors import ConfigError, Conflict, NotFound
+from allied.integrity.ledger import (
+    Appender,
+    TreeHead,
+    object_leaf,
+    sign_head,
+    store_head,
+    stored_heads,
+)
+from allied.integrity.signing import Signer
 from allied.stix.labels import LABEL_EXTENSION_ID, Label, read_label, resolve_labels
 from allied.stix.model import StixObject
 from allied.store import migrations, schema
@@ -41,8 +50,9 @@ from allied.store.closure import Closure, closures
 _O = schema.objects
 _ROW_KEYS = (
     "id", "type", "version", "created", "modified", "date_added", "name", "originator", "tlp",
-    "markings", "label_set", "refs", "received_from", "json", "closure",
+    "markings", "label_set", "refs", "received_from", "ledger_index", "json", "closure",
 )  # fmt: skip
+_LEDGER_INDEX = _ROW_KEYS.index("ledger_index")
 _R = schema.object_refs
 _MARKING = "marking-definition"
 _RECENT_LIMIT = 200_000
@@ -189,10 +199,13 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def write(self) -> Iterator[Writer]:
-        """One transaction: everything written through the writer commits together or not."""
+    def write(self, signer: Signer | None = None) -> Iterator[Writer]:
+        """One transaction: everything written through the writer commits together or not,
+        with a tree head over the ledger signed by ``signer`` (the node's key)."""
         with self._transaction() as conn:
-            yield Writer(self, conn)
+            writer = Writer(self, conn, signer)
+            yield writer
+            writer.finish()
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -360,6 +373,24 @@ class Store:
                     found[label.marking_id] = label
         return found
 
+    # -- ledger and keys ---------------------------------------------------------------------
+
+    def tree_heads(self) -> list[TreeHead]:
+        """Every signed tree head, oldest first."""
+        with self.engine.connect() as conn:
+            return stored_heads(conn)
+
+    def node_keys(self) -> list[tuple[str, str, str, str | None]]:
+        """(key id, public key PEM, created, retired) of the node's own keys, oldest first."""
+        table = schema.node_keys
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    table.c.key_id, table.c.public_key, table.c.created, table.c.retired
+                ).order_by(table.c.created)
+            )
+            return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     # -- partners and labels ---------------------------------------------------------------
 
     def partner(self, name: str) -> Partner:
@@ -429,9 +460,11 @@ def _partner(row: Any) -> Partner:
 class Writer:
     """Writes within one open transaction of a :class:`Store`."""
 
-    def __init__(self, store: Store, conn: Connection) -> None:
+    def __init__(self, store: Store, conn: Connection, signer: Signer | None = None) -> None:
         self._store = store
         self.conn = conn
+        self._signer = signer
+        self._appender: Appender | None = None
         self._labels: dict[str, Label] | None = None
         self._sets: dict[tuple[str, str | None], int] | None = None
         self._markings: dict[str, dict[str, Any]] = {}
@@ -449,6 +482,7 @@ class Writer:
         added = now()
         rows: list[list[Any]] = []
         refs: list[tuple[str, ...]] = []
+        objects: list[StixObject] = []
         seen: dict[tuple[str, ...], tuple[str | None, str, int]] = {}  # markings repeat a lot
         for obj in batch:
             if obj.type == "marking-definition":
@@ -465,6 +499,7 @@ class Writer:
                 text = orjson.dumps(markings).decode()
                 summary = seen[markings] = (tlp, text, self._label_set(text, received_from))
             refs.append(obj.refs)
+            objects.append(obj)
             rows.append(
                 [
                     obj.id,
@@ -480,12 +515,34 @@ class Writer:
                     summary[2],
                     orjson.dumps(obj.refs).decode() if obj.refs else None,
                     received_from,
+                    None,  # ledger index, known once duplicates are set aside
                     obj.json,
                 ]
             )
         if not rows:
             return AddResult(0, 0)
-        for row, number in zip(rows, self._closures(rows, refs), strict=True):
+        stored_versions, referred = self._lookup({row[0] for row in rows})
+        fresh: list[int] = []  # what this batch adds: neither stored nor repeated
+        keys: set[tuple[str, str]] = set()
+        for n, row in enumerate(rows):
+            key = (row[0], row[2])
+            if key not in keys and row[2] not in stored_versions.get(row[0], ()):
+                keys.add(key)
+                fresh.append(n)
+        duplicates = len(rows) - len(fresh)
+        if not fresh:
+            return AddResult(0, duplicates)
+        if len(fresh) < len(rows):
+            rows = [rows[n] for n in fresh]
+            refs = [refs[n] for n in fresh]
+            objects = [objects[n] for n in fresh]
+        newest = {object_id: max(versions) for object_id, versions in stored_versions.items()}
+        ledger = self._ledger()
+        first = ledger.size
+        for n, (row, number) in enumerate(
+            zip(rows, self._closures(rows, refs, newest, referred), strict=True)
+        ):
+            row[_LEDGER_INDEX] = first + n
             row.append(number)
         store = self._store
         order = store._insert_order
@@ -503,6 +560,12 @@ class Writer:
         else:
             named = [dict(zip(_ROW_KEYS, row, strict=True)) for row in rows]
             stored = max(self.conn.exec_driver_sql(store._insert_sql, named).rowcount, 0)
+        if stored != len(rows):  # only another writer could have stored them meanwhile
+            raise Conflict(
+                f"{len(rows) - stored} object versions were stored by another writer during "
+                "this import; run it again"
+            )
+        ledger.append(object_leaf(obj.data) for obj in objects)
         edges = [(target, row[0]) for row, out in zip(rows, refs, strict=True) for target in out]
         if edges:
             if not store._insert_positional:
@@ -513,9 +576,28 @@ class Writer:
                 self.conn.exec_driver_sql(store._insert_refs_sql, edges)
             else:
                 self.conn.exec_driver_sql(store._insert_refs_sql, [(s, t) for t, s in edges])
-        return AddResult(stored, len(rows) - stored)
+        return AddResult(stored, duplicates)
 
-    def _closures(self, rows: list[list[Any]], refs: list[tuple[str, ...]]) -> list[int]:
+    def _ledger(self) -> Appender:
+        if self._appender is None:
+            self._appender = Appender(self.conn)
+        return self._appender
+
+    def finish(self) -> None:
+        """Sign a tree head over what this transaction appended (with the node's key, when
+        the store is written by a node)."""
+        if self._appender is None or not self._appender.appended or self._signer is None:
+            return
+        head = sign_head(self._appender.size, self._appender.root(), now(), self._signer)
+        store_head(self.conn, head)
+
+    def _closures(
+        self,
+        rows: list[list[Any]],
+        refs: list[tuple[str, ...]],
+        stored_versions: dict[str, str],
+        referred: set[str],
+    ) -> list[int]:
         """The closure numbers of the batch's rows (see :mod:`allied.store.closure`); the
         closures of stored versions that reach an object this batch changes are updated.
 
@@ -530,7 +612,6 @@ class Writer:
             best = newest.get(row[0])
             if best is None or row[2] > rows[best][2]:
                 newest[row[0]] = index
-        stored_versions, referred = self._lookup(newest)
         changed = {
             object_id
             for object_id, index in newest.items()
@@ -597,12 +678,12 @@ class Writer:
             self._recent[object_id] = numbers[index]
         return numbers[: len(rows)]
 
-    def _lookup(self, ids: Collection[str]) -> tuple[dict[str, str], set[str]]:
-        """For the ids of a batch: the newest stored version of those held, and which of them
+    def _lookup(self, ids: Collection[str]) -> tuple[dict[str, set[str]], set[str]]:
+        """For the ids of a batch: the versions stored of those held, and which of them
         stored objects refer to. Written for the driver directly: an import asks this of
         every id, and building the statement through SQLAlchemy would cost more than the
         lookups themselves."""
-        versions: dict[str, str] = {}
+        versions: dict[str, set[str]] = {}
         referenced: set[str] = set()
         listed = list(ids)
         mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
@@ -611,11 +692,9 @@ class Writer:
             for start in range(0, len(listed), _IDS_PER_QUERY):
                 chunk = listed[start : start + _IDS_PER_QUERY]
                 marks = ",".join([mark] * len(chunk))
-                cursor.execute(
-                    f"SELECT id, max(version) FROM objects WHERE id IN ({marks}) GROUP BY id",
-                    chunk,
-                )
-                versions.update(cursor.fetchall())
+                cursor.execute(f"SELECT id, version FROM objects WHERE id IN ({marks})", chunk)
+                for object_id, version in cursor.fetchall():
+                    versions.setdefault(object_id, set()).add(version)
                 cursor.execute(
                     f"SELECT DISTINCT target FROM object_refs WHERE target IN ({marks})", chunk
                 )
@@ -691,6 +770,19 @@ class Writer:
             number = int(key[0])
             self._sets[(markings, received_from)] = number
         return number
+
+    def add_node_key(self, key_id: str, public_key: str) -> None:
+        self.conn.execute(
+            insert(schema.node_keys).values(key_id=key_id, public_key=public_key, created=now())
+        )
+
+    def retire_node_keys(self, except_key_id: str) -> None:
+        table = schema.node_keys
+        self.conn.execute(
+            update(table)
+            .where(table.c.key_id != except_key_id, table.c.retired.is_(None))
+            .values(retired=now())
+        )
 
     def add_partner(self, partner: Partner) -> None:
         try:

@@ -1,0 +1,212 @@
+"""The ledger as the store keeps it: RFC 9162 leaves and complete subtrees in two tables,
+and signed tree heads.
+
+Every accepted object version is one leaf: ``SHA-256(0x00 || RFC 8785 bytes of the stored
+object)``. Appending writes the leaf and the complete subtrees it closes (one on average), so
+an append costs O(1) amortised, and a tree head or proof reads O(log n) stored hashes. The
+rows are written in the transaction that stores the objects, so store and ledger cannot
+disagree except by tampering, which ``allied verify`` looks for.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from nacl.exceptions import BadSignatureError
+from sqlalchemy import Connection, func, insert, select
+
+from allied.integrity.canonical import canonical
+from allied.integrity.merkle import Tree, frontier_of, frontier_root, leaf_hash, node_hash
+from allied.integrity.signing import ALGORITHM, SignatureError, Signer, TrustedKey
+from allied.store import schema
+
+_L = schema.ledger
+_N = schema.ledger_nodes
+_H = schema.tree_heads
+
+
+def object_leaf(data: Mapping[str, Any]) -> bytes:
+    """The leaf hash of one stored object version."""
+    return leaf_hash(canonical(data))
+
+
+class StoredTree(Tree):
+    """The ledger's tree read from the store (within one connection)."""
+
+    def __init__(self, conn: Connection, size: int | None = None) -> None:
+        self._conn = conn
+        self._size = ledger_size(conn) if size is None else size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def complete(self, level: int, index: int) -> bytes:
+        if level == 0:
+            found = self._conn.execute(select(_L.c.leaf).where(_L.c.idx == index)).scalar()
+        else:
+            found = self._conn.execute(
+                select(_N.c.hash).where(_N.c.level == level, _N.c.idx == index)
+            ).scalar()
+        if found is None:
+            raise LookupError(f"ledger: no stored hash for level {level}, index {index}")
+        return bytes(found)
+
+
+def ledger_size(conn: Connection) -> int:
+    """Leaves in the ledger: one more than the highest index (a deleted leaf is for
+    ``verify`` to find, not a reason to reuse an index)."""
+    top = conn.execute(select(func.max(_L.c.idx))).scalar()
+    return 0 if top is None else int(top) + 1
+
+
+class Appender:
+    """Appends leaves within a write transaction, keeping the right edge of the tree (one
+    complete subtree per bit of its size) in memory."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.size = ledger_size(conn)
+        tree = StoredTree(conn, self.size)
+        # (level, hash) of the complete subtrees making up the tree, leftmost first
+        self._edge: list[tuple[int, bytes]] = [
+            (level, tree.complete(level, index)) for level, index in frontier_of(self.size)
+        ]
+        self.appended = 0
+
+    def append(self, leaves: Iterable[bytes]) -> None:
+        rows = []
+        nodes = []
+        edge = self._edge
+        for leaf in leaves:
+            index = self.size
+            rows.append({"idx": index, "leaf": leaf})
+            level, digest = 0, leaf
+            while edge and edge[-1][0] == level:
+                _, left = edge.pop()
+                digest = node_hash(left, digest)
+                level += 1
+                nodes.append({"level": level, "idx": index >> level, "hash": digest})
+            edge.append((level, digest))
+            self.size += 1
+            self.appended += 1
+        if rows:
+            self._conn.execute(insert(_L), rows)
+        if nodes:
+            self._conn.execute(insert(_N), nodes)
+
+    def root(self) -> bytes:
+        return frontier_root([digest for _level, digest in self._edge])
+
+
+# -- signed tree heads ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    """A tree size and root, signed by the node that holds the ledger."""
+
+    size: int
+    root: bytes
+    timestamp: str
+    signer: str
+    key_id: str
+    signature: bytes
+
+    def signed_bytes(self) -> bytes:
+        return head_bytes(self.size, self.root, self.timestamp, self.signer, self.key_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tree_size": self.size,
+            "root_hash": base64.b64encode(self.root).decode(),
+            "timestamp": self.timestamp,
+            "signer": self.signer,
+            "key_id": self.key_id,
+            "algorithm": ALGORITHM,
+            "signature": base64.b64encode(self.signature).decode(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str) -> TreeHead:
+        try:
+            return cls(
+                size=int(data["tree_size"]),
+                root=base64.b64decode(data["root_hash"], validate=True),
+                timestamp=str(data["timestamp"]),
+                signer=str(data["signer"]),
+                key_id=str(data["key_id"]),
+                signature=base64.b64decode(data["signature"], validate=True),
+            )
+        except (KeyError, TypeError, ValueError, binascii.Error) as error:
+            raise SignatureError(source, f"not a signed tree head ({error})") from None
+
+
+def head_bytes(size: int, root: bytes, timestamp: str, signer: str, key_id: str) -> bytes:
+    """What a tree head signature covers: its fields in RFC 8785 form."""
+    return canonical(
+        {
+            "tree_size": size,
+            "root_hash": base64.b64encode(root).decode(),
+            "timestamp": timestamp,
+            "signer": signer,
+            "key_id": key_id,
+            "algorithm": ALGORITHM,
+        }
+    )
+
+
+def sign_head(size: int, root: bytes, timestamp: str, signer: Signer) -> TreeHead:
+    message = head_bytes(size, root, timestamp, signer.identity, signer.key_id)
+    return TreeHead(size, root, timestamp, signer.identity, signer.key_id, signer.sign(message))
+
+
+def verify_head(head: TreeHead, keys: Mapping[str, TrustedKey], *, source: str) -> None:
+    """Raises SignatureError unless a trusted key of the head's signer signed it."""
+    key = keys.get(head.key_id)
+    if key is None:
+        raise SignatureError(source, f"tree head signed with unknown key {head.key_id}")
+    if key.owner != head.signer:
+        raise SignatureError(
+            source, f"key {head.key_id} belongs to {key.owner}, not to {head.signer}"
+        )
+    try:
+        key.key.verify(head.signed_bytes(), head.signature)
+    except (BadSignatureError, ValueError):
+        raise SignatureError(
+            source, f"tree head signature by {head.signer} does not match"
+        ) from None
+
+
+def store_head(conn: Connection, head: TreeHead) -> None:
+    conn.execute(
+        insert(_H).values(
+            size=head.size,
+            root=head.root,
+            timestamp=head.timestamp,
+            signer=head.signer,
+            key_id=head.key_id,
+            signature=head.signature,
+        )
+    )
+
+
+def stored_heads(conn: Connection) -> list[TreeHead]:
+    """Every signed tree head, oldest first."""
+    rows = conn.execute(
+        select(
+            _H.c.size, _H.c.root, _H.c.timestamp, _H.c.signer, _H.c.key_id, _H.c.signature
+        ).order_by(_H.c.size)
+    )
+    return [
+        TreeHead(int(size), bytes(root), timestamp, signer, kid, bytes(signature))
+        for size, root, timestamp, signer, kid, signature in rows
+    ]
+
+
+def head_json(head: TreeHead) -> bytes:
+    return orjson.dumps(head.as_dict(), option=orjson.OPT_INDENT_2)
