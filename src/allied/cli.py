@@ -7,6 +7,7 @@ exits 1. Usage errors exit 2, as click does.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -24,6 +25,7 @@ from allied.config import SETTINGS
 from allied.demo import run_demo, write_jsonl
 from allied.errors import AlliedError, ConfigError, NotFound, ValidationError
 from allied.ingest.stix_import import import_file
+from allied.integrity import proofs
 from allied.node import Node, init_node
 from allied.policy.egress import Egress
 from allied.stix.labels import TLP_LEVELS
@@ -403,6 +405,110 @@ def explain(obj: _Obj, object_id: str, for_partner: str, as_json: bool) -> None:
     click.echo(f"{result.object_id} for {result.partner}: {verdict}")
     for reason in result.reasons:
         click.echo(f"  {reason}")
+
+
+@main.group()
+def ledger() -> None:
+    """The node's Merkle ledger of every accepted object version."""
+
+
+@ledger.command("head")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def ledger_head(obj: _Obj, as_json: bool) -> None:
+    """The latest signed tree head."""
+    with obj.node() as node:
+        head = proofs.latest_head(node.store)
+    if as_json:
+        _emit_json(head.as_dict())
+        return
+    body = head.as_dict()
+    click.echo(f"tree size {head.size}, root {body['root_hash']}")
+    click.echo(f"signed {head.timestamp} by {head.signer} (key {head.key_id})")
+
+
+@ledger.command("prove")
+@click.argument("object_id")
+@click.option("--version", "version", help="That version (a modified timestamp), not the latest.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def ledger_prove(obj: _Obj, object_id: str, version: str | None, as_json: bool) -> None:
+    """Inclusion proof of OBJECT_ID in the latest signed tree head (checked before printing)."""
+    with obj.node() as node:
+        proof = proofs.inclusion(node.store, object_id, version)
+    if as_json:
+        _emit_json(proof)
+        return
+    click.echo(
+        f"{proof['id']} (version {proof['version'] or 'only'}) is entry {proof['leaf_index']} "
+        f"of the ledger of {proof['tree_size']} entries, root {proof['root_hash']}"
+    )
+    for step in proof["proof"]:
+        click.echo(f"  {step}")
+
+
+@ledger.command("consistency")
+@click.argument("old_size", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def ledger_consistency(obj: _Obj, old_size: int, as_json: bool) -> None:
+    """Consistency proof from the tree of OLD_SIZE entries to the latest signed tree head."""
+    with obj.node() as node:
+        proof = proofs.consistency(node.store, old_size)
+    if as_json:
+        _emit_json(proof)
+        return
+    click.echo(
+        f"the ledger of {proof['old_size']} entries (root {proof['old_root_hash']}) is a prefix "
+        f"of the ledger of {proof['tree_size']} entries (root {proof['root_hash']})"
+    )
+    for step in proof["proof"]:
+        click.echo(f"  {step}")
+
+
+@main.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def verify_(obj: _Obj, as_json: bool) -> None:
+    """Re-check every signature, recompute the ledger, check store and ledger agree."""
+    with obj.node() as node:
+        result = node.verify()
+    if as_json:
+        _emit_json(
+            {
+                "ok": result.ok,
+                "objects": result.objects,
+                "signatures": result.signatures,
+                "ledger_size": result.ledger_size,
+                "root_hash": base64.b64encode(result.root).decode(),
+                "tree_heads": result.heads,
+                "problems": result.problems,
+            }
+        )
+    else:
+        for problem in result.problems:
+            click.echo(f"allied: verify: {problem}", err=True)
+        click.echo(
+            f"{result.objects} object versions, {result.signatures} signatures, ledger of "
+            f"{result.ledger_size} entries, {result.heads} signed tree heads: "
+            + ("all verified" if result.ok else f"{len(result.problems)} problems")
+        )
+    if not result.ok:
+        raise SystemExit(1)
+
+
+@main.group()
+def key() -> None:
+    """The node's signing key."""
+
+
+@key.command("rotate")
+@click.pass_obj
+def key_rotate(obj: _Obj) -> None:
+    """A new signing key; the old public key stays trusted for what it signed."""
+    with obj.node() as node:
+        new = node.rotate_key()
+    click.echo(f"new signing key {new}; the previous key is retired, kept for verifying")
 
 
 @main.command()

@@ -22,6 +22,7 @@ import orjson
 from allied import config as config_
 from allied.config import DEFAULT_POLICIES, HEAD_FILE, NodeConfig
 from allied.errors import ConfigError
+from allied.integrity.audit import Audit, audit
 from allied.integrity.keys import create_key_pair, load_private_key, parse_public_key
 from allied.integrity.ledger import head_json
 from allied.integrity.origin import Origin
@@ -83,9 +84,11 @@ class Node:
         key = load_private_key(self.config.private_key_path)
         return Signer.of(key, self.config.identity_id)
 
-    def trusted_keys(self) -> dict[str, TrustedKey]:
+    def trusted_keys(self, *, include_revoked: bool = False) -> dict[str, TrustedKey]:
         """Every key whose signatures this node accepts, by key id: its own (current and
-        rotated) and each partner's pinned key, each bound to the identity that owns it."""
+        rotated) and each partner's pinned key, each bound to the identity that owns it.
+        A revoked partner's key signs nothing new, but what it signed before it was revoked
+        is still checked against it (``include_revoked``, for ``verify``)."""
         own = self.config.identity_id
         found: dict[str, TrustedKey] = {}
         pems = [pem for _kid, pem, _created, _retired in self.store.node_keys()]
@@ -94,7 +97,7 @@ class Node:
             trusted = TrustedKey.of(parse_public_key(pem, source="node key"), own)
             found[trusted.key_id] = trusted
         for partner in self.store.partners():
-            if partner.public_key and not partner.revoked:
+            if partner.public_key and (include_revoked or not partner.revoked):
                 key = parse_public_key(partner.public_key, source=f"partner {partner.name}")
                 trusted = TrustedKey.of(key, partner.identity_id)
                 found[trusted.key_id] = trusted
@@ -110,6 +113,38 @@ class Node:
         with self.store.write(self.signer) as writer:
             yield writer
         self.record_head()
+
+    def verify(self) -> Audit:
+        """Every integrity check of this node's store and ledger (see allied.integrity.audit)."""
+        recorded = None
+        if self.head_path.exists():
+            try:
+                recorded = orjson.loads(self.head_path.read_bytes())
+            except orjson.JSONDecodeError:
+                recorded = {}
+        keys = self.trusted_keys(include_revoked=True)
+        with self.store.engine.connect() as conn:
+            return audit(conn, keys, recorded, head_source=HEAD_FILE)
+
+    def rotate_key(self) -> str:
+        """A new signing key; the old public key stays trusted for what it signed, the old
+        private key is destroyed. Returns the new key id."""
+        directory = self.config.private_key_path.parent
+        private, public = directory / "node.key.new", directory / "node.pub.new"
+        for leftover in (private, public):
+            leftover.unlink(missing_ok=True)
+        create_key_pair(private, public)
+        new = Signer.of(load_private_key(private), self.config.identity_id)
+        with self.store.write() as writer:
+            known = {kid for kid, *_rest in self.store.node_keys()}
+            if self.signer.key_id not in known:  # a node created before keys were recorded
+                writer.add_node_key(self.signer.key_id, self.config.public_key_path.read_text())
+            writer.add_node_key(new.key_id, public.read_text())
+            writer.retire_node_keys(except_key_id=new.key_id)
+        os.replace(public, self.config.public_key_path)
+        os.replace(private, self.config.private_key_path)
+        self.__dict__.pop("signer", None)
+        return new.key_id
 
     @property
     def head_path(self) -> Path:

@@ -354,7 +354,7 @@ def _build(
 
     def make(kind: str, n: int, refs_ids: list[str]) -> dict[str, Any]:
         if kind == "relationship":
-            return relationship(n, *refs_ids[:2], [])
+            return relationship(n, refs_ids[0], refs_ids[1], [])
         if kind == "report":
             return report(n, refs_ids, [])
         return (indicator if kind == "indicator" else malware)(n)

@@ -23,7 +23,7 @@ _SECONDS = (
     r"^[0-9]{4}-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:"
     r"([0-5][0-9]|60)"
 )
-_TIMESTAMP = re.compile(_SECONDS + r"(\.[0-9]+)?Z$")
+TIMESTAMP = re.compile(_SECONDS + r"(\.[0-9]+)?Z$")
 _TIMESTAMP_MILLIS = re.compile(_SECONDS + r"\.[0-9]{3,}Z$")
 IDENTIFIER = re.compile(
     r"^([a-z][a-z0-9-]+[a-z0-9])--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-"
@@ -62,7 +62,7 @@ def type_of_name(value: str) -> str:
 
 def timestamp_is_valid(value: Any) -> bool:
     """RFC 3339 in UTC with ``Z``, and a date that exists (no 30 February)."""
-    if type(value) is not str or _TIMESTAMP.match(value) is None:
+    if type(value) is not str or TIMESTAMP.match(value) is None:
         return False
     return value[8:10] < "29" or _date_exists(value)
 
@@ -135,7 +135,7 @@ def timestamp(*, millis: bool = False) -> Check:
     millis_form = _TIMESTAMP_MILLIS
 
     def check(value: Any, path: str, issues: Issues) -> None:
-        form = millis_form if millis else _TIMESTAMP
+        form = millis_form if millis else TIMESTAMP
         if type(value) is str and form.match(value) and (value[8:10] < "29" or _date_exists(value)):
             return
         if not timestamp_is_valid(value):

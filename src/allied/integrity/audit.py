@@ -1,0 +1,204 @@
+"""`allied verify`: everything the node can check about its own integrity, from scratch.
+
+Each stored object version must parse, carry a valid origin signature (or be a standard
+object), agree with its index columns (its markings decide its release), and hash to the
+ledger leaf it was given. The ledger must have every entry, each claimed by one object; its
+stored subtree hashes must match the leaves; every signed tree head must be signed by a
+trusted key and match the tree at its size; and the head kept beside the store must not be
+newer than the store (a store rolled back to an older copy) nor differ from it (history
+rewritten). Every problem is reported, not only the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+
+from allied.integrity.ledger import TreeHead, object_leaf, stored_heads, verify_head
+from allied.integrity.merkle import MerkleLog
+from allied.integrity.origin import is_standard_id
+from allied.integrity.signing import SignatureError, TrustedKey, verify
+from allied.stix.model import StixObject, from_valid
+from allied.stix.validate import validate
+from allied.store import schema
+
+
+@dataclass
+class Audit:
+    objects: int = 0
+    signatures: int = 0
+    ledger_size: int = 0
+    root: bytes = b""
+    heads: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def audit(
+    conn: Connection,
+    keys: Mapping[str, TrustedKey],
+    recorded_head: Mapping[str, Any] | None,
+    *,
+    head_source: str = "recorded tree head",
+) -> Audit:
+    result = Audit()
+    problems = result.problems
+    leaves = {
+        int(idx): bytes(leaf)
+        for idx, leaf in conn.execute(select(schema.ledger.c.idx, schema.ledger.c.leaf))
+    }
+    label_sets = {
+        number: (markings, source)
+        for number, markings, source in conn.execute(
+            select(
+                schema.label_sets.c.id,
+                schema.label_sets.c.markings,
+                schema.label_sets.c.received_from,
+            )
+        )
+    }
+    claimed: dict[int, str] = {}
+    objects = schema.objects
+    query = select(
+        objects.c.pk,
+        objects.c.id,
+        objects.c.version,
+        objects.c.markings,
+        objects.c.label_set,
+        objects.c.received_from,
+        objects.c.ledger_index,
+        objects.c.json,
+    ).order_by(objects.c.pk)
+    for pk, object_id, version, markings, label_set, source, index, text in conn.execute(query):
+        result.objects += 1
+        name = f"{object_id} (version {version or 'only'})"
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            problems.append(f"{name}: the stored JSON is unreadable (row {pk})")
+            continue
+        problems.extend(
+            _check_columns(name, data, object_id, markings, label_set, source, label_sets)
+        )
+        if is_standard_id(object_id):
+            if validate(data):
+                problems.append(f"{name}: not the standard object of that id")
+        else:
+            try:
+                verify(data, keys)
+                result.signatures += 1
+            except SignatureError as error:
+                problems.append(f"{name}: {error.reason}")
+        if index is None:
+            problems.append(f"{name}: not in the ledger")
+            continue
+        index = int(index)
+        if index in claimed:
+            problems.append(f"{name}: ledger entry {index} is also claimed by {claimed[index]}")
+        claimed[index] = name
+        leaf = leaves.get(index)
+        if leaf is None:
+            problems.append(f"{name}: its ledger entry {index} is missing")
+        elif leaf != object_leaf(data):
+            problems.append(
+                f"{name}: does not match its ledger entry {index} (altered after it was "
+                "stored, or ledger entries moved)"
+            )
+    size = max(leaves, default=-1) + 1
+    for index in range(size):
+        if index not in leaves:
+            problems.append(f"ledger entry {index} is missing")
+        elif index not in claimed:
+            problems.append(f"ledger entry {index} belongs to no stored object (deleted?)")
+    tree = MerkleLog()
+    for index in range(size):
+        tree.append(leaves.get(index, b"\0" * 32))
+    result.ledger_size = size
+    result.root = tree.root()
+    _check_nodes(conn, tree, problems)
+    heads = stored_heads(conn)
+    result.heads = len(heads)
+    for head in heads:
+        problems.extend(_check_head(head, tree, keys, f"tree head of size {head.size}"))
+    if heads and heads[-1].size < size:
+        problems.append(
+            f"ledger entries {heads[-1].size} to {size - 1} are not covered by a signed tree head"
+        )
+    if recorded_head is not None:
+        try:
+            head = TreeHead.from_dict(recorded_head, source=head_source)
+        except SignatureError as error:
+            problems.append(f"{head_source}: {error.reason}")
+        else:
+            if head.size > size:
+                problems.append(
+                    f"{head_source}: this node signed a ledger of {head.size} entries at "
+                    f"{head.timestamp}, but the store holds {size}: the store was rolled back "
+                    "to an older copy, or entries were removed"
+                )
+            else:
+                problems.extend(_check_head(head, tree, keys, head_source))
+    elif heads:
+        problems.append(f"{head_source}: missing, so a rolled-back store would go unnoticed")
+    return result
+
+
+def _check_columns(
+    name: str,
+    data: dict[str, Any],
+    object_id: str,
+    markings: str,
+    label_set: int,
+    source: str | None,
+    label_sets: Mapping[int, tuple[str, str | None]],
+) -> list[str]:
+    """The index columns the release decision reads must say what the object says."""
+    if data.get("id") != object_id:
+        return [f"{name}: the stored JSON has id {data.get('id')!r}"]
+    try:
+        parsed: StixObject = from_valid(data)
+    except (KeyError, TypeError, orjson.JSONEncodeError):
+        return [f"{name}: the stored JSON is not a STIX object"]
+    expected = orjson.dumps(parsed.marking_refs).decode()
+    found = []
+    if markings != expected:
+        found.append(f"{name}: its label columns say {markings}, the object says {expected}")
+    if label_sets.get(label_set) != (markings, source):
+        found.append(f"{name}: its label set {label_set} does not match its markings")
+    return found
+
+
+def _check_nodes(conn: Connection, tree: MerkleLog, problems: list[str]) -> None:
+    nodes = schema.ledger_nodes
+    for level, index, digest in conn.execute(select(nodes.c.level, nodes.c.idx, nodes.c.hash)):
+        level, index = int(level), int(index)
+        if level >= len(tree.levels) or index >= len(tree.levels[level]):
+            problems.append(f"ledger node (level {level}, index {index}) is beyond the tree")
+        elif tree.levels[level][index] != bytes(digest):
+            problems.append(
+                f"ledger node (level {level}, index {index}) does not match the entries below it"
+            )
+
+
+def _check_head(
+    head: TreeHead, tree: MerkleLog, keys: Mapping[str, TrustedKey], source: str
+) -> list[str]:
+    found = []
+    try:
+        verify_head(head, keys, source=source)
+    except SignatureError as error:
+        found.append(f"{source}: {error.reason}")
+    if head.size > len(tree):
+        found.append(f"{source}: the ledger has only {len(tree)} entries")
+    elif tree.root(head.size) != head.root:
+        found.append(
+            f"{source} (signed {head.timestamp}) does not match the ledger: history was rewritten"
+        )
+    return found
