@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from nacl.exceptions import BadSignatureError
@@ -25,6 +25,7 @@ from allied.integrity.merkle import Tree, frontier_of, frontier_root, leaf_hash,
 from allied.integrity.signing import ALGORITHM, SignatureError, Signer, TrustedKey
 from allied.store import schema
 
+_T = TypeVar("_T")
 _L = schema.ledger
 _N = schema.ledger_nodes
 _H = schema.tree_heads
@@ -36,25 +37,83 @@ def object_leaf(data: Mapping[str, Any]) -> bytes:
 
 
 class StoredTree(Tree):
-    """The ledger's tree read from the store (within one connection)."""
+    """The ledger's tree read from the store (within one connection).
+
+    A head or proof needs O(log n) stored hashes; they are found first by running the same
+    computation over placeholders, then read in two statements, so a proof costs two round
+    trips to the database however large the tree."""
+
+    _PLACEHOLDER = bytes(32)
 
     def __init__(self, conn: Connection, size: int | None = None) -> None:
         self._conn = conn
         self._size = ledger_size(conn) if size is None else size
+        self._wanted: set[tuple[int, int]] | None = None
+        self._known: dict[tuple[int, int], bytes] = {}
 
     def __len__(self) -> int:
         return self._size
 
     def complete(self, level: int, index: int) -> bytes:
-        if level == 0:
-            found = self._conn.execute(select(_L.c.leaf).where(_L.c.idx == index)).scalar()
-        else:
-            found = self._conn.execute(
-                select(_N.c.hash).where(_N.c.level == level, _N.c.idx == index)
-            ).scalar()
+        found = self._known.get((level, index))
+        if found is not None:
+            return found
+        if self._wanted is not None:
+            self._wanted.add((level, index))
+            return self._PLACEHOLDER
+        self._fetch({(level, index)})
+        found = self._known.get((level, index))
         if found is None:
             raise LookupError(f"ledger: no stored hash for level {level}, index {index}")
-        return bytes(found)
+        return found
+
+    def _fetch(self, keys: set[tuple[int, int]]) -> None:
+        """Point lookups by primary key, all in one statement."""
+        mark = "?" if self._conn.dialect.paramstyle == "qmark" else "%s"
+        leaf = f"SELECT 0, idx, leaf FROM ledger WHERE idx = {mark}"
+        node = f"SELECT level, idx, hash FROM ledger_nodes WHERE level = {mark} AND idx = {mark}"
+        parts: list[str] = []
+        params: list[int] = []
+        for level, index in sorted(keys):
+            if level == 0:
+                parts.append(leaf)
+                params.append(index)
+            else:
+                parts.append(node)
+                params.extend((level, index))
+        cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(" UNION ALL ".join(parts), params)
+            for level, index, digest in cursor.fetchall():
+                self._known[(int(level), int(index))] = bytes(digest)
+        finally:
+            cursor.close()
+
+    def _prefetched(self, compute: Callable[[], _T]) -> _T:
+        self._wanted = set()
+        try:
+            compute()
+            wanted = self._wanted - set(self._known)
+        finally:
+            self._wanted = None
+        if wanted:
+            self._fetch(wanted)
+        return compute()
+
+    def root(self, size: int | None = None) -> bytes:
+        return self._prefetched(lambda: Tree.root(self, size))
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        return self._prefetched(lambda: Tree.inclusion_proof(self, index, size))
+
+    def consistency_proof(self, old_size: int, size: int | None = None) -> list[bytes]:
+        return self._prefetched(lambda: Tree.consistency_proof(self, old_size, size))
+
+    def consistency(self, old_size: int, size: int | None = None) -> tuple[bytes, list[bytes]]:
+        """The root at ``old_size`` and the consistency proof from it, read together."""
+        return self._prefetched(
+            lambda: (Tree.root(self, old_size), Tree.consistency_proof(self, old_size, size))
+        )
 
 
 def ledger_size(conn: Connection) -> int:

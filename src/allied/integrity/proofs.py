@@ -77,8 +77,7 @@ def consistency(store: Store, old_size: int) -> dict[str, Any]:
         if old_size > head.size:
             raise NotFound(f"the latest signed tree head has {head.size} entries, not {old_size}")
         tree = StoredTree(conn)
-        old_root = tree.root(old_size)
-        path = tree.consistency_proof(old_size, head.size) if old_size < head.size else []
+        old_root, path = tree.consistency(old_size, head.size)
     verify_consistency(old_size, head.size, old_root, head.root, path)
     return {
         "old_size": old_size,
