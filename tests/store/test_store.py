@@ -128,3 +128,38 @@ def test_a_write_transaction_holds_the_write_lock_from_its_start(tmp_path: Path)
     finally:
         other.close()
         store.close()
+
+
+def test_opening_a_store_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """Export, explain and the server open the node while an import may be running."""
+    path = tmp_path / "store.db"
+    Store.open(f"sqlite:///{path}").close()
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        opened = Store.open(f"sqlite:///{path}")
+        assert opened.version_count() == 0
+        opened.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_a_marking_definition_that_refers_to_an_object_is_refused(store: Store) -> None:
+    """A marking definition travels with every object using it: a reference inside it would
+    leave with them, whatever the reference rule says of its target."""
+    marking = {
+        "type": "marking-definition",
+        "spec_version": "2.1",
+        "id": "marking-definition--33333333-3333-4333-8333-333333333333",
+        "created": "2026-03-01T10:00:00.000Z",
+        "extensions": {
+            "extension-definition--44444444-4444-4444-8444-444444444444": {
+                "extension_type": "property-extension",
+                "about_ref": malware(7)["id"],
+            }
+        },
+    }
+    with pytest.raises(Conflict, match=f"refers to {malware(7)['id']}"), store.write() as writer:
+        writer.add([parse_object(marking)])
+    assert store.version_count() == 0

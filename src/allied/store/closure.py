@@ -56,7 +56,12 @@ def closures(
             result[node] = frozenset().union(*parts)
     if pending:
         _components(pending, label_sets, targets, latest, outside, result)
-    return [found if found is not None else frozenset() for found in result]
+    settled: list[Closure] = []
+    for found in result:
+        if found is None:  # an empty closure would release the object to anyone
+            raise RuntimeError("label closure left unsettled")
+        settled.append(found)
+    return settled
 
 
 def _components(

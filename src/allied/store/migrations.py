@@ -23,8 +23,6 @@ Migration = Callable[[Connection], None]
 def _v1_initial(conn: Connection) -> None:
     for table in (schema.objects, schema.label_sets, schema.partners, schema.labels):
         table.create(conn)
-    for table in (schema.label_closures, schema.object_refs):  # see _v2_label_closures
-        table.create(conn)
 
 
 def _v2_label_closures(conn: Connection) -> None:

@@ -57,6 +57,7 @@ _R = schema.object_refs
 _MARKING = "marking-definition"
 _RECENT_LIMIT = 200_000
 _WRITE_OPTION = "allied_write"
+_WRITER_LOCK = 0x616C6C696564  # "allied": the advisory lock all writers of a store take
 _IDS_PER_QUERY = 5000  # well below SQLite's limit of bound parameters per statement
 
 
@@ -178,7 +179,7 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             return func.json_each(orjson.dumps(list(ids)).decode()).table_valued("value")
         array = bindparam("ids", list(ids), type_=postgresql.ARRAY(String))
-        return func.unnest(array).table_valued("value")
+        return func.unnest(array).table_valued("value").render_derived()
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -191,8 +192,11 @@ class Store:
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
         store = cls(engine)
-        with store._transaction() as conn:
-            migrations.upgrade(conn)
+        with engine.connect() as conn:  # a deferred read: opening never waits for a writer
+            current = migrations.current_version(conn)
+        if current < migrations.LATEST:
+            with store._transaction() as conn:
+                migrations.upgrade(conn)  # checks the version again, under the write lock
         return store
 
     def close(self) -> None:
@@ -209,9 +213,15 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
+        """A write transaction, serialised with every other writer of the store: SQLite
+        takes its write lock at BEGIN (see _sqlite_begin), PostgreSQL one advisory lock
+        first. What a writer reads (versions, referrers, closures) then includes every
+        earlier commit and cannot change before it commits."""
         with self.engine.connect() as conn:
             conn.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(select(func.pg_advisory_xact_lock(_WRITER_LOCK)))
                 yield conn
 
     # -- reading objects ---------------------------------------------------------------------
@@ -486,6 +496,12 @@ class Writer:
         seen: dict[tuple[str, ...], tuple[str | None, str, int]] = {}  # markings repeat a lot
         for obj in batch:
             if obj.type == "marking-definition":
+                if obj.refs:
+                    raise Conflict(
+                        f"{obj.id} refers to {obj.refs[0]}: a marking definition travels with "
+                        "every object that uses it, so it may refer to nothing but identities "
+                        "and marking definitions"
+                    )
                 self._check_marking_unchanged(obj)
                 label = read_label(obj.data)
                 if label is not None:
