@@ -96,3 +96,14 @@ def run_demo(echo: Callable[[str], None], *, indicators: int = 2000, seed: int =
             echo(f"explain {withheld} --for kr-ncsc: denied")
             for reason in explanation.reasons[:3]:
                 echo(f"  {reason}")
+            started = time.perf_counter()
+            audit = node.verify()
+            elapsed = time.perf_counter() - started
+            head = node.store.tree_heads()[-1]
+            echo(
+                f"verify: {audit.objects} object versions, {audit.signatures} origin signatures, "
+                f"ledger of {audit.ledger_size} entries: "
+                + ("all verified" if audit.ok else f"{len(audit.problems)} problems")
+                + f" ({elapsed:.2f} s)"
+            )
+            echo(f"signed tree head: size {head.size}, root {head.as_dict()['root_hash']}")
