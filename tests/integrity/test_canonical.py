@@ -7,12 +7,21 @@ import json
 import math
 from typing import Any
 
+import orjson
 import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from allied.integrity.canonical import CanonicalFormError, _plain, _write, canonical, number_text
+from allied.integrity.canonical import (
+    _SPECIAL_NUMBER,
+    CanonicalFormError,
+    _plain,
+    _write,
+    canonical,
+    number_text,
+)
+from tests.conftest import indicator
 
 
 @pytest.mark.parametrize(
@@ -134,3 +143,13 @@ def test_the_fast_path_writes_the_same_bytes_as_the_full_one(value: Any) -> None
 )
 def test_anything_else_takes_the_full_path(value: Any) -> None:
     assert not _plain(value)
+
+
+def test_stix_objects_take_the_fast_path() -> None:
+    """Timestamps such as 10:00:00.000Z look like numbers only inside strings."""
+    data = indicator(1, confidence=85, x_ratio="a:1.5")
+    assert _SPECIAL_NUMBER.search(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)) is None
+    assert canonical(data) == rfc8785.dumps(data)
+    assert canonical({**data, "x_score": 0.5}) == rfc8785.dumps({**data, "x_score": 0.5})
+    with pytest.raises(CanonicalFormError):
+        canonical({"a": [float("nan")]})

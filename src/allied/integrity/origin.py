@@ -15,7 +15,11 @@ exactly the built-in or standard ones.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
+
+import orjson
 
 from allied.integrity.signing import (
     SignatureError,
@@ -26,7 +30,7 @@ from allied.integrity.signing import (
     verify,
 )
 from allied.stix.labels import TLP_BY_ID, builtin_objects
-from allied.stix.model import StixObject, from_valid
+from allied.stix.model import StixObject
 
 _BUILTIN: dict[str, dict[str, Any]] = {data["id"]: data for data in builtin_objects()}
 
@@ -64,4 +68,6 @@ class Origin:
             return obj
         if received_from is not None:
             raise SignatureError(obj.id, f"no origin signature (received from {received_from})")
-        return from_valid(sign(data, self.signer))
+        signed = sign(data, self.signer)
+        # the signature adds no reference, marking or version: only the data and text change
+        return replace(obj, data=MappingProxyType(signed), json=orjson.dumps(signed).decode())
