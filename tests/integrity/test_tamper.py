@@ -270,3 +270,12 @@ def test_proofs_verify_with_the_rfc_algorithms(cli: Cli, filled: Path) -> None:
     assert missing.exit_code == 1 and "no indicator--00000000" in missing.stderr
     too_big = cli("ledger", "consistency", "9999")
     assert too_big.exit_code == 1 and "not 9999" in too_big.stderr
+
+
+def test_a_signing_key_others_can_read_is_refused(cli: Cli, tmp_path: Path) -> None:
+    key_file = tmp_path / "node" / "keys" / "node.key"
+    key_file.chmod(0o644)
+    result = cli("import", str(write_bundle(tmp_path / "a.json", [indicator(1)])))
+    assert result.exit_code == 1
+    assert "accessible by group or others (mode 0o644)" in result.stderr
+    assert cli("show", indicator(1)["id"]).exit_code == 1  # nothing stored
