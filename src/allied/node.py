@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from typing import Any
 import orjson
 
 from allied import config as config_
-from allied.config import DEFAULT_POLICIES, HEAD_FILE, NodeConfig
+from allied.config import DEFAULT_POLICIES, HEAD_FILE, RETIRED_KEY_DIR, NodeConfig
 from allied.errors import ConfigError
 from allied.integrity.audit import Audit, audit
 from allied.integrity.keys import create_key_pair, load_private_key, parse_public_key
@@ -91,10 +92,11 @@ class Node:
         is still checked against it (``include_revoked``, for ``verify``)."""
         own = self.config.identity_id
         found: dict[str, TrustedKey] = {}
-        pems = [pem for _kid, pem, _created, _retired in self.store.node_keys()]
-        pems.append(self.config.public_key_path.read_text(encoding="utf-8"))
-        for pem in pems:
-            trusted = TrustedKey.of(parse_public_key(pem, source="node key"), own)
+        # The node's own keys come from its key folder, never from the store: a key slipped
+        # into the store's key list must not let anyone sign as this node.
+        for path in self.own_key_files():
+            key = parse_public_key(path.read_text(encoding="utf-8"), source=str(path))
+            trusted = TrustedKey.of(key, own)
             found[trusted.key_id] = trusted
         for partner in self.store.partners():
             if partner.public_key and (include_revoked or not partner.revoked):
@@ -102,6 +104,11 @@ class Node:
                 trusted = TrustedKey.of(key, partner.identity_id)
                 found[trusted.key_id] = trusted
         return found
+
+    def own_key_files(self) -> list[Path]:
+        """The node's current public key and those it rotated away from."""
+        retired = self.config.public_key_path.parent / RETIRED_KEY_DIR
+        return [self.config.public_key_path, *sorted(retired.glob("*.pub"))]
 
     def origin(self) -> Origin:
         return Origin(self.signer, self.trusted_keys())
@@ -124,7 +131,14 @@ class Node:
                 recorded = {}
         keys = self.trusted_keys(include_revoked=True)
         with self.store.engine.connect() as conn:
-            return audit(conn, keys, recorded, head_source=HEAD_FILE)
+            result = audit(conn, keys, recorded, head_source=HEAD_FILE)
+        own = {kid for kid, key in keys.items() if key.owner == self.config.identity_id}
+        for kid, *_rest in self.store.node_keys():
+            if kid not in own:
+                result.problems.append(
+                    f"the store lists node key {kid}, which is not among the node's key files"
+                )
+        return result
 
     def rotate_key(self) -> str:
         """A new signing key; the old public key stays trusted for what it signed, the old
@@ -135,6 +149,9 @@ class Node:
             leftover.unlink(missing_ok=True)
         create_key_pair(private, public)
         new = Signer.of(load_private_key(private), self.config.identity_id)
+        retired = self.config.public_key_path.parent / RETIRED_KEY_DIR
+        retired.mkdir(mode=0o700, exist_ok=True)
+        shutil.copyfile(self.config.public_key_path, retired / f"{self.signer.key_id}.pub")
         with self.store.write() as writer:
             known = {kid for kid, *_rest in self.store.node_keys()}
             if self.signer.key_id not in known:  # a node created before keys were recorded

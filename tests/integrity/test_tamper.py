@@ -18,6 +18,7 @@ import pytest
 from click.testing import Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from allied.integrity.keys import public_pem
 from allied.integrity.ledger import object_leaf
 from allied.integrity.merkle import verify_consistency, verify_inclusion
 from allied.integrity.signing import SIGNATURE_EXTENSION_ID, Signer, sign
@@ -279,3 +280,26 @@ def test_a_signing_key_others_can_read_is_refused(cli: Cli, tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "accessible by group or others (mode 0o644)" in result.stderr
     assert cli("show", indicator(1)["id"]).exit_code == 1  # nothing stored
+
+
+def test_a_key_slipped_into_the_store_signs_nothing(cli: Cli, filled: Path) -> None:
+    """The node trusts its own keys from its key folder, not from the store."""
+    intruder = Ed25519PrivateKey.generate()
+    target = indicator(1)["id"]
+    with database(filled) as conn:
+        identity = conn.execute(
+            "SELECT json FROM objects WHERE type = 'identity' AND json LIKE '%Test CERT%'"
+        ).fetchone()[0]
+        node_identity = json.loads(identity)["id"]
+        signer = Signer.of(intruder, node_identity)
+        conn.execute(
+            "INSERT INTO node_keys (key_id, public_key, created) VALUES (?, ?, ?)",
+            (signer.key_id, public_pem(intruder.public_key()), "2026-11-23T00:00:00Z"),
+        )
+        forged = sign({**unsigned(stored(conn, target)), "name": "forged"}, signer)
+        store_json(conn, target, forged)
+    found = problems(cli)
+    assert any(p.startswith(target) and "signed with unknown key" in p for p in found)
+    assert any(
+        f"node key {signer.key_id}, which is not among the node's key files" in p for p in found
+    )

@@ -13,6 +13,7 @@ either valid or an exception.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from allied.errors import AlliedError
@@ -37,16 +38,16 @@ def _split(size: int) -> int:
     return 1 << ((size - 1).bit_length() - 1)
 
 
-class Tree:
+class Tree(ABC):
     """An RFC 9162 tree over some storage of its complete, aligned subtrees: the tree head
     and proofs are computed here once, whether the hashes live in memory or in the store."""
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def __len__(self) -> int: ...
 
+    @abstractmethod
     def complete(self, level: int, index: int) -> bytes:
         """The hash of leaves [index * 2**level, (index + 1) * 2**level), all present."""
-        raise NotImplementedError
 
     def _subtree(self, start: int, end: int) -> bytes:
         """MTH of leaves [start, end): a stored hash when complete, else split as RFC 9162."""
