@@ -20,6 +20,7 @@ from allied.stix.labels import TLP_LEVELS
 CONFIG_FILE = "node.toml"
 STORE_FILE = "store.db"
 HEAD_FILE = "ledger-head.json"
+HEAD_LOCK_FILE = ".ledger-head.lock"
 RETIRED_KEY_DIR = "retired"  # in KEY_DIR: public keys the node signed with before
 KEY_DIR = "keys"
 PRIVATE_KEY_FILE = "node.key"

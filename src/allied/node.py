@@ -5,11 +5,13 @@ The command line and (later) the HTTP API are thin layers over these functions.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import secrets
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,10 +23,16 @@ from typing import Any
 import orjson
 
 from allied import config as config_
-from allied.config import DEFAULT_POLICIES, HEAD_FILE, RETIRED_KEY_DIR, NodeConfig
+from allied.config import DEFAULT_POLICIES, HEAD_FILE, HEAD_LOCK_FILE, RETIRED_KEY_DIR, NodeConfig
 from allied.errors import ConfigError
 from allied.integrity.audit import Audit, audit
-from allied.integrity.keys import create_key_pair, load_private_key, parse_public_key
+from allied.integrity.keys import (
+    KeyFileError,
+    create_key_pair,
+    key_id,
+    load_private_key,
+    parse_public_key,
+)
 from allied.integrity.ledger import head_json
 from allied.integrity.origin import Origin
 from allied.integrity.signing import Signer, TrustedKey
@@ -83,6 +91,15 @@ class Node:
     def signer(self) -> Signer:
         """The node's signing key (refused if others can read its file)."""
         key = load_private_key(self.config.private_key_path)
+        public = parse_public_key(
+            self.config.public_key_path.read_text(encoding="utf-8"),
+            source=str(self.config.public_key_path),
+        )
+        if key_id(key.public_key()) != key_id(public):
+            raise KeyFileError(
+                f"{self.config.private_key_path} does not match {self.config.public_key_path} "
+                "(an interrupted key rotation?)"
+            )
         return Signer.of(key, self.config.identity_id)
 
     def trusted_keys(self, *, include_revoked: bool = False) -> dict[str, TrustedKey]:
@@ -99,11 +116,18 @@ class Node:
             trusted = TrustedKey.of(key, own)
             found[trusted.key_id] = trusted
         for partner in self.store.partners():
+            if partner.identity_id == own:  # enrolment refuses it; a tampered store may not
+                continue
             if partner.public_key and (include_revoked or not partner.revoked):
                 key = parse_public_key(partner.public_key, source=f"partner {partner.name}")
                 trusted = TrustedKey.of(key, partner.identity_id)
-                found[trusted.key_id] = trusted
+                found.setdefault(trusted.key_id, trusted)  # the node's own keys come first
         return found
+
+    def own_keys(self) -> dict[str, TrustedKey]:
+        """The node's own keys only: what its tree heads must be signed with."""
+        own = self.config.identity_id
+        return {k: v for k, v in self.trusted_keys().items() if v.owner == own}
 
     def own_key_files(self) -> list[Path]:
         """The node's current public key and those it rotated away from."""
@@ -111,7 +135,8 @@ class Node:
         return [self.config.public_key_path, *sorted(retired.glob("*.pub"))]
 
     def origin(self) -> Origin:
-        return Origin(self.signer, self.trusted_keys())
+        partners = {p.identity_id: p.name for p in self.store.partners()}
+        return Origin(self.signer, self.trusted_keys(), partners)
 
     @contextmanager
     def write(self) -> Iterator[Writer]:
@@ -131,7 +156,7 @@ class Node:
                 recorded = {}
         keys = self.trusted_keys(include_revoked=True)
         with self.store.engine.connect() as conn:
-            result = audit(conn, keys, recorded, head_source=HEAD_FILE)
+            result = audit(conn, keys, recorded, head_source=HEAD_FILE, head_keys=self.own_keys())
         own = {kid for kid, key in keys.items() if key.owner == self.config.identity_id}
         for kid, *_rest in self.store.node_keys():
             if kid not in own:
@@ -151,7 +176,9 @@ class Node:
         new = Signer.of(load_private_key(private), self.config.identity_id)
         retired = self.config.public_key_path.parent / RETIRED_KEY_DIR
         retired.mkdir(mode=0o700, exist_ok=True)
-        shutil.copyfile(self.config.public_key_path, retired / f"{self.signer.key_id}.pub")
+        current = self.config.public_key_path.read_text(encoding="utf-8")
+        kid = key_id(parse_public_key(current, source=str(self.config.public_key_path)))
+        shutil.copyfile(self.config.public_key_path, retired / f"{kid}.pub")
         with self.store.write() as writer:
             known = {kid for kid, *_rest in self.store.node_keys()}
             if self.signer.key_id not in known:  # a node created before keys were recorded
@@ -169,21 +196,27 @@ class Node:
 
     def record_head(self) -> None:
         """Keep the latest signed tree head in a file beside the store, so that a store
-        rolled back to an older copy shows as older than the head this node once signed."""
-        heads = self.store.tree_heads()
-        if not heads:
-            return
-        latest = heads[-1]
-        if self.head_path.exists():
-            try:
-                known = orjson.loads(self.head_path.read_bytes())
-                if int(known.get("tree_size", -1)) >= latest.size:
-                    return
-            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-                pass  # unreadable: replaced by the current head; verify reports rollbacks
-        temporary = self.head_path.with_suffix(".tmp")
-        temporary.write_bytes(head_json(latest))
-        os.replace(temporary, self.head_path)
+        rolled back to an older copy shows as older than the head this node once signed.
+        Writers take turns (a lock file) and the file only ever moves forward."""
+        with open(self.config.directory / HEAD_LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            heads = self.store.tree_heads()
+            if not heads:
+                return
+            latest = heads[-1]
+            if self.head_path.exists():
+                try:
+                    known = orjson.loads(self.head_path.read_bytes())
+                    if int(known.get("tree_size", -1)) >= latest.size:
+                        return
+                except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                    pass  # unreadable: replaced by the current head
+            fd, name = tempfile.mkstemp(dir=self.config.directory, prefix=".head-")
+            with os.fdopen(fd, "wb") as out:
+                out.write(head_json(latest))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(name, self.head_path)
 
     def close(self) -> None:
         self.store.close()
@@ -231,12 +264,20 @@ class Node:
         public_key = None
         if key_file is not None:
             text = _read_text(key_file, "--key")
-            parse_public_key(text, source=str(key_file))
+            kid = key_id(parse_public_key(text, source=str(key_file)))
+            held = {k: v.owner for k, v in self.trusted_keys(include_revoked=True).items()}
+            if kid in held:
+                raise ConfigError(
+                    f"--key {key_file}: key {kid} already belongs to {held[kid]}; a key can "
+                    "vouch for one identity only"
+                )
             public_key = text
         if identity_id is None:
             identity_id = f"identity--{uuid.uuid5(_PARTNER_NAMESPACE, f'{nation}:{name}')}"
         else:
             parse_object_id(identity_id, "identity", option="--identity")
+        if identity_id == self.config.identity_id:
+            raise ConfigError(f"--identity {identity_id} is this node's own identity")
         token, write_token = (None, False)
         if token_file is not None:
             if token_file.exists():

@@ -19,10 +19,10 @@ from click.testing import Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from allied.integrity.keys import public_pem
-from allied.integrity.ledger import object_leaf
+from allied.integrity.ledger import object_leaf, sign_head
 from allied.integrity.merkle import verify_consistency, verify_inclusion
 from allied.integrity.signing import SIGNATURE_EXTENSION_ID, Signer, sign
-from allied.stix.labels import TLP2_IDS
+from allied.stix.labels import TLP2_IDS, tlp1_marking
 from tests.conftest import indicator, malware, peer_key, signed_as, unsigned, write_bundle
 
 Cli = Callable[..., Result]
@@ -303,3 +303,75 @@ def test_a_key_slipped_into_the_store_signs_nothing(cli: Cli, filled: Path) -> N
     assert any(
         f"node key {signer.key_id}, which is not among the node's key files" in p for p in found
     )
+
+
+def test_release_columns_altered_behind_the_nodes_back_are_caught(cli: Cli, filled: Path) -> None:
+    """Egress filters on the closure column; listings read type and version."""
+    red, clear = indicator(1)["id"], indicator(2)["id"]
+    with database(filled) as conn:
+        conn.execute("UPDATE objects SET closure = 999 WHERE id = ?", (red,))
+        conn.execute("UPDATE objects SET version = '2030-01-01T00:00:00' WHERE id = ?", (clear,))
+    found = problems(cli)
+    assert any(p.startswith(red) and "its release closure does not match" in p for p in found)
+    assert any(p.startswith(clear) and "its type and version columns say" in p for p in found)
+
+
+def test_only_the_nodes_own_keys_sign_its_tree_heads(
+    cli: Cli, filled: Path, tmp_path: Path
+) -> None:
+    pem, key = peer_key(tmp_path, "us")
+    assert cli("partner", "add", "us", "--nation", "USA", "--key", str(pem)).exit_code == 0
+    head = json.loads(cli("ledger", "head", "--json").output)
+    forged = sign_head(head["tree_size"], base64.b64decode(head["root_hash"]),
+                       "2030-01-01T00:00:00Z", Signer.of(key, head["signer"]))  # fmt: skip
+    with database(filled) as conn:
+        conn.execute("DELETE FROM tree_heads")
+        conn.execute(
+            "INSERT INTO tree_heads VALUES (?, ?, ?, ?, ?, ?)",
+            (forged.size, forged.root, forged.timestamp, forged.signer, forged.key_id,
+             forged.signature),
+        )  # fmt: skip
+    assert any("tree head signed with unknown key" in p for p in problems(cli))
+
+
+def test_enrolment_refuses_colliding_identities_and_keys(cli: Cli, tmp_path: Path) -> None:
+    own = json.loads(cli("identity", "--json").output)["identity_id"]
+    result = cli("partner", "add", "x", "--nation", "USA", "--identity", own)
+    assert result.exit_code == 1 and "is this node's own identity" in result.stderr
+    node_pub = tmp_path / "node" / "keys" / "node.pub"
+    result = cli("partner", "add", "y", "--nation", "USA", "--key", str(node_pub))
+    assert result.exit_code == 1 and f"already belongs to {own}" in result.stderr
+    pem, _key = peer_key(tmp_path, "us")
+    assert cli("partner", "add", "us", "--nation", "USA", "--key", str(pem)).exit_code == 0
+    result = cli("partner", "add", "kr", "--nation", "KOR", "--key", str(pem))
+    assert result.exit_code == 1 and "already belongs to identity--" in result.stderr
+
+
+def test_a_partners_object_is_neither_taken_as_ours_nor_re_signed(cli: Cli, tmp_path: Path) -> None:
+    pem, key = peer_key(tmp_path, "us")
+    assert cli("partner", "add", "us", "--nation", "USA", "--key", str(pem)).exit_code == 0
+    us = next(p for p in json.loads(cli("partner", "list", "--json").output) if p["name"] == "us")
+    theirs = signed_as([indicator(1)], key, us["identity_id"])
+    result = cli("import", str(write_bundle(tmp_path / "a.json", theirs)))
+    assert result.exit_code == 1 and "import it with --from us" in result.stderr
+    stripped = indicator(2, created_by_ref=us["identity_id"])
+    result = cli("import", str(write_bundle(tmp_path / "b.json", [stripped])))
+    assert result.exit_code == 1 and "created by partner us but not signed" in result.stderr
+
+
+def test_an_altered_standard_marking_is_refused(cli: Cli, tmp_path: Path) -> None:
+    white = tlp1_marking("white")
+    altered = {**white, "definition": {"tlp": "white"}, "name": "TLP:WHITE (forward freely)"}
+    result = cli("import", str(write_bundle(tmp_path / "a.json", [altered])))
+    assert result.exit_code == 1
+    assert cli("import", str(write_bundle(tmp_path / "b.json", [white]))).exit_code == 0
+
+
+def test_a_private_key_that_does_not_match_the_public_key_is_refused(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """An interrupted rotation must not leave the node signing with a retired key."""
+    pem, _key = peer_key(tmp_path, "stray")
+    shutil.copy(pem, tmp_path / "node" / "keys" / "node.pub")
+    result = cli("import", str(write_bundle(tmp_path / "a.json", [indicator(1)])))
+    assert result.exit_code == 1 and "does not match" in result.stderr

@@ -20,11 +20,11 @@ from sqlalchemy import Connection, select
 
 from allied.integrity.ledger import TreeHead, object_leaf, stored_heads, verify_head
 from allied.integrity.merkle import MerkleLog
-from allied.integrity.origin import is_standard_id
+from allied.integrity.origin import is_standard, is_standard_id
 from allied.integrity.signing import SignatureError, TrustedKey, verify
 from allied.stix.model import StixObject, from_valid
-from allied.stix.validate import validate
 from allied.store import schema
+from allied.store.closure import closures
 
 
 @dataclass
@@ -47,7 +47,11 @@ def audit(
     recorded_head: Mapping[str, Any] | None,
     *,
     head_source: str = "recorded tree head",
+    head_keys: Mapping[str, TrustedKey] | None = None,
 ) -> Audit:
+    """``keys`` verify objects; ``head_keys`` (the node's own keys, by default all of
+    ``keys``) verify tree heads: only the node signs its ledger."""
+    head_keys = keys if head_keys is None else head_keys
     result = Audit()
     problems = result.problems
     leaves = {
@@ -69,14 +73,18 @@ def audit(
     query = select(
         objects.c.pk,
         objects.c.id,
+        objects.c.type,
         objects.c.version,
         objects.c.markings,
         objects.c.label_set,
         objects.c.received_from,
         objects.c.ledger_index,
+        objects.c.closure,
         objects.c.json,
     ).order_by(objects.c.pk)
-    for pk, object_id, version, markings, label_set, source, index, text in conn.execute(query):
+    graph = _Graph()
+    for row in conn.execute(query):
+        pk, object_id, _kind, version, _markings, label_set, _source, index, closure, text = row
         result.objects += 1
         name = f"{object_id} (version {version or 'only'})"
         try:
@@ -84,11 +92,12 @@ def audit(
         except orjson.JSONDecodeError:
             problems.append(f"{name}: the stored JSON is unreadable (row {pk})")
             continue
-        problems.extend(
-            _check_columns(name, data, object_id, markings, label_set, source, label_sets)
-        )
+        found, parsed = _check_columns(name, data, row, label_sets)
+        problems.extend(found)
+        if parsed is not None:
+            graph.add(name, object_id, version, label_set, parsed.refs, closure)
         if is_standard_id(object_id):
-            if validate(data):
+            if not is_standard(data):
                 problems.append(f"{name}: not the standard object of that id")
         else:
             try:
@@ -111,6 +120,7 @@ def audit(
                 f"{name}: does not match its ledger entry {index} (altered after it was "
                 "stored, or ledger entries moved)"
             )
+    problems.extend(graph.check(_stored_closures(conn)))
     size = max(leaves, default=-1) + 1
     for index in range(size):
         if index not in leaves:
@@ -126,7 +136,9 @@ def audit(
     heads = stored_heads(conn)
     result.heads = len(heads)
     for head in heads:
-        problems.extend(_check_head(head, tree, keys, f"tree head of size {head.size}"))
+        problems.extend(_check_head(head, tree, head_keys, f"tree head of size {head.size}"))
+    if size and not heads:
+        problems.append(f"the ledger of {size} entries has no signed tree head")
     if heads and heads[-1].size < size:
         problems.append(
             f"ledger entries {heads[-1].size} to {size - 1} are not covered by a signed tree head"
@@ -144,7 +156,12 @@ def audit(
                     "to an older copy, or entries were removed"
                 )
             else:
-                problems.extend(_check_head(head, tree, keys, head_source))
+                problems.extend(_check_head(head, tree, head_keys, head_source))
+                if heads and head.size > heads[-1].size:
+                    problems.append(
+                        f"{head_source}: size {head.size} is beyond the store's latest signed "
+                        f"tree head ({heads[-1].size})"
+                    )
     elif heads:
         problems.append(f"{head_source}: missing, so a rolled-back store would go unnoticed")
     return result
@@ -153,26 +170,81 @@ def audit(
 def _check_columns(
     name: str,
     data: dict[str, Any],
-    object_id: str,
-    markings: str,
-    label_set: int,
-    source: str | None,
+    row: Any,
     label_sets: Mapping[int, tuple[str, str | None]],
-) -> list[str]:
-    """The index columns the release decision reads must say what the object says."""
+) -> tuple[list[str], StixObject | None]:
+    """The index columns the release decision and listings read must say what the object
+    says."""
+    _pk, object_id, kind, version, markings, label_set, source, *_rest = row
     if data.get("id") != object_id:
-        return [f"{name}: the stored JSON has id {data.get('id')!r}"]
+        return [f"{name}: the stored JSON has id {data.get('id')!r}"], None
     try:
         parsed: StixObject = from_valid(data)
     except (KeyError, TypeError, orjson.JSONEncodeError):
-        return [f"{name}: the stored JSON is not a STIX object"]
+        return [f"{name}: the stored JSON is not a STIX object"], None
     expected = orjson.dumps(parsed.marking_refs).decode()
     found = []
     if markings != expected:
         found.append(f"{name}: its label columns say {markings}, the object says {expected}")
     if label_sets.get(label_set) != (markings, source):
         found.append(f"{name}: its label set {label_set} does not match its markings")
-    return found
+    if kind != parsed.type or version != parsed.version:
+        found.append(
+            f"{name}: its type and version columns say {kind} {version!r}, the object says "
+            f"{parsed.type} {parsed.version!r}"
+        )
+    return found, parsed
+
+
+def _stored_closures(conn: Connection) -> dict[int, frozenset[int]]:
+    table = schema.label_closures
+    return {
+        int(number): frozenset(orjson.loads(text))
+        for number, text in conn.execute(select(table.c.id, table.c.label_sets))
+    }
+
+
+class _Graph:
+    """Every version's label set and references, to recompute the label closures that
+    egress filters on (allied.store.closure) and compare them with the stored ones."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.label_sets: list[int] = []
+        self.targets: list[tuple[str, ...]] = []
+        self.stored: list[int | None] = []
+        self.latest: dict[str, int] = {}
+        self._versions: list[str] = []
+
+    def add(
+        self,
+        name: str,
+        object_id: str,
+        version: str,
+        label_set: int,
+        refs: tuple[str, ...],
+        closure: int | None,
+    ) -> None:
+        index = len(self.names)
+        self.names.append(name)
+        self.label_sets.append(label_set)
+        self.targets.append(refs)
+        self.stored.append(closure)
+        self._versions.append(version)
+        best = self.latest.get(object_id)
+        if best is None or version > self._versions[best]:
+            self.latest[object_id] = index
+
+    def check(self, stored_closures: Mapping[int, frozenset[int]]) -> list[str]:
+        expected = closures(self.label_sets, self.targets, self.latest, {})
+        found = []
+        for name, number, members in zip(self.names, self.stored, expected, strict=True):
+            if number is None or stored_closures.get(number) != members:
+                found.append(
+                    f"{name}: its release closure does not match its references and labels "
+                    "(who may receive it was altered)"
+                )
+        return found
 
 
 def _check_nodes(conn: Connection, tree: MerkleLog, problems: list[str]) -> None:

@@ -29,10 +29,16 @@ from allied.integrity.signing import (
     sign,
     verify,
 )
-from allied.stix.labels import TLP_BY_ID, builtin_objects
+from allied.stix.labels import TLP1_IDS, TLP2_IDS, builtin_objects, tlp1_marking, tlp_marking
 from allied.stix.model import StixObject
 
 _BUILTIN: dict[str, dict[str, Any]] = {data["id"]: data for data in builtin_objects()}
+#: Objects every node holds unsigned, exactly as they are: TLP 2.0 and 1.0 markings, built-ins.
+_STANDARD: dict[str, dict[str, Any]] = (
+    {TLP2_IDS[level]: tlp_marking(level) for level in TLP2_IDS}
+    | {TLP1_IDS[colour]: tlp1_marking(colour) for colour in TLP1_IDS}
+    | _BUILTIN
+)
 
 
 def is_builtin(data: Mapping[str, Any]) -> bool:
@@ -43,31 +49,56 @@ def is_builtin(data: Mapping[str, Any]) -> bool:
 
 def is_standard_id(object_id: str) -> bool:
     """The id of an object every node holds unsigned: a TLP marking or a built-in."""
-    return object_id in TLP_BY_ID or object_id in _BUILTIN
+    return object_id in _STANDARD
+
+
+def is_standard(data: Mapping[str, Any]) -> bool:
+    """The object is a standard one, exactly."""
+    known = _STANDARD.get(str(data.get("id")))
+    return known is not None and dict(data) == known
 
 
 class Origin:
     """Signs and verifies origin signatures for one node."""
 
-    def __init__(self, signer: Signer, keys: Mapping[str, TrustedKey]) -> None:
+    def __init__(
+        self,
+        signer: Signer,
+        keys: Mapping[str, TrustedKey],
+        partners: Mapping[str, str] | None = None,
+    ) -> None:
         self.signer = signer
         self.keys = keys
+        #: partner identity id -> partner name
+        self.partners = dict(partners or {})
 
     def admit(self, obj: StixObject, *, received_from: str | None = None) -> StixObject:
         """The object as it is to be stored (signed if this node publishes it first), or
         SignatureError saying why it is refused."""
         data = obj.data
-        if obj.id in TLP_BY_ID:  # validation has checked it is the standard one, unaltered
-            return obj
-        if obj.id in _BUILTIN:
-            if not is_builtin(data):
-                raise SignatureError(obj.id, "differs from the built-in object of that id")
+        if obj.id in _STANDARD:
+            if dict(data) != _STANDARD[obj.id]:
+                raise SignatureError(obj.id, "differs from the standard object of that id")
             return obj
         if has_signature(data):
-            verify(data, self.keys)
+            signer = verify(data, self.keys)
+            if received_from is None and signer != self.signer.identity:
+                partner = self.partners.get(signer, signer)
+                raise SignatureError(
+                    obj.id,
+                    f"signed by {signer} (partner {partner}): import it with --from {partner}, "
+                    "so that it is never forwarded beyond what its originator allows",
+                )
             return obj
         if received_from is not None:
             raise SignatureError(obj.id, f"no origin signature (received from {received_from})")
+        creator = obj.created_by_ref
+        if creator is not None and creator in self.partners:
+            raise SignatureError(
+                obj.id,
+                f"created by partner {self.partners[creator]} but not signed: import the copy "
+                f"it signed, with --from {self.partners[creator]}",
+            )
         signed = sign(data, self.signer)
         # the signature adds no reference, marking or version: only the data and text change
         return replace(obj, data=MappingProxyType(signed), json=orjson.dumps(signed).decode())
