@@ -156,7 +156,15 @@ class Node:
                 recorded = {}
         keys = self.trusted_keys(include_revoked=True)
         with self.store.engine.connect() as conn:
-            result = audit(conn, keys, recorded, head_source=HEAD_FILE, head_keys=self.own_keys())
+            result = audit(
+                conn,
+                keys,
+                recorded,
+                head_source=HEAD_FILE,
+                head_keys=self.own_keys(),
+                own_identity=self.config.identity_id,
+                labels=self.store.label_markings(),
+            )
         own = {kid for kid, key in keys.items() if key.owner == self.config.identity_id}
         for kid, *_rest in self.store.node_keys():
             if kid not in own:

@@ -375,3 +375,41 @@ def test_a_private_key_that_does_not_match_the_public_key_is_refused(
     shutil.copy(pem, tmp_path / "node" / "keys" / "node.pub")
     result = cli("import", str(write_bundle(tmp_path / "a.json", [indicator(1)])))
     assert result.exit_code == 1 and "does not match" in result.stderr
+
+
+def test_only_the_originator_publishes_new_versions(cli: Cli, filled: Path, tmp_path: Path) -> None:
+    pem, key = peer_key(tmp_path, "us")
+    assert cli("partner", "add", "us", "--nation", "USA", "--key", str(pem)).exit_code == 0
+    us = next(p for p in json.loads(cli("partner", "list", "--json").output) if p["name"] == "us")
+    ours = json.loads(cli("show", indicator(1)["id"]).output)
+    takeover = {**unsigned(ours), "modified": "2026-05-01T00:00:00.000Z", "revoked": True}
+    path = write_bundle(tmp_path / "t.json", signed_as([takeover], key, us["identity_id"]))
+    result = cli("import", "--from", "us", str(path))
+    assert result.exit_code == 1
+    assert f"is signed by {us['identity_id']}, its other versions by" in result.stderr
+    assert json.loads(cli("show", indicator(1)["id"]).output) == ours
+
+
+def test_provenance_tlp_and_subtree_rows_altered_are_caught(
+    cli: Cli, filled: Path, tmp_path: Path
+) -> None:
+    pem, key = peer_key(tmp_path, "us")
+    assert cli("partner", "add", "us", "--nation", "USA", "--key", str(pem)).exit_code == 0
+    us = next(p for p in json.loads(cli("partner", "list", "--json").output) if p["name"] == "us")
+    theirs = signed_as([indicator(9)], key, us["identity_id"])
+    path = write_bundle(tmp_path / "t.json", theirs)
+    assert cli("import", "--from", "us", str(path)).exit_code == 0
+    assert verified(cli)
+    with database(filled) as conn:
+        conn.execute("UPDATE objects SET received_from = NULL WHERE id = ?", (indicator(9)["id"],))
+        conn.execute("UPDATE label_sets SET received_from = NULL WHERE received_from = 'us'")
+        conn.execute("UPDATE objects SET tlp = 'clear' WHERE id = ?", (indicator(3)["id"],))
+        conn.execute("DELETE FROM ledger_nodes WHERE level = 1 AND idx = 0")
+    found = problems(cli)
+    assert any(
+        p.startswith(indicator(9)["id"]) and "recorded as this node's own" in p for p in found
+    )
+    assert any(p.startswith(indicator(3)["id"]) and "its TLP column says clear" in p for p in found)
+    assert "ledger node (level 1, index 0) is missing" in found
+    proof = cli("ledger", "prove", TLP2_IDS["amber"])  # entry 2: its path needs leaves 0-1
+    assert proof.exit_code == 1 and "no stored hash for level 1, index 0" in proof.stderr

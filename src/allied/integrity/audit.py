@@ -22,6 +22,7 @@ from allied.integrity.ledger import TreeHead, object_leaf, stored_heads, verify_
 from allied.integrity.merkle import MerkleLog
 from allied.integrity.origin import is_standard, is_standard_id
 from allied.integrity.signing import SignatureError, TrustedKey, verify
+from allied.stix.labels import Label, resolve_labels
 from allied.stix.model import StixObject, from_valid
 from allied.store import schema
 from allied.store.closure import closures
@@ -48,6 +49,8 @@ def audit(
     *,
     head_source: str = "recorded tree head",
     head_keys: Mapping[str, TrustedKey] | None = None,
+    own_identity: str | None = None,
+    labels: Mapping[str, Label] | None = None,
 ) -> Audit:
     """``keys`` verify objects; ``head_keys`` (the node's own keys, by default all of
     ``keys``) verify tree heads: only the node signs its ledger."""
@@ -81,10 +84,13 @@ def audit(
         objects.c.ledger_index,
         objects.c.closure,
         objects.c.json,
+        objects.c.tlp,
+        objects.c.name,
+        objects.c.originator,
     ).order_by(objects.c.pk)
     graph = _Graph()
     for row in conn.execute(query):
-        pk, object_id, _kind, version, _markings, label_set, _source, index, closure, text = row
+        pk, object_id, _kind, version, _markings, label_set, source, index, closure, text = row[:10]
         result.objects += 1
         name = f"{object_id} (version {version or 'only'})"
         try:
@@ -92,7 +98,7 @@ def audit(
         except orjson.JSONDecodeError:
             problems.append(f"{name}: the stored JSON is unreadable (row {pk})")
             continue
-        found, parsed = _check_columns(name, data, row, label_sets)
+        found, parsed = _check_columns(name, data, row, label_sets, labels or {})
         problems.extend(found)
         if parsed is not None:
             graph.add(name, object_id, version, label_set, parsed.refs, closure)
@@ -101,10 +107,16 @@ def audit(
                 problems.append(f"{name}: not the standard object of that id")
         else:
             try:
-                verify(data, keys)
+                signer = verify(data, keys)
                 result.signatures += 1
             except SignatureError as error:
                 problems.append(f"{name}: {error.reason}")
+            else:
+                if own_identity is not None and source is None and signer != own_identity:
+                    problems.append(
+                        f"{name}: signed by {signer} but recorded as this node's own, so it "
+                        "would be forwarded as if this node originated it"
+                    )
         if index is None:
             problems.append(f"{name}: not in the ledger")
             continue
@@ -172,6 +184,7 @@ def _check_columns(
     data: dict[str, Any],
     row: Any,
     label_sets: Mapping[int, tuple[str, str | None]],
+    labels: Mapping[str, Label],
 ) -> tuple[list[str], StixObject | None]:
     """The index columns the release decision and listings read must say what the object
     says."""
@@ -193,6 +206,12 @@ def _check_columns(
             f"{name}: its type and version columns say {kind} {version!r}, the object says "
             f"{parsed.type} {parsed.version!r}"
         )
+    tlp, title, originator = row[10], row[11], row[12]
+    expected_tlp = resolve_labels(parsed.marking_refs, labels).tlp if parsed.marking_refs else None
+    if tlp != expected_tlp:
+        found.append(f"{name}: its TLP column says {tlp}, its markings say {expected_tlp}")
+    if title != (data.get("name") or data.get("value")) or originator != parsed.created_by_ref:
+        found.append(f"{name}: its name or originator column differs from the object")
     return found, parsed
 
 
@@ -249,14 +268,20 @@ class _Graph:
 
 def _check_nodes(conn: Connection, tree: MerkleLog, problems: list[str]) -> None:
     nodes = schema.ledger_nodes
+    present: set[tuple[int, int]] = set()
     for level, index, digest in conn.execute(select(nodes.c.level, nodes.c.idx, nodes.c.hash)):
         level, index = int(level), int(index)
+        present.add((level, index))
         if level >= len(tree.levels) or index >= len(tree.levels[level]):
             problems.append(f"ledger node (level {level}, index {index}) is beyond the tree")
         elif tree.levels[level][index] != bytes(digest):
             problems.append(
                 f"ledger node (level {level}, index {index}) does not match the entries below it"
             )
+    for level in range(1, len(tree.levels)):
+        for index in range(len(tree.levels[level])):
+            if (level, index) not in present:
+                problems.append(f"ledger node (level {level}, index {index}) is missing")
 
 
 def _check_head(

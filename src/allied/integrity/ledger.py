@@ -21,7 +21,14 @@ from nacl.exceptions import BadSignatureError
 from sqlalchemy import Connection, func, insert, select
 
 from allied.integrity.canonical import canonical
-from allied.integrity.merkle import Tree, frontier_of, frontier_root, leaf_hash, node_hash
+from allied.integrity.merkle import (
+    ProofError,
+    Tree,
+    frontier_of,
+    frontier_root,
+    leaf_hash,
+    node_hash,
+)
 from allied.integrity.signing import ALGORITHM, SignatureError, Signer, TrustedKey
 from allied.store import schema
 
@@ -64,7 +71,9 @@ class StoredTree(Tree):
         self._fetch({(level, index)})
         found = self._known.get((level, index))
         if found is None:
-            raise LookupError(f"ledger: no stored hash for level {level}, index {index}")
+            raise ProofError(
+                f"ledger: no stored hash for level {level}, index {index} (see 'allied verify')"
+            )
         return found
 
     def _fetch(self, keys: set[tuple[int, int]]) -> None:

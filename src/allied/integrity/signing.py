@@ -103,6 +103,14 @@ def sign(data: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
     return signed
 
 
+def signer_of(data: Mapping[str, Any]) -> str | None:
+    """The identity an object's origin signature names, if it has one (unverified)."""
+    extensions = data.get("extensions")
+    body = extensions.get(SIGNATURE_EXTENSION_ID) if isinstance(extensions, Mapping) else None
+    signer = body.get("signer") if isinstance(body, Mapping) else None
+    return signer if isinstance(signer, str) else None
+
+
 def has_signature(data: Mapping[str, Any]) -> bool:
     extensions = data.get("extensions")
     return isinstance(extensions, Mapping) and SIGNATURE_EXTENSION_ID in extensions

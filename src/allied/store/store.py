@@ -41,7 +41,7 @@ from allied.integrity.ledger import (
     store_head,
     stored_heads,
 )
-from allied.integrity.signing import Signer
+from allied.integrity.signing import Signer, signer_of
 from allied.stix.labels import LABEL_EXTENSION_ID, Label, read_label, resolve_labels
 from allied.stix.model import StixObject
 from allied.store import migrations, schema
@@ -552,6 +552,7 @@ class Writer:
             rows = [rows[n] for n in fresh]
             refs = [refs[n] for n in fresh]
             objects = [objects[n] for n in fresh]
+        self._check_one_signer(objects, stored_versions)
         newest = {object_id: max(versions) for object_id, versions in stored_versions.items()}
         ledger = self._ledger()
         first = ledger.size
@@ -593,6 +594,28 @@ class Writer:
             else:
                 self.conn.exec_driver_sql(store._insert_refs_sql, [(s, t) for t, s in edges])
         return AddResult(stored, duplicates)
+
+    def _check_one_signer(
+        self, objects: list[StixObject], stored_versions: dict[str, set[str]]
+    ) -> None:
+        """Every version of an object carries its originator's signature: a new version
+        signed by someone else (a partner relabelling or revoking another's object) is
+        refused. Objects are mostly new, so this reads the store only for ids it holds."""
+        signers: dict[str, str | None] = {}
+        repeated = {obj.id for obj in objects if obj.id in stored_versions}
+        if repeated:
+            query = select(_O.c.id, _O.c.json).where(_O.c.id.in_(sorted(repeated)))
+            for object_id, text in self.conn.execute(query):
+                signers.setdefault(object_id, signer_of(orjson.loads(text)))
+        for obj in objects:
+            signer = signer_of(obj.data)
+            known = signers.setdefault(obj.id, signer)
+            if known != signer:
+                raise Conflict(
+                    f"{obj.id}: version {obj.version or 'only'} is signed by {signer or 'nobody'}, "
+                    f"its other versions by {known or 'nobody'}; only the originator publishes "
+                    "new versions"
+                )
 
     def _ledger(self) -> Appender:
         if self._appender is None:
