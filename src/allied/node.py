@@ -35,7 +35,7 @@ from allied.integrity.keys import (
 )
 from allied.integrity.ledger import head_json
 from allied.integrity.origin import Origin
-from allied.integrity.signing import Signer, TrustedKey
+from allied.integrity.signing import Signer, TrustedKey, record_signed
 from allied.stix.checks import IDENTIFIER
 from allied.stix.labels import TLP2_IDS, TLP_LEVELS, Label, builtin_objects, label_marking
 from allied.stix.model import parse_object
@@ -107,17 +107,8 @@ class Node:
         rotated) and each partner's pinned key, each bound to the identity that owns it.
         A revoked partner's key signs nothing new, but what it signed before it was revoked
         is still checked against it (``include_revoked``, for ``verify``)."""
-        own = self.config.identity_id
-        found: dict[str, TrustedKey] = {}
-        # The node's own keys come from its key folder, never from the store: a key slipped
-        # into the store's key list must not let anyone sign as this node.
-        for path in self.own_key_files():
-            key = parse_public_key(path.read_text(encoding="utf-8"), source=str(path))
-            trusted = TrustedKey.of(key, own)
-            found[trusted.key_id] = trusted
-        for partner in self.store.partners():
-            if partner.identity_id == own:  # enrolment refuses it; a tampered store may not
-                continue
+        found = self.own_keys()
+        for partner in self.partners():
             if partner.public_key and (include_revoked or not partner.revoked):
                 key = parse_public_key(partner.public_key, source=f"partner {partner.name}")
                 trusted = TrustedKey.of(key, partner.identity_id)
@@ -125,9 +116,28 @@ class Node:
         return found
 
     def own_keys(self) -> dict[str, TrustedKey]:
-        """The node's own keys only: what its tree heads must be signed with."""
-        own = self.config.identity_id
-        return {k: v for k, v in self.trusted_keys().items() if v.owner == own}
+        """The node's own keys, from its key folder, never from the store: a key slipped
+        into the store must not let anyone sign as this node. Its tree heads and partner
+        directory are signed with these."""
+        found: dict[str, TrustedKey] = {}
+        for path in self.own_key_files():
+            key = parse_public_key(path.read_text(encoding="utf-8"), source=str(path))
+            trusted = TrustedKey.of(key, self.config.identity_id)
+            found[trusted.key_id] = trusted
+        return found
+
+    def partners(self) -> list[Partner]:
+        """The partners this node enrolled: rows of the directory that carry the node's
+        signature. A row changed behind the node's back (another nation, more communities,
+        a key of someone else's) is not a partner: it receives nothing and vouches for
+        nothing (`allied verify` names it)."""
+        own = self.own_keys()
+        return [
+            partner
+            for partner in self.store.partners()
+            if partner.identity_id != self.config.identity_id
+            and record_signed(partner.record(), partner.signature, own)
+        ]
 
     def own_key_files(self) -> list[Path]:
         """The node's current public key and those it rotated away from."""
@@ -135,7 +145,7 @@ class Node:
         return [self.config.public_key_path, *sorted(retired.glob("*.pub"))]
 
     def origin(self) -> Origin:
-        partners = {p.identity_id: p.name for p in self.store.partners()}
+        partners = {p.identity_id: p.name for p in self.partners()}
         return Origin(self.signer, self.trusted_keys(), partners)
 
     @contextmanager
@@ -165,6 +175,13 @@ class Node:
                 own_identity=self.config.identity_id,
                 labels=self.store.label_markings(),
             )
+        trusted = {p.name for p in self.partners()}
+        for partner in self.store.partners():
+            if partner.name not in trusted:
+                result.problems.append(
+                    f"partner {partner.name}: its directory entry is not signed by this node "
+                    "(changed behind its back, or enrolled before entries were signed)"
+                )
         own = {kid for kid, key in keys.items() if key.owner == self.config.identity_id}
         for kid, *_rest in self.store.node_keys():
             if kid not in own:

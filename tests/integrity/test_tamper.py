@@ -413,3 +413,28 @@ def test_provenance_tlp_and_subtree_rows_altered_are_caught(
     assert "ledger node (level 1, index 0) is missing" in found
     proof = cli("ledger", "prove", TLP2_IDS["amber"])  # entry 2: its path needs leaves 0-1
     assert proof.exit_code == 1 and "no stored hash for level 1, index 0" in proof.stderr
+
+
+def test_a_partner_entry_changed_behind_the_nodes_back_counts_for_nothing(
+    cli: Cli, filled: Path, tmp_path: Path
+) -> None:
+    """The directory decides who receives what and whose signatures count."""
+    pem, _key = peer_key(tmp_path, "us")
+    assert cli("partner", "add", "us", "--nation", "USA", "--key", str(pem)).exit_code == 0
+    assert cli("partner", "add", "kr", "--nation", "KOR").exit_code == 0
+    assert verified(cli)
+    planted_pem, planted = peer_key(tmp_path, "planted")
+    with database(filled) as conn:
+        conn.execute("UPDATE partners SET nation = 'USA' WHERE name = 'kr'")
+        conn.execute(
+            "UPDATE partners SET public_key = ? WHERE name = 'us'", (planted_pem.read_text(),)
+        )
+        identity = conn.execute("SELECT identity_id FROM partners WHERE name = 'us'").fetchone()[0]
+    found = problems(cli)
+    assert any(p.startswith("partner kr: its directory entry is not signed") for p in found)
+    assert any(p.startswith("partner us: its directory entry is not signed") for p in found)
+    result = cli("export", "--for", "kr")
+    assert result.exit_code == 1 and "no partner named 'kr'" in result.stderr
+    forged = write_bundle(tmp_path / "f.json", signed_as([indicator(9)], planted, identity))
+    result = cli("import", "--from", "us", str(forged))
+    assert result.exit_code == 1 and "signed with unknown key" in result.stderr

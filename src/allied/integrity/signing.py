@@ -150,3 +150,23 @@ def verify(data: Mapping[str, Any], keys: Mapping[str, TrustedKey]) -> str:
     except (BadSignatureError, ValueError):
         raise SignatureError(object_id, f"signature by {signer} does not match") from None
     return signer
+
+
+def sign_record(record: Mapping[str, Any], signer: Signer) -> str:
+    """The node's signature over a record it keeps (a partner's entry in its directory)."""
+    return f"{signer.key_id}:{base64.b64encode(signer.sign(canonical(record))).decode()}"
+
+
+def record_signed(
+    record: Mapping[str, Any], signature: str | None, keys: Mapping[str, TrustedKey]
+) -> bool:
+    """Whether ``signature`` (from :func:`sign_record`) is by one of ``keys`` over ``record``."""
+    kid, _, encoded = (signature or "").partition(":")
+    key = keys.get(kid)
+    if key is None:
+        return False
+    try:
+        key.key.verify(canonical(record), base64.b64decode(encoded, validate=True))
+    except (BadSignatureError, ValueError, binascii.Error):
+        return False
+    return True

@@ -84,7 +84,7 @@ class Egress:
             confined_communities=config.setting("confined_communities"),
         )
         self._labels = node.store.label_markings()
-        self._partners = {p.name: p for p in node.store.partners()}
+        self._partners = {p.name: p for p in node.partners()}  # only entries the node signed
         self._own_communities = frozenset(config.communities)
         self._cache: dict[tuple[str, str | None, str], Decision] = {}
 

@@ -92,10 +92,19 @@ def _v3_ledger(conn: Connection) -> None:
     )
 
 
+def _v4_partner_signatures(conn: Connection) -> None:
+    """Partner rows signed by the node. Rows enrolled before carry none: the node does not
+    trust them until they are enrolled again (`allied verify` lists them)."""
+    columns = {column["name"] for column in inspect(conn).get_columns("partners")}
+    if "signature" not in columns:
+        conn.execute(text("ALTER TABLE partners ADD COLUMN signature TEXT"))
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "initial tables: objects, label_sets, partners, labels", _v1_initial),
     (2, "label closures and the reverse reference index", _v2_label_closures),
     (3, "the ledger, signed tree heads and the node's key history", _v3_ledger),
+    (4, "partner rows signed by the node", _v4_partner_signatures),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -139,6 +139,8 @@ partners = Table(
     Column("token_hash", String(100)),
     Column("created", String(32), nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
+    # "key id:signature" by the node over the row (allied.store.store.Partner.record)
+    Column("signature", Text),
 )
 
 labels = Table(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +41,7 @@ from allied.integrity.ledger import (
     store_head,
     stored_heads,
 )
-from allied.integrity.signing import Signer, signer_of
+from allied.integrity.signing import Signer, sign_record, signer_of
 from allied.stix.labels import LABEL_EXTENSION_ID, Label, read_label, resolve_labels
 from allied.stix.model import StixObject
 from allied.store import migrations, schema
@@ -114,6 +114,24 @@ class Partner:
     token_hash: str | None
     created: str
     revoked: bool
+    #: the node's signature over :meth:`record`: the directory decides who receives what and
+    #: whose signatures count, so a row changed behind the node's back must not count
+    signature: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What the node signs of a partner: everything but the signature."""
+        return {
+            "name": self.name,
+            "identity_id": self.identity_id,
+            "nation": self.nation,
+            "clearances": dict(self.clearances),
+            "communities": list(self.communities),
+            "categories": list(self.categories),
+            "public_key": self.public_key,
+            "token_hash": self.token_hash,
+            "created": self.created,
+            "revoked": self.revoked,
+        }
 
 
 @dataclass(frozen=True)
@@ -464,6 +482,7 @@ def _partner(row: Any) -> Partner:
         token_hash=row.token_hash,
         created=row.created,
         revoked=bool(row.revoked),
+        signature=row.signature,
     )
 
 
@@ -824,6 +843,7 @@ class Writer:
         )
 
     def add_partner(self, partner: Partner) -> None:
+        signature = sign_record(partner.record(), self._signer) if self._signer else None
         try:
             self.conn.execute(
                 insert(schema.partners).values(
@@ -837,6 +857,7 @@ class Writer:
                     token_hash=partner.token_hash,
                     created=partner.created,
                     revoked=partner.revoked,
+                    signature=signature,
                 )
             )
         except IntegrityError:
@@ -856,8 +877,12 @@ class Writer:
             raise Conflict(f"a label named {name!r} already exists") from None
 
     def revoke_partner(self, name: str) -> None:
-        done = self.conn.execute(
-            update(schema.partners).where(schema.partners.c.name == name).values(revoked=True)
-        )
-        if done.rowcount == 0:
+        table = schema.partners
+        row = self.conn.execute(select(table).where(table.c.name == name)).first()
+        if row is None:
             raise NotFound(f"no partner named {name!r}")
+        revoked = replace(_partner(row), revoked=True)
+        signature = sign_record(revoked.record(), self._signer) if self._signer else None
+        self.conn.execute(
+            update(table).where(table.c.name == name).values(revoked=True, signature=signature)
+        )
