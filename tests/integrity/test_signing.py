@@ -107,3 +107,8 @@ def test_libsodium_and_openssl_give_the_same_signature() -> None:
     """Ed25519 is deterministic: the signature libsodium makes is the one OpenSSL makes."""
     message = signed_bytes(indicator(1))
     assert SIGNER.sign(message) == KEY.sign(message)
+
+
+def test_a_signer_never_prints_its_secret() -> None:
+    assert SIGNER.secret.hex() not in repr(SIGNER)
+    assert "secret" not in repr(SIGNER)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import VerifyKey
 
 from allied.errors import AlliedError
 from allied.integrity.canonical import canonical
@@ -60,7 +61,8 @@ class Signer:
 
     identity: str
     key_id: str
-    key: SigningKey
+    #: libsodium's 64-byte secret key (seed and public key); never printed
+    secret: bytes = field(repr=False)
 
     @classmethod
     def of(cls, key: Ed25519PrivateKey, identity: str) -> Signer:
@@ -69,10 +71,13 @@ class Signer:
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
-        return cls(identity, key_id(key.public_key()), SigningKey(raw))
+        _public, secret = crypto_sign_seed_keypair(raw)
+        return cls(identity, key_id(key.public_key()), secret)
 
     def sign(self, message: bytes) -> bytes:
-        return bytes(self.key.sign(message).signature)
+        # libsodium's own call, without the objects PyNaCl's SigningKey wraps results in:
+        # an import signs millions of objects
+        return crypto_sign(message, self.secret)[:64]
 
 
 @dataclass(frozen=True)
