@@ -1,12 +1,13 @@
 """`allied verify`: everything the node can check about its own integrity, from scratch.
 
-Each stored object version must parse, carry a valid origin signature (or be a standard
-object), agree with its index columns (its markings decide its release), and hash to the
-ledger leaf it was given. The ledger must have every entry, each claimed by one object; its
-stored subtree hashes must match the leaves; every signed tree head must be signed by a
-trusted key and match the tree at its size; and the head kept beside the store must not be
-newer than the store (a store rolled back to an older copy) nor differ from it (history
-rewritten). Every problem is reported, not only the first.
+Each stored object version must parse, carry a valid origin signature (or be exactly a
+standard object), agree with its index columns and its release closure (they decide who
+receives it), be signed by the node if recorded as the node's own, and hash to the ledger
+leaf it was given. The ledger must have every entry, each claimed by one object; its
+stored subtree hashes must match the leaves; every signed tree head must be signed by one
+of the node's own keys and match the tree at its size; and the head kept beside the store
+must not be newer than the store (a store rolled back to an older copy) nor differ from it
+(history rewritten). Every problem is reported, not only the first.
 """
 
 from __future__ import annotations
