@@ -287,8 +287,8 @@ def import_(
     failed = 0
     reports = []
     with obj.node() as node:
-        if from_partner is not None:
-            node.store.partner(from_partner)  # an unknown partner is an error before any work
+        if from_partner is not None:  # an unknown partner is an error before any work
+            node.partner(from_partner)
         for path in files:
             try:
                 report = import_file(

@@ -24,7 +24,7 @@ import orjson
 
 from allied import config as config_
 from allied.config import DEFAULT_POLICIES, HEAD_FILE, HEAD_LOCK_FILE, RETIRED_KEY_DIR, NodeConfig
-from allied.errors import ConfigError
+from allied.errors import ConfigError, NotFound
 from allied.integrity.audit import Audit, audit
 from allied.integrity.keys import (
     KeyFileError,
@@ -125,6 +125,18 @@ class Node:
             trusted = TrustedKey.of(key, self.config.identity_id)
             found[trusted.key_id] = trusted
         return found
+
+    def partner(self, name: str) -> Partner:
+        """The enrolled partner called ``name`` (see :meth:`partners`)."""
+        for partner in self.partners():
+            if partner.name == name:
+                return partner
+        if any(p.name == name for p in self.store.partners()):
+            raise NotFound(
+                f"partner {name!r}: its directory entry is not signed by this node "
+                "(see 'allied verify')"
+            )
+        raise NotFound(f"no partner named {name!r} (see 'allied partner list')")
 
     def partners(self) -> list[Partner]:
         """The partners this node enrolled: rows of the directory that carry the node's

@@ -437,4 +437,7 @@ def test_a_partner_entry_changed_behind_the_nodes_back_counts_for_nothing(
     assert result.exit_code == 1 and "no partner named 'kr'" in result.stderr
     forged = write_bundle(tmp_path / "f.json", signed_as([indicator(9)], planted, identity))
     result = cli("import", "--from", "us", str(forged))
+    assert result.exit_code == 1
+    assert "partner 'us': its directory entry is not signed by this node" in result.stderr
+    result = cli("import", str(forged))  # not as the node's own either
     assert result.exit_code == 1 and "signed with unknown key" in result.stderr
