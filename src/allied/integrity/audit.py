@@ -27,6 +27,7 @@ from allied.stix.labels import Label, resolve_labels
 from allied.stix.model import StixObject, from_valid
 from allied.store import schema
 from allied.store.closure import closures
+from allied.store.store import read_label_closures
 
 
 @dataclass
@@ -133,7 +134,7 @@ def audit(
                 f"{name}: does not match its ledger entry {index} (altered after it was "
                 "stored, or ledger entries moved)"
             )
-    problems.extend(graph.check(_stored_closures(conn)))
+    problems.extend(graph.check(read_label_closures(conn)))
     size = max(leaves, default=-1) + 1
     for index in range(size):
         if index not in leaves:
@@ -214,14 +215,6 @@ def _check_columns(
     if title != (data.get("name") or data.get("value")) or originator != parsed.created_by_ref:
         found.append(f"{name}: its name or originator column differs from the object")
     return found, parsed
-
-
-def _stored_closures(conn: Connection) -> dict[int, frozenset[int]]:
-    table = schema.label_closures
-    return {
-        int(number): frozenset(orjson.loads(text))
-        for number, text in conn.execute(select(table.c.id, table.c.label_sets))
-    }
 
 
 class _Graph:

@@ -29,22 +29,13 @@ from allied.integrity.signing import (
     sign,
     verify,
 )
-from allied.stix.labels import TLP1_IDS, TLP2_IDS, builtin_objects, tlp1_marking, tlp_marking
+from allied.stix.labels import STANDARD_MARKINGS, builtin_objects
 from allied.stix.model import StixObject
 
-_BUILTIN: dict[str, dict[str, Any]] = {data["id"]: data for data in builtin_objects()}
 #: Objects every node holds unsigned, exactly as they are: TLP 2.0 and 1.0 markings, built-ins.
-_STANDARD: dict[str, dict[str, Any]] = (
-    {TLP2_IDS[level]: tlp_marking(level) for level in TLP2_IDS}
-    | {TLP1_IDS[colour]: tlp1_marking(colour) for colour in TLP1_IDS}
-    | _BUILTIN
-)
-
-
-def is_builtin(data: Mapping[str, Any]) -> bool:
-    """The object is one of the built-ins, unaltered."""
-    known = _BUILTIN.get(str(data.get("id")))
-    return known is not None and dict(data) == known
+_STANDARD: dict[str, dict[str, Any]] = STANDARD_MARKINGS | {
+    data["id"]: data for data in builtin_objects()
+}
 
 
 def is_standard_id(object_id: str) -> bool:

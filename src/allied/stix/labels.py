@@ -229,7 +229,8 @@ def tlp1_marking(colour: str) -> dict[str, Any]:
     }
 
 
-_RESERVED = {TLP2_IDS[level]: tlp_marking(level) for level in TLP_LEVELS} | {
+#: Every standard TLP marking-definition (2.0 and 1.0), by id, exactly as the standard has it.
+STANDARD_MARKINGS = {TLP2_IDS[level]: tlp_marking(level) for level in TLP_LEVELS} | {
     TLP1_IDS[colour]: tlp1_marking(colour) for colour in TLP1_IDS
 }
 
@@ -241,7 +242,7 @@ def check_reserved_marking(obj: Mapping[str, Any], issues: Issues) -> None:
     tools that read the id and tools that read the content would disagree.
     """
     ident = obj.get("id")
-    standard = _RESERVED.get(ident) if type(ident) is str else None
+    standard = STANDARD_MARKINGS.get(ident) if type(ident) is str else None
     if standard is None:
         return
     for key in ("name", "definition_type", "definition", "extensions"):

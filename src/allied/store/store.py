@@ -315,14 +315,10 @@ class Store:
 
     def label_closures(self, conn: Connection | None = None) -> dict[int, Closure]:
         """Every closure stored objects have (see :mod:`allied.store.closure`), by number."""
-        table = schema.label_closures
-        query = select(table.c.id, table.c.label_sets)
         if conn is not None:
-            rows = conn.execute(query).all()
-        else:
-            with self.engine.connect() as own:
-                rows = own.execute(query).all()
-        return {number: frozenset(orjson.loads(text)) for number, text in rows}
+            return read_label_closures(conn)
+        with self.engine.connect() as own:
+            return read_label_closures(own)
 
     def release_stream(
         self, closures: Collection[int], type_: str | None = None
@@ -456,6 +452,13 @@ class Store:
                 ).order_by(schema.labels.c.name)
             )
             return [(r[0], r[1], r[2]) for r in rows]
+
+
+def read_label_closures(conn: Connection) -> dict[int, Closure]:
+    """Every closure in ``label_closures``, by number."""
+    table = schema.label_closures
+    rows = conn.execute(select(table.c.id, table.c.label_sets))
+    return {int(number): frozenset(orjson.loads(text)) for number, text in rows}
 
 
 def _stored_columns() -> tuple[Any, ...]:
