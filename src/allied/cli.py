@@ -466,6 +466,46 @@ def ledger_consistency(obj: _Obj, old_size: int, as_json: bool) -> None:
         click.echo(f"  {step}")
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--tls-cert", type=click.Path(path_type=Path), help="Server certificate (PEM).")
+@click.option("--tls-key", type=click.Path(path_type=Path), help="Its private key (PEM).")
+@click.option(
+    "--client-ca",
+    type=click.Path(path_type=Path),
+    help="Require client certificates signed by this CA (mutual TLS).",
+)
+@click.pass_obj
+def serve(
+    obj: _Obj,
+    host: str,
+    port: int,
+    workers: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    client_ca: Path | None,
+) -> None:
+    """Serve the TAXII 2.1 API and the ledger endpoints until interrupted.
+
+    Discovery is at /taxii2/, the API root at /api/, ledger proofs under /ledger/. Every
+    request needs a partner's token (Authorization: Bearer TOKEN), except discovery when
+    anonymous_discovery is set.
+    """
+    from allied.taxii.server import Tls
+    from allied.taxii.server import serve as run_server
+
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if client_ca is not None and tls_cert is None:
+        raise ConfigError("--client-ca needs --tls-cert and --tls-key (mutual TLS is TLS)")
+    with obj.node() as node:
+        directory = node.config.directory
+    tls = Tls(tls_cert, tls_key, client_ca) if tls_cert and tls_key else None
+    run_server(directory, host=host, port=port, workers=workers, tls=tls)
+
+
 @main.command("verify")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj

@@ -49,6 +49,15 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -81,6 +90,50 @@ SETTINGS: tuple[Setting, ...] = (
         "max_reported_problems",
         "1000",
         "How many invalid-object problems an import lists before it only counts them.",
+        _positive_int,
+    ),
+    Setting(
+        "anonymous_discovery",
+        "false",
+        "Whether the TAXII discovery endpoint answers without a partner token (every other "
+        "endpoint always needs one).",
+        _flag,
+    ),
+    Setting(
+        "own_collection_writable",
+        "false",
+        "Whether partners may POST to the node's own TAXII collection (community collections "
+        "are writable by their members unless listed in read_only_communities).",
+        _flag,
+    ),
+    Setting(
+        "read_only_communities",
+        "",
+        "Comma-separated communities whose TAXII collections partners may read but not write.",
+        _name_set,
+    ),
+    Setting(
+        "max_page_size",
+        "1000",
+        "Most objects a TAXII page holds, whatever limit a client asks for.",
+        _positive_int,
+    ),
+    Setting(
+        "max_content_length",
+        "10485760",
+        "Largest TAXII request body in bytes (larger ones get 413).",
+        _positive_int,
+    ),
+    Setting(
+        "max_envelope_objects",
+        "10000",
+        "Most objects one TAXII POST may carry (more get 413).",
+        _positive_int,
+    ),
+    Setting(
+        "max_json_depth",
+        "64",
+        "Deepest nesting of arrays and objects a TAXII request body may have (deeper gets 400).",
         _positive_int,
     ),
     Setting(

@@ -46,9 +46,14 @@ class NotFound(AlliedError):
 
 
 class Conflict(AlliedError):
-    """Creating something that already exists under the same name."""
+    """Creating something that already exists under the same name, or a write that would
+    contradict what is stored (``object_id`` names the object, when there is one)."""
 
     http_status = 409
+
+    def __init__(self, message: str, *, object_id: str | None = None) -> None:
+        super().__init__(message)
+        self.object_id = object_id
 
 
 @dataclass(frozen=True)

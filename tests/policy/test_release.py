@@ -222,6 +222,17 @@ def test_confined_community_is_a_stricter_local_rule() -> None:
     assert check(tlp("amber", ccdcoe), member, policy=confined).allowed
 
 
+def test_a_partner_gets_back_what_it_gave() -> None:
+    secret = label(classification="SECRET", releasable_to=("USA",), name="S", tlp="red")
+    back = Provenance(False, frozenset(), received_from="p")
+    decision = decide(tlp("red", secret), back, partner(name="p"), POLICY)
+    assert decision.allowed
+    assert decision.reasons == ("allowed: received from p, back to its source",)
+    assert not decide(tlp("red", secret), back, partner(name="q"), POLICY).allowed
+    revoked = partner(name="p", revoked=True)
+    assert not decide(tlp("red", secret), back, revoked, POLICY).allowed
+
+
 def test_every_reason_is_reported() -> None:
     bad = label(
         classification="SECRET", releasable_to=("USA",), handling=("X",), name="B", tlp="green"
@@ -243,7 +254,11 @@ def oracle(
     policy: ReleasePolicy,
 ) -> bool:
     """The rules of DESIGN.md, written as plainly as possible."""
-    if who.revoked or unknown:
+    if who.revoked:
+        return False
+    if prov.received_from == who.name:
+        return True
+    if unknown:
         return False
 
     def cleared(pol: str, level: str | None) -> bool:
@@ -357,7 +372,10 @@ def st_case(
     tlps = draw(st.lists(st.sampled_from(ORDER), max_size=2))
     labels = draw(st.lists(st_label(who), max_size=2))
     unknown = draw(st.integers(0, 9)) == 0
-    prov = Provenance(draw(st.booleans()), draw(st_communities), "peer")
+    here = draw(st.booleans())
+    # now and then the object came from the partner asking for it
+    source = None if here else draw(st.sampled_from(["peer", "peer", "peer", who.name]))
+    prov = Provenance(here, draw(st_communities), source)
     policy = ReleasePolicy(
         levels=POLICIES,
         default_tlp=draw(st.none() | st.sampled_from(ORDER)),

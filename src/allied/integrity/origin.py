@@ -63,9 +63,16 @@ class Origin:
         #: partner identity id -> partner name
         self.partners = dict(partners or {})
 
-    def admit(self, obj: StixObject, *, received_from: str | None = None) -> StixObject:
+    def admit(
+        self, obj: StixObject, *, received_from: str | None = None, posted: bool = False
+    ) -> StixObject:
         """The object as it is to be stored (signed if this node publishes it first), or
-        SignatureError saying why it is refused."""
+        SignatureError saying why it is refused.
+
+        ``posted``: ``received_from`` posted it over TAXII. A partner without a node of its
+        own (a plain TAXII client) cannot sign, so an unsigned object it posts is signed by
+        this node as its publisher; the store records who posted it, and only that partner
+        publishes new versions of it."""
         data = obj.data
         if obj.id in _STANDARD:
             if dict(data) != _STANDARD[obj.id]:
@@ -81,15 +88,21 @@ class Origin:
                     "so that it is never forwarded beyond what its originator allows",
                 )
             return obj
-        if received_from is not None:
+        if received_from is not None and not posted:
             raise SignatureError(obj.id, f"no origin signature (received from {received_from})")
         creator = obj.created_by_ref
-        if creator is not None and creator in self.partners:
-            raise SignatureError(
-                obj.id,
-                f"created by partner {self.partners[creator]} but not signed: import the copy "
-                f"it signed, with --from {self.partners[creator]}",
+        if (
+            creator is not None
+            and creator in self.partners
+            and self.partners[creator] != received_from
+        ):
+            owner = self.partners[creator]
+            fix = (
+                "post the copy it signed"
+                if posted
+                else f"import the copy it signed, with --from {owner}"
             )
+            raise SignatureError(obj.id, f"created by partner {owner} but not signed: {fix}")
         signed = sign(data, self.signer)
         # the signature adds no reference, marking or version: only the data and text change
         return replace(obj, data=MappingProxyType(signed), json=orjson.dumps(signed).decode())

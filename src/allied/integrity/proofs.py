@@ -66,16 +66,23 @@ def inclusion(store: Store, object_id: str, version: str | None = None) -> dict[
     }
 
 
-def consistency(store: Store, old_size: int) -> dict[str, Any]:
-    """The consistency proof from the ledger's first ``old_size`` entries to the latest
-    signed tree head."""
+def consistency(store: Store, old_size: int, new_size: int | None = None) -> dict[str, Any]:
+    """The consistency proof from the ledger's first ``old_size`` entries to the signed tree
+    head of ``new_size`` entries (the latest by default)."""
     with store.engine.connect() as conn:
         heads = stored_heads(conn)
         if not heads:
             raise NotFound("the ledger has no signed tree head yet")
         head = heads[-1]
+        if new_size is not None:
+            sized = [h for h in heads if h.size == new_size]
+            if not sized:
+                raise NotFound(f"this node signed no tree head of {new_size} entries")
+            head = sized[-1]
+        if old_size < 0:
+            raise ConfigError(f"a tree size is 0 or more, not {old_size}")
         if old_size > head.size:
-            raise NotFound(f"the latest signed tree head has {head.size} entries, not {old_size}")
+            raise NotFound(f"the signed tree head has {head.size} entries, not {old_size}")
         tree = StoredTree(conn)
         old_root, path = tree.consistency(old_size, head.size)
     verify_consistency(old_size, head.size, old_root, head.root, path)

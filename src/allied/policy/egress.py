@@ -71,6 +71,16 @@ class Explanation:
         return self.decision.reasons + self.reference_reasons
 
 
+@dataclass(frozen=True)
+class Visibility:
+    """What one partner may see, in the store's terms (see :meth:`Egress.visibility`)."""
+
+    #: closure numbers whose every label set the partner may receive
+    closures: frozenset[int]
+    #: marking definitions that may travel with the objects the partner receives
+    markings: frozenset[str]
+
+
 class Egress:
     """Release decisions for one node, with its policy, labels and partners loaded once."""
 
@@ -153,15 +163,15 @@ class Egress:
 
     # -- many objects ----------------------------------------------------------------------
 
-    def release(self, partner_name: str, type_: str | None = None) -> Iterator[str]:
-        """The JSON of every object (latest version) ``partner_name`` may receive, with the
-        marking definitions they use; optionally only objects of ``type_``.
+    def visibility(self, partner_name: str) -> Visibility:
+        """What ``partner_name`` may see of the store, as the store can filter on it: the
+        allowed closures, and the marking definitions that may travel with them.
 
         The decision depends only on label sets, so it is taken once per label set; a
         closure (an object's own label set and those of everything it reaches through
         references, kept by the store at write time) is allowed when all its label sets
-        are. The store then hands out only rows with an allowed closure: the reference rule
-        costs the export nothing per object.
+        are. A marking definition is visible when it is part of a label set the partner
+        may receive: it says no more than the objects it marks.
         """
         partner = self.recipient(partner_name)
         sets = self._store.label_sets()
@@ -170,11 +180,24 @@ class Egress:
             for number, (marks, source) in sets.items()
             if self.decide(marks, source, partner).allowed
         }
-        allowed = [
+        closures = frozenset(
             number
             for number, members in self._store.label_closures().items()
             if members <= allowed_sets
-        ]
+        )
+        markings = frozenset(
+            marking for number in allowed_sets for marking in orjson.loads(sets[number][0])
+        )
+        return Visibility(closures, markings)
+
+    def release(self, partner_name: str, type_: str | None = None) -> Iterator[str]:
+        """The JSON of every object (latest version) ``partner_name`` may receive, with the
+        marking definitions they use; optionally only objects of ``type_``.
+
+        The store hands out only rows with an allowed closure (see :meth:`visibility`): the
+        reference rule costs the export nothing per object.
+        """
+        allowed = self.visibility(partner_name).closures
         used: set[int] = set()  # label sets of released objects
         remember = used.add
         if type_ == _MARKING:  # those used by every released object

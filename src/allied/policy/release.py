@@ -1,7 +1,8 @@
 """The release decision: may this partner receive an object with these labels? One home.
 
 A pure function of the object's labels, its provenance, the partner and the node's policy.
-It implements DESIGN.md's three rules and fails closed: no TLP, an unknown policy, level or
+It implements DESIGN.md's three rules (and gives a partner back what it gave this node)
+and fails closed: no TLP, an unknown policy, level or
 marking, or a revoked partner is a denial. Every reason found is returned, machine-readable
 (``denied: KOR not in releasable_to``), so ``allied explain`` can show all of them and tests
 can assert them. Node configuration may only add denials (confined communities), never
@@ -79,6 +80,9 @@ def decide(
     allowed: list[str] = []
     if partner.revoked:
         denied.append(f"denied: partner {partner.name} is revoked")
+    elif provenance.received_from is not None and provenance.received_from == partner.name:
+        # the partner holds it already: giving back what it gave reveals nothing
+        return Decision(True, (f"allowed: received from {partner.name}, back to its source",))
     for ref in labels.unknown:
         denied.append(f"denied: unknown marking {ref}")
     for label in labels.labels:

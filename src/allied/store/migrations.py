@@ -100,11 +100,18 @@ def _v4_partner_signatures(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE partners ADD COLUMN signature TEXT"))
 
 
+def _v5_taxii(conn: Connection) -> None:
+    """TAXII community collections and status resources (allied.taxii)."""
+    for table in (schema.collection_objects, schema.taxii_status):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "initial tables: objects, label_sets, partners, labels", _v1_initial),
     (2, "label closures and the reverse reference index", _v2_label_closures),
     (3, "the ledger, signed tree heads and the node's key history", _v3_ledger),
     (4, "partner rows signed by the node", _v4_partner_signatures),
+    (5, "TAXII community collections and status resources", _v5_taxii),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -151,3 +151,29 @@ labels = Table(
     Column("tlp", String(16), nullable=False),
     Column("created", String(32), nullable=False),
 )
+
+# TAXII community collections (allied.taxii): which object versions were posted to which
+# collection, by whom and when. The node's own collection is every object it holds, so it
+# has no rows here. Objects stay in the store and the ledger whatever happens to a
+# membership: the ledger is append-only, a collection is a view.
+collection_objects = Table(
+    "collection_objects",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("collection", String(100), nullable=False),
+    Column("pk", Integer, nullable=False),
+    Column("date_added", String(32), nullable=False),
+    Column("posted_by", String(200)),
+    UniqueConstraint("collection", "pk", name="uq_collection_objects"),
+    Index("ix_collection_objects_added", "collection", "date_added"),
+)
+
+# TAXII status resources: the outcome of each POST, readable by the partner who posted.
+taxii_status = Table(
+    "taxii_status",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("partner", String(200), nullable=False),
+    Column("created", String(32), nullable=False),
+    Column("json", Text, nullable=False),
+)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -345,17 +345,17 @@ class Store:
         )
         if type_ is not None:
             query = query.where(_O.c.type == type_)
-        yield from self._raw_rows(query)
+        yield from self.raw_rows(query)
 
     def latest_json(self, type_: str | None = None) -> Iterator[str]:
         """The JSON of every latest version, in import order: the operator's full export."""
         query = select(_O.c.json).where(self._is_latest()).order_by(_O.c.pk)
         if type_ is not None:
             query = query.where(_O.c.type == type_)
-        for (text,) in self._raw_rows(query):
+        for (text,) in self.raw_rows(query):
             yield text
 
-    def _raw_rows(self, query: Any) -> Iterator[Any]:
+    def raw_rows(self, query: Any) -> Iterator[Any]:
         """The rows of ``query`` straight from the driver's cursor: exports read every
         object, and SQLAlchemy's per-row processing would cost a third of the time."""
         compiled = query.compile(
@@ -454,6 +454,12 @@ class Store:
             return [(r[0], r[1], r[2]) for r in rows]
 
 
+def _one_tick_after(stamp: str) -> str:
+    """The time one microsecond after ``stamp`` (as written by :func:`now`)."""
+    moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return (moment + timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def read_label_closures(conn: Connection) -> dict[int, Closure]:
     """Every closure in ``label_closures``, by number."""
     table = schema.label_closures
@@ -505,13 +511,14 @@ class Writer:
         # next batches of an import mostly refer to, spared a query
         self._recent: dict[str, int] = {}
         self._closure_by_members: dict[Closure, int] = {}
+        self._last_added: str | None = None
 
     def add(self, batch: Iterable[StixObject], *, received_from: str | None = None) -> AddResult:
         """Store object versions; one already stored (same id and version) is a duplicate."""
         if self._labels is None:
             self._labels = self._store.label_markings()
         labels = self._labels
-        added = now()
+        added = self.date_added()
         rows: list[list[Any]] = []
         refs: list[tuple[str, ...]] = []
         objects: list[StixObject] = []
@@ -522,7 +529,8 @@ class Writer:
                     raise Conflict(
                         f"{obj.id} refers to {obj.refs[0]}: a marking definition travels with "
                         "every object that uses it, so it may refer to nothing but identities "
-                        "and marking definitions"
+                        "and marking definitions",
+                        object_id=obj.id,
                     )
                 self._check_marking_unchanged(obj)
                 label = read_label(obj.data)
@@ -574,7 +582,7 @@ class Writer:
             rows = [rows[n] for n in fresh]
             refs = [refs[n] for n in fresh]
             objects = [objects[n] for n in fresh]
-        self._check_one_signer(objects, stored_versions)
+        self._check_one_signer(objects, stored_versions, received_from)
         newest = {object_id: max(versions) for object_id, versions in stored_versions.items()}
         ledger = self._ledger()
         first = ledger.size
@@ -618,26 +626,118 @@ class Writer:
         return AddResult(stored, duplicates)
 
     def _check_one_signer(
-        self, objects: list[StixObject], stored_versions: dict[str, set[str]]
+        self,
+        objects: list[StixObject],
+        stored_versions: dict[str, set[str]],
+        received_from: str | None,
     ) -> None:
         """Every version of an object carries its originator's signature: a new version
         signed by someone else (a partner relabelling or revoking another's object) is
-        refused. Objects are mostly new, so this reads the store only for ids it holds."""
-        signers: dict[str, str | None] = {}
+        refused. Objects this node signed as publisher for a partner that posted them
+        unsigned (a standard TAXII client) belong to that partner: only it publishes their
+        new versions. Objects are mostly new, so this reads the store only for ids it holds."""
+        node = self._signer.identity if self._signer is not None else None
+
+        def owner(signer: str | None, source: str | None) -> str:
+            if signer is not None and signer == node and source is not None:
+                return f"{signer} (publisher for partner {source})"
+            return signer or "nobody"
+
+        owners: dict[str, str] = {}
         repeated = {obj.id for obj in objects if obj.id in stored_versions}
         if repeated:
-            query = select(_O.c.id, _O.c.json).where(_O.c.id.in_(sorted(repeated)))
-            for object_id, text in self.conn.execute(query):
-                signers.setdefault(object_id, signer_of(orjson.loads(text)))
+            query = select(_O.c.id, _O.c.json, _O.c.received_from).where(
+                _O.c.id.in_(sorted(repeated))
+            )
+            for object_id, text, source in self.conn.execute(query):
+                owners.setdefault(object_id, owner(signer_of(orjson.loads(text)), source))
         for obj in objects:
-            signer = signer_of(obj.data)
-            known = signers.setdefault(obj.id, signer)
+            signer = owner(signer_of(obj.data), received_from)
+            known = owners.setdefault(obj.id, signer)
             if known != signer:
                 raise Conflict(
-                    f"{obj.id}: version {obj.version or 'only'} is signed by {signer or 'nobody'}, "
-                    f"its other versions by {known or 'nobody'}; only the originator publishes "
-                    "new versions"
+                    f"{obj.id}: version {obj.version or 'only'} is signed by {signer}, its "
+                    f"other versions by {known}; only the originator publishes new versions",
+                    object_id=obj.id,
                 )
+
+    def date_added(self) -> str:
+        """The time objects are added now, strictly later than every time given out before:
+        TAXII clients page and sync with ``added_after`` (strictly after), so two batches
+        must never share a time, even if the clock steps back. Writers take turns, so the
+        last time given out is read once per transaction."""
+        if self._last_added is None:
+            members = schema.collection_objects
+            self._last_added = max(
+                self.conn.execute(select(func.max(_O.c.date_added))).scalar() or "",
+                self.conn.execute(select(func.max(members.c.date_added))).scalar() or "",
+            )
+        stamp = now()
+        if stamp <= self._last_added:
+            stamp = _one_tick_after(self._last_added)
+        self._last_added = stamp
+        return stamp
+
+    def add_to_collection(
+        self, collection: str, keys: Iterable[tuple[str, str]], posted_by: str | None
+    ) -> int:
+        """Put stored object versions (id, version key) into a community collection; a
+        version already in it keeps its place. Returns how many joined."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return 0
+        members = schema.collection_objects
+        pks: list[int] = []
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            chunk = wanted[start : start + _IDS_PER_QUERY]
+            by_id: dict[str, set[str]] = {}
+            for object_id, version in chunk:
+                by_id.setdefault(object_id, set()).add(version)
+            rows = self.conn.execute(
+                select(_O.c.pk, _O.c.id, _O.c.version).where(_O.c.id.in_(sorted(by_id)))
+            )
+            pks.extend(pk for pk, object_id, version in rows if version in by_id[object_id])
+        held = set(
+            self.conn.execute(
+                select(members.c.pk).where(
+                    members.c.collection == collection, members.c.pk.in_(pks)
+                )
+            ).scalars()
+        )
+        fresh = [pk for pk in sorted(set(pks)) if pk not in held]
+        if fresh:
+            added = self.date_added()
+            self.conn.execute(
+                insert(members),
+                [
+                    {
+                        "collection": collection,
+                        "pk": pk,
+                        "date_added": added,
+                        "posted_by": posted_by,
+                    }
+                    for pk in fresh
+                ],
+            )
+        return len(fresh)
+
+    def remove_from_collection(self, collection: str, pks: Collection[int]) -> int:
+        """Take object versions out of a community collection (they stay in the store and
+        the ledger)."""
+        members = schema.collection_objects
+        if not pks:
+            return 0
+        result = self.conn.execute(
+            members.delete().where(members.c.collection == collection, members.c.pk.in_(list(pks)))
+        )
+        return int(result.rowcount or 0)
+
+    def save_status(self, status_id: str, partner: str, document: str) -> None:
+        self.conn.execute(
+            insert(schema.taxii_status).values(
+                id=status_id, partner=partner, created=now(), json=document
+            )
+        )
 
     def _ledger(self) -> Appender:
         if self._appender is None:
@@ -814,7 +914,8 @@ class Writer:
         if known != obj.data:
             raise Conflict(
                 f"{obj.id} is already defined with other content; a marking definition "
-                "cannot change (create a new label instead)"
+                "cannot change (create a new label instead)",
+                object_id=obj.id,
             )
 
     def _label_set(self, markings: str, received_from: str | None) -> int:

@@ -1,0 +1,163 @@
+"""Pages of what one partner may see, for the TAXII API: the store's second egress path.
+
+Like :meth:`allied.store.store.Store.release_stream`, every query here is filtered by the
+database on what a release decision allowed (:class:`allied.policy.egress.Visibility`): a
+row leaves the store only if its closure is allowed, so a withheld object is never read
+into memory, let alone counted, sorted or paged. The rules that make a withheld object
+indistinguishable from one the node does not hold live here:
+
+- every version of an object is withheld when its latest version is (a label tightened by
+  a new version withdraws the old ones too);
+- ``first`` and ``last`` are the first and last of the versions the partner may see;
+- a marking definition is seen only when the partner may receive a label set it is part of.
+
+Rows come in the order they were added (to the node, or to a community collection), and a
+page ends where the next begins: the caller turns the position of its last row into an
+opaque ``next`` token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, exists, false, literal_column, or_, select, true
+
+from allied.store import schema
+from allied.store.store import Store
+
+_O = schema.objects
+_M = schema.collection_objects
+_MARKING = "marking-definition"
+LAST, FIRST, ALL = "last", "first", "all"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A TAXII request's filters, in the store's terms."""
+
+    #: a community collection's id, or None for every object the node holds
+    collection: str | None = None
+    ids: Sequence[str] | None = None
+    types: Sequence[str] | None = None
+    #: ``last``, ``first``, ``all`` and version keys (:func:`allied.stix.checks.timestamp_key`)
+    versions: Sequence[str] = (LAST,)
+    #: rows added strictly after this time (the store's ``date_added`` form)
+    added_after: str | None = None
+    #: rows after this position (from the previous page's last row)
+    after: int | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    position: int
+    pk: int
+    id: str
+    type: str
+    created: str | None
+    modified: str | None
+    date_added: str
+    posted_by: str | None
+    json: str | None
+
+
+@dataclass(frozen=True)
+class Page:
+    entries: list[Entry]
+    more: bool
+
+
+def page(
+    store: Store,
+    closures: frozenset[int],
+    markings: frozenset[str],
+    selection: Selection,
+    *,
+    with_json: bool = True,
+) -> Page:
+    """One page of the rows ``selection`` picks among those visible with ``closures`` and
+    ``markings`` (see :class:`allied.policy.egress.Visibility`)."""
+    posted: Any
+    if selection.collection is None:
+        position, added, posted = _O.c.pk, _O.c.date_added, literal_column("NULL")
+        base: Any = select()
+    else:
+        position, added, posted = _M.c.seq, _M.c.date_added, _M.c.posted_by
+        base = select().select_from(_M.join(_O, _M.c.pk == _O.c.pk))
+    columns = [
+        position,
+        _O.c.pk,
+        _O.c.id,
+        _O.c.type,
+        _O.c.created,
+        _O.c.modified,
+        added,
+        posted,
+        _O.c.json if with_json else literal_column("NULL"),
+    ]
+    query = base.add_columns(*columns).where(_visible(closures, markings, selection.versions))
+    if selection.collection is not None:
+        query = query.where(_M.c.collection == selection.collection)
+    if selection.ids is not None:
+        query = query.where(_O.c.id.in_(list(selection.ids)))
+    if selection.types is not None:
+        query = query.where(_O.c.type.in_(list(selection.types)))
+    if selection.added_after is not None:
+        query = query.where(added > selection.added_after)
+    if selection.after is not None:
+        query = query.where(position > selection.after)
+    query = query.order_by(position).limit(selection.limit + 1)
+    rows = [Entry(*row) for row in store.raw_rows(query)]
+    more = len(rows) > selection.limit
+    return Page(rows[: selection.limit], more)
+
+
+def _numbers(values: frozenset[int]) -> list[Any]:
+    """Numbers written into the SQL: no limit on bound parameters applies."""
+    return [literal_column(str(int(n))) for n in sorted(values)]
+
+
+def _visible(closures: frozenset[int], markings: frozenset[str], versions: Sequence[str]) -> Any:
+    """The rows the partner may see, among the versions asked for."""
+    wanted = set(versions)
+    keys = sorted(wanted - {LAST, FIRST, ALL})
+    marking_rows: Any = false()
+    if markings and wanted & {LAST, FIRST, ALL}:  # a marking definition has one version
+        marking_rows = and_(_O.c.type == _MARKING, _O.c.id.in_(sorted(markings)))
+    elif markings and keys:
+        marking_rows = and_(
+            _O.c.type == _MARKING, _O.c.id.in_(sorted(markings)), _O.c.version.in_(keys)
+        )
+    if not closures:
+        return marking_rows
+    allowed = _numbers(closures)
+    newer = _O.alias("newer")
+    is_latest = ~exists().where(newer.c.id == _O.c.id, newer.c.version > _O.c.version)
+    own = and_(_O.c.type != _MARKING, _O.c.closure.in_(allowed))
+    if wanted == {LAST}:
+        return or_(and_(own, is_latest), marking_rows)
+    latest, above = _O.alias("latest"), _O.alias("above")
+    latest_visible = exists().where(
+        latest.c.id == _O.c.id,
+        latest.c.closure.in_(_numbers(closures)),
+        ~exists().where(above.c.id == latest.c.id, above.c.version > latest.c.version),
+    )
+    older = _O.alias("older")
+    choices: list[Any] = []
+    if ALL in wanted:
+        choices.append(true())
+    if LAST in wanted:
+        choices.append(is_latest)
+    if FIRST in wanted:
+        choices.append(
+            ~exists().where(
+                older.c.id == _O.c.id,
+                older.c.version < _O.c.version,
+                older.c.closure.in_(_numbers(closures)),
+            )
+        )
+    if keys:
+        choices.append(_O.c.version.in_(keys))
+    return or_(and_(own, latest_visible, or_(*choices)), marking_rows)

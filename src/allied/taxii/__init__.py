@@ -1,0 +1,1 @@
+"""TAXII 2.1: the node's API for partners and standard tools (server side)."""

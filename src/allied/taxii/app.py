@@ -1,0 +1,371 @@
+"""The HTTP layer of the TAXII API (Starlette under uvicorn): authentication, content
+negotiation, request limits, error messages and the access log, around
+:class:`allied.taxii.service.TaxiiService`.
+
+Every request but discovery (and that only if the node allows it) carries a partner's bearer
+token. Every failure is a TAXII error message with the status the specification gives it;
+an unexpected one is logged here with its traceback and answered with a 500 that carries an
+error id and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from allied.errors import AlliedError, ConfigError, NotFound
+from allied.integrity import proofs
+from allied.node import Node
+from allied.store.store import Partner
+from allied.taxii.openapi import openapi_document
+from allied.taxii.protocol import MEDIA_TYPE, TaxiiError, bad_request, not_found, now
+from allied.taxii.service import Answer, TaxiiService
+
+access_log = logging.getLogger("allied.access")
+error_log = logging.getLogger("allied.taxii")
+
+_ACCEPTED = ("application/taxii+json", "*/*", "application/*")
+_JSON_TYPES = ("application/json", "application/taxii+json")
+Handler = Callable[[Request, Partner | None], Any]
+
+
+def _accepts_taxii(header: str | None) -> bool:
+    """TAXII 2.1 media type, or anything; a version other than 2.1 is refused (406)."""
+    if not header:
+        return True
+    for part in header.split(","):
+        kind, _, params = part.strip().partition(";")
+        kind = kind.strip().lower()
+        if kind in ("*/*", "application/*"):
+            return True
+        if kind == "application/taxii+json":
+            version = [
+                p.split("=", 1)[1].strip()
+                for p in params.split(";")
+                if p.strip().lower().startswith("version=")
+            ]
+            if not version or version[0] == "2.1":
+                return True
+    return False
+
+
+def _max_depth(value: Any, limit: int) -> bool:
+    """``value`` nests no deeper than ``limit`` arrays and objects (an explicit stack: a
+    hostile document must not exhaust the interpreter's)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth > limit:
+                return False
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            if depth > limit:
+                return False
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
+class TaxiiApp:
+    """The routes, bound to one node's service."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.service = TaxiiService(node)
+        self.max_json_depth = int(node.config.setting("max_json_depth"))
+
+    def application(self) -> Starlette:
+        def route(
+            path: str, handler: Handler, methods: list[str], *, anonymous: bool = False
+        ) -> Route:
+            return Route(path, self._endpoint(handler, anonymous=anonymous), methods=methods)
+
+        collection = "/api/collections/{collection_id}"
+        routes = [
+            route("/taxii2/", self.discovery, ["GET"], anonymous=True),
+            route("/api/", self.api_root, ["GET"]),
+            route("/api/collections/", self.collections, ["GET"]),
+            route(f"{collection}/", self.collection, ["GET"]),
+            route(f"{collection}/objects/", self.objects, ["GET", "POST"]),
+            route(f"{collection}/objects/{{object_id}}/", self.object, ["GET", "DELETE"]),
+            route(f"{collection}/objects/{{object_id}}/versions/", self.versions, ["GET"]),
+            route(f"{collection}/manifest/", self.manifest, ["GET"]),
+            route("/api/status/{status_id}/", self.status, ["GET"]),
+            route("/ledger/head", self.ledger_head, ["GET"]),
+            route("/ledger/inclusion/{object_id}", self.ledger_inclusion, ["GET"]),
+            route("/ledger/consistency", self.ledger_consistency, ["GET"]),
+            route("/openapi.json", self.openapi, ["GET"]),
+        ]
+        app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
+        app.state.taxii = self
+        return app
+
+    # -- the wrapper every endpoint runs in ------------------------------------------------
+
+    def _endpoint(
+        self, handler: Handler, *, anonymous: bool
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            request_id = uuid.uuid4().hex[:16]
+            partner: Partner | None = None
+            try:
+                if not _accepts_taxii(request.headers.get("accept")):
+                    raise TaxiiError(
+                        406, "Not Acceptable", f"this server answers in {MEDIA_TYPE} only"
+                    )
+                partner = await run_in_threadpool(self._partner, request, anonymous)
+                answer = await handler(request, partner)
+                response = _answer(answer)
+            except TaxiiError as error:
+                response = _error(error, request_id)
+            except NotFound as error:
+                response = _error(TaxiiError(404, "Not Found", error.message), request_id)
+            except AlliedError as error:
+                status = error.http_status if 400 <= error.http_status < 500 else 400
+                response = _error(TaxiiError(status, "Bad Request", error.message), request_id)
+            except Exception:
+                error_log.error("request %s failed:\n%s", request_id, traceback.format_exc())
+                response = _error(
+                    TaxiiError(
+                        500,
+                        "Internal Server Error",
+                        f"the server could not answer; quote error id {request_id} to its operator",
+                    ),
+                    request_id,
+                )
+            self._log(request, partner, response, started, request_id)
+            return response
+
+        return endpoint
+
+    def _partner(self, request: Request, anonymous: bool) -> Partner | None:
+        header = request.headers.get("authorization")
+        if header is None:
+            if anonymous and self.service.anonymous_discovery:
+                return None
+            raise TaxiiError(
+                401, "Unauthorized", "send a partner token: Authorization: Bearer TOKEN"
+            )
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise TaxiiError(401, "Unauthorized", "expected Authorization: Bearer TOKEN")
+        partner = self.service.authenticate(token.strip())
+        if partner is None:
+            raise TaxiiError(401, "Unauthorized", "the token is not valid")
+        if partner.revoked:
+            raise TaxiiError(403, "Forbidden", f"partner {partner.name} is revoked")
+        return partner
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        """Routing errors (no such path, method not allowed) as TAXII error messages."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        titles = {404: "Not Found", 405: "Method Not Allowed"}
+        error = TaxiiError(status, titles.get(status, "Error"), "no such endpoint or method")
+        response = _error(error, uuid.uuid4().hex[:16])
+        if status == 405 and isinstance(exc, HTTPException) and exc.headers:
+            response.headers.update(exc.headers)
+        self._log(request, None, response, time.perf_counter(), "-")
+        return response
+
+    def _log(
+        self,
+        request: Request,
+        partner: Partner | None,
+        response: Response,
+        started: float,
+        request_id: str,
+    ) -> None:
+        """One JSON line per request; never a header, token or body."""
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        access_log.info(
+            orjson.dumps(
+                {
+                    "time": now(),
+                    "request": request_id,
+                    "client": request.client.host if request.client else None,
+                    "partner": partner.name if partner else None,
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "bytes": len(response.body),
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                }
+            ).decode()
+        )
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    async def discovery(self, request: Request, _partner: Partner | None) -> Answer:
+        return _json(self.service.discovery(str(request.base_url)))
+
+    async def api_root(self, _request: Request, _partner: Partner | None) -> Answer:
+        return _json(self.service.api_root())
+
+    async def collections(self, _request: Request, partner: Partner | None) -> Answer:
+        return _json(self.service.list_collections(_known(partner)))
+
+    async def collection(self, request: Request, partner: Partner | None) -> Answer:
+        cid = request.path_params["collection_id"]
+        return _json(self.service.collection(_known(partner), cid))
+
+    async def objects(self, request: Request, partner: Partner | None) -> Answer:
+        who, cid = _known(partner), request.path_params["collection_id"]
+        if request.method == "POST":
+            requested = now()
+            envelope = await self._body(request)
+            return await run_in_threadpool(
+                self.service.post_objects, who, cid, envelope, requested=requested
+            )
+        params = request.query_params.multi_items()
+        return await run_in_threadpool(self.service.get_objects, who, cid, params)
+
+    async def object(self, request: Request, partner: Partner | None) -> Answer:
+        who, cid = _known(partner), request.path_params["collection_id"]
+        oid, params = request.path_params["object_id"], request.query_params.multi_items()
+        if request.method == "DELETE":
+            return await run_in_threadpool(self.service.delete_object, who, cid, oid, params)
+        return await run_in_threadpool(self.service.get_object, who, cid, oid, params)
+
+    async def versions(self, request: Request, partner: Partner | None) -> Answer:
+        who, cid = _known(partner), request.path_params["collection_id"]
+        oid, params = request.path_params["object_id"], request.query_params.multi_items()
+        return await run_in_threadpool(self.service.get_versions, who, cid, oid, params)
+
+    async def manifest(self, request: Request, partner: Partner | None) -> Answer:
+        who, cid = _known(partner), request.path_params["collection_id"]
+        params = request.query_params.multi_items()
+        return await run_in_threadpool(self.service.get_manifest, who, cid, params)
+
+    async def status(self, request: Request, partner: Partner | None) -> Answer:
+        sid = request.path_params["status_id"]
+        return await run_in_threadpool(self.service.get_status, _known(partner), sid)
+
+    async def ledger_head(self, request: Request, partner: Partner | None) -> Answer:
+        _no_params(request, set())
+        head = await run_in_threadpool(proofs.latest_head, self.node.store)
+        return _json(head.as_dict())
+
+    async def ledger_inclusion(self, request: Request, partner: Partner | None) -> Answer:
+        """Only for an object version the partner may see: a proof for a withheld one would
+        say that it exists."""
+        _no_params(request, {"version"})
+        who, oid = _known(partner), request.path_params["object_id"]
+        version = request.query_params.get("version")
+
+        def prove() -> dict[str, Any]:
+            if not self.service.may_see(who, oid, version):
+                raise not_found(f"object {oid}")
+            return proofs.inclusion(self.node.store, oid, version)
+
+        try:
+            return _json(await run_in_threadpool(prove))
+        except ConfigError as error:
+            raise bad_request(error.message.replace("--version", "version")) from None
+
+    async def ledger_consistency(self, request: Request, partner: Partner | None) -> Answer:
+        _no_params(request, {"first", "second"})
+        first = _size(request.query_params.get("first"), "first", required=True)
+        second = _size(request.query_params.get("second"), "second", required=False)
+        assert first is not None
+        proof = await run_in_threadpool(proofs.consistency, self.node.store, first, second)
+        return _json(proof)
+
+    async def openapi(self, request: Request, _partner: Partner | None) -> Answer:
+        return _json(openapi_document(str(request.base_url)))
+
+    async def _body(self, request: Request) -> Any:
+        """The request's JSON, within the size and nesting limits."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind not in _JSON_TYPES:
+            raise TaxiiError(415, "Unsupported Media Type", f"send the envelope as {MEDIA_TYPE}")
+        limit = self.service.max_content_length
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        try:
+            envelope = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as error:
+            raise bad_request(f"the body is not JSON: {error}") from None
+        if not _max_depth(envelope, self.max_json_depth):
+            raise bad_request(f"the body nests deeper than {self.max_json_depth} levels")
+        return envelope
+
+
+def _too_large(limit: int) -> TaxiiError:
+    return TaxiiError(
+        413, "Payload Too Large", f"this server takes request bodies of at most {limit} bytes"
+    )
+
+
+def _known(partner: Partner | None) -> Partner:
+    if partner is None:  # only discovery is ever anonymous
+        raise TaxiiError(401, "Unauthorized", "send a partner token: Authorization: Bearer TOKEN")
+    return partner
+
+
+def _no_params(request: Request, allowed: set[str]) -> None:
+    for name in request.query_params:
+        if name not in allowed:
+            raise bad_request(f"{name}: not a parameter of this endpoint")
+
+
+def _size(value: str | None, name: str, *, required: bool) -> int | None:
+    if value is None:
+        if required:
+            raise bad_request(f"{name}: required (a tree size)")
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 15:
+        raise bad_request(f"{name} {value[:40]!r}: expected a tree size (a whole number)")
+    return int(value)
+
+
+def _json(document: Any) -> Answer:
+    return Answer(orjson.dumps(document), {})
+
+
+def _answer(answer: Answer) -> Response:
+    if answer.status == 200 and not answer.body:
+        return Response(status_code=200, headers=answer.headers)
+    return Response(answer.body, answer.status, answer.headers, media_type=MEDIA_TYPE)
+
+
+def _error(error: TaxiiError, request_id: str) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+    return Response(
+        orjson.dumps(error.document(request_id)), error.status, headers, media_type=MEDIA_TYPE
+    )
+
+
+def create_app(node: Node) -> Starlette:
+    return TaxiiApp(node).application()
+
+
+def app_from_environment() -> Starlette:
+    """The application for the node in ``ALLIED_NODE`` (how uvicorn's worker processes
+    start it: ``allied serve --workers N``)."""
+    directory = os.environ.get("ALLIED_NODE")
+    if not directory:
+        raise RuntimeError("ALLIED_NODE names no node directory")
+    return create_app(Node.open(Path(directory)))
