@@ -20,8 +20,32 @@ def test_defaults_cast() -> None:
         "confined_communities": frozenset(),
         "store_url": "",
         "max_reported_problems": 1000,
+        "anonymous_discovery": False,
+        "own_collection_writable": False,
+        "read_only_communities": frozenset(),
+        "max_page_size": 1000,
+        "max_content_length": 10485760,
+        "max_envelope_objects": 10000,
+        "max_json_depth": 64,
         "import_batch_size": 2000,
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("true", True), ("Yes", True), ("0", False), ("", False)]
+)
+def test_flags(text: str, value: bool) -> None:
+    assert (
+        resolve_settings({}, environ={"ALLIED_ANONYMOUS_DISCOVERY": text})["anonymous_discovery"]
+        is value
+    )
+
+
+def test_a_bad_flag_is_named() -> None:
+    with pytest.raises(
+        ConfigError, match="ALLIED_OWN_COLLECTION_WRITABLE = 'maybe': must be true or false"
+    ):
+        resolve_settings({}, environ={"ALLIED_OWN_COLLECTION_WRITABLE": "maybe"})
 
 
 def test_environment_overrides_file() -> None:
