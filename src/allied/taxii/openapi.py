@@ -52,13 +52,30 @@ def _path(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": _STRING}
 
 
-_ADDED_AFTER = _query("added_after", "only objects added after this time (RFC 3339, UTC)")
+_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z"
+_STIX_ID = r"[a-z0-9][a-z0-9-]+--[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_TYPE_NAME = r"[a-z0-9][a-z0-9-]+"
+_VERSION = f"(last|first|all|{_TIME})"
+_SPEC = r"[0-9]\.[0-9]"
+
+
+def _listed(item: str) -> dict[str, str]:
+    return {"type": "string", "pattern": f"^{item}(,{item})*$"}
+
+
+_ADDED_AFTER = _query(
+    "added_after",
+    "only objects added after this time (RFC 3339, UTC)",
+    {"type": "string", "pattern": f"^{_TIME}$"},
+)
 _LIMIT = _query("limit", "at most this many per page", {"type": "integer", "minimum": 1})
 _NEXT = _query("next", "the next page, as the previous one said")
-_MATCH_ID = _query("match[id]", "comma-separated STIX ids")
-_MATCH_TYPE = _query("match[type]", "comma-separated STIX types")
-_MATCH_VERSION = _query("match[version]", "last, first, all or timestamps, comma-separated")
-_MATCH_SPEC = _query("match[spec_version]", "comma-separated STIX spec versions")
+_MATCH_ID = _query("match[id]", "comma-separated STIX ids", _listed(_STIX_ID))
+_MATCH_TYPE = _query("match[type]", "comma-separated STIX types", _listed(_TYPE_NAME))
+_MATCH_VERSION = _query(
+    "match[version]", "last, first, all or timestamps, comma-separated", _listed(_VERSION)
+)
+_MATCH_SPEC = _query("match[spec_version]", "comma-separated STIX spec versions", _listed(_SPEC))
 _PAGE = [_ADDED_AFTER, _LIMIT, _NEXT]
 _DATE_HEADERS = {
     "X-TAXII-Date-Added-First": {"schema": _STRING, "description": "first date_added"},
