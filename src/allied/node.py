@@ -33,7 +33,7 @@ from allied.integrity.keys import (
     load_private_key,
     parse_public_key,
 )
-from allied.integrity.ledger import head_json
+from allied.integrity.ledger import head_json, stored_head
 from allied.integrity.origin import Origin
 from allied.integrity.signing import Signer, TrustedKey, record_signed
 from allied.stix.checks import IDENTIFIER
@@ -237,10 +237,10 @@ class Node:
         Writers take turns (a lock file) and the file only ever moves forward."""
         with open(self.config.directory / HEAD_LOCK_FILE, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            heads = self.store.tree_heads()
-            if not heads:
+            with self.store.engine.connect() as conn:
+                latest = stored_head(conn)
+            if latest is None:
                 return
-            latest = heads[-1]
             if self.head_path.exists():
                 try:
                     known = orjson.loads(self.head_path.read_bytes())

@@ -276,5 +276,17 @@ def stored_heads(conn: Connection) -> list[TreeHead]:
     ]
 
 
+def stored_head(conn: Connection, size: int | None = None) -> TreeHead | None:
+    """The signed tree head of ``size`` entries, or the latest: one row, where a node that
+    signs a head per write holds many."""
+    query = select(_H.c.size, _H.c.root, _H.c.timestamp, _H.c.signer, _H.c.key_id, _H.c.signature)
+    query = query.where(_H.c.size == size) if size is not None else query
+    row = conn.execute(query.order_by(_H.c.size.desc()).limit(1)).first()
+    if row is None:
+        return None
+    found, root, timestamp, signer, kid, signature = row
+    return TreeHead(int(found), bytes(root), timestamp, signer, kid, bytes(signature))
+
+
 def head_json(head: TreeHead) -> bytes:
     return orjson.dumps(head.as_dict(), option=orjson.OPT_INDENT_2)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from allied.errors import ConfigError, NotFound
-from allied.integrity.ledger import StoredTree, TreeHead, stored_heads
+from allied.integrity.ledger import StoredTree, TreeHead, stored_head
 from allied.integrity.merkle import verify_consistency, verify_inclusion
 from allied.stix.checks import TIMESTAMP, timestamp_key
 from allied.store import schema
@@ -24,10 +24,11 @@ def _b64(value: bytes) -> str:
 
 
 def latest_head(store: Store) -> TreeHead:
-    heads = store.tree_heads()
-    if not heads:
+    with store.engine.connect() as conn:
+        head = stored_head(conn)
+    if head is None:
         raise NotFound("the ledger has no signed tree head yet")
-    return heads[-1]
+    return head
 
 
 def inclusion(store: Store, object_id: str, version: str | None = None) -> dict[str, Any]:
@@ -46,10 +47,9 @@ def inclusion(store: Store, object_id: str, version: str | None = None) -> dict[
             what = f"version {version} of {object_id}" if version else object_id
             raise NotFound(f"no {what} in this node")
         stored_version, index = rows[-1]
-        heads = stored_heads(conn)
-        if not heads or index is None or index >= heads[-1].size:
+        head = stored_head(conn)
+        if head is None or index is None or index >= head.size:
             raise NotFound(f"{object_id} is not yet covered by a signed tree head")
-        head = heads[-1]
         tree = StoredTree(conn)
         leaf = tree.complete(0, index)
         path = tree.inclusion_proof(index, head.size)
@@ -70,15 +70,13 @@ def consistency(store: Store, old_size: int, new_size: int | None = None) -> dic
     """The consistency proof from the ledger's first ``old_size`` entries to the signed tree
     head of ``new_size`` entries (the latest by default)."""
     with store.engine.connect() as conn:
-        heads = stored_heads(conn)
-        if not heads:
-            raise NotFound("the ledger has no signed tree head yet")
-        head = heads[-1]
-        if new_size is not None:
-            sized = [h for h in heads if h.size == new_size]
-            if not sized:
-                raise NotFound(f"this node signed no tree head of {new_size} entries")
-            head = sized[-1]
+        head = stored_head(conn, new_size)
+        if head is None:
+            raise NotFound(
+                f"this node signed no tree head of {new_size} entries"
+                if new_size is not None
+                else "the ledger has no signed tree head yet"
+            )
         if old_size < 0:
             raise ConfigError(f"a tree size is 0 or more, not {old_size}")
         if old_size > head.size:
