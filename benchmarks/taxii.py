@@ -894,12 +894,14 @@ def report(run: Run, command: str) -> str:
         "rates should not fall as the node grows (last column). The GET-by-id ids are the same",
         "for both servers: a sample of what Allied gave its partner. Allied returns what its",
         "release rules give the partner (the counts above), medallion returns everything. A",
-        "community collection holds what partners POST to it, so bulk",
-        "loading grows the node's own collection (everything the node shares) and the store, not",
-        f'"{COMMUNITY}". Medallion runs POST, GET by id, then the paginated GET, which does all',
-        "its work (quadratic in the collection's size) before the first page: when no page comes",
-        "within the budget, its rate is given as an upper bound and the ratio as a lower bound.",
-        '"bounded": the step stopped at the budget; its rate is that of the part it did.',
+        "community collection holds what partners POST to it, so the bulk load grows the node's",
+        f'own collection (everything the node shares) and its store, not "{COMMUNITY}". Medallion',
+        "runs POST, GET by id, then the paginated GET, which does all its work (quadratic in the",
+        "collection's size) before the first page: when no page comes within the budget, its",
+        "rate is given as an upper bound and the ratio as a lower bound (`--budget 900` lets it",
+        'finish). "bounded": the step stopped at the budget; its rate is that of the part it did.',
+        "Medallion's POST rate falls as its collection fills (each object is compared with every",
+        "stored one, and every request deep-copies the collection), hence the first/last rows.",
     ]
     return "\n".join(body)
 

@@ -10,7 +10,7 @@ the release rules treat them as that partner's, never as this node's own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from allied.errors import Conflict
 from allied.integrity.signing import SignatureError
 from allied.node import Node
 from allied.stix.model import StixObject, check
+from allied.store.store import Writer
 
 #: An envelope whose objects keep contradicting the store is not retried for ever.
 _MAX_CONFLICTS = 20
@@ -37,10 +38,17 @@ class PostResult:
 
 
 def post_objects(
-    node: Node, objects: Sequence[Any], *, partner: str, collection: str | None = None
+    node: Node,
+    objects: Sequence[Any],
+    *,
+    partner: str,
+    collection: str | None = None,
+    record: Callable[[Writer, PostResult], None] | None = None,
 ) -> PostResult:
     """Validate, verify (or sign as publisher), store and, for a community collection, add
-    to it every valid object of ``objects`` posted by ``partner``."""
+    to it every valid object of ``objects`` posted by ``partner``. ``record`` writes the
+    outcome in the same transaction (one commit per envelope: a commit is most of a small
+    envelope's cost)."""
     result = PostResult()
     origin = node.origin()
     admitted: list[StixObject] = []
@@ -66,6 +74,8 @@ def post_objects(
                     writer.add_to_collection(
                         collection, ((obj.id, obj.version) for obj in admitted), partner
                     )
+                if record is not None:
+                    record(writer, _with_successes(result, admitted))
             break
         except Conflict as error:
             conflicts += 1
@@ -82,8 +92,16 @@ def post_objects(
             refused = [obj for obj in admitted if obj.id == error.object_id]
             admitted = [obj for obj in admitted if obj.id != error.object_id]
             result.failures.extend(_outcome(obj.data, None, error.message) for obj in refused)
-    result.successes.extend(_outcome(obj.data, None, "") for obj in admitted)
-    return result
+    if not admitted:
+        if record is not None:
+            with node.store.write() as writer:
+                record(writer, result)
+        return result
+    return _with_successes(result, admitted)
+
+
+def _with_successes(result: PostResult, admitted: Sequence[StixObject]) -> PostResult:
+    return PostResult([_outcome(obj.data, None, "") for obj in admitted], list(result.failures))
 
 
 def _outcome(data: Any, index: int | None, message: str) -> Outcome:

@@ -22,8 +22,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, false, literal_column, or_, select, true
+import orjson
+from sqlalchemy import (
+    String,
+    and_,
+    bindparam,
+    exists,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects import postgresql
 
+from allied.stix.checks import IDENTIFIER as _IDENTIFIER
 from allied.store import schema
 from allied.store.store import Store
 
@@ -79,6 +93,77 @@ def page(
 ) -> Page:
     """One page of the rows ``selection`` picks among those visible with ``closures`` and
     ``markings`` (see :class:`allied.policy.egress.Visibility`)."""
+    versions = tuple(sorted(set(selection.versions)))
+    named = {LAST, FIRST, ALL}
+    keys = [v for v in versions if v not in named]
+    shape = (
+        store.engine.dialect.name,
+        closures,
+        markings,
+        selection.collection is not None,
+        selection.ids is not None,
+        selection.types is not None,
+        tuple(v for v in versions if v in named),
+        bool(keys),
+        selection.added_after is not None,
+        selection.after is not None,
+        with_json,
+    )
+    statement = _STATEMENTS.get(shape)
+    if statement is None:
+        statement = _compile(store, closures, markings, selection, versions, with_json)
+        if len(_STATEMENTS) >= _MAX_STATEMENTS:
+            _STATEMENTS.pop(next(iter(_STATEMENTS)))
+        _STATEMENTS[shape] = statement
+    sql, order, constants = statement
+    sqlite = store.engine.dialect.name == "sqlite"
+
+    def listed(values: Sequence[str] | None) -> Any:
+        if values is None:
+            return None
+        return orjson.dumps(list(values)).decode() if sqlite else list(values)
+
+    values = {
+        **constants,
+        "collection": selection.collection,
+        "ids": listed(selection.ids),
+        "types": listed(selection.types),
+        "keys": listed(keys),
+        "added_after": selection.added_after,
+        "after": selection.after,
+        "limit": selection.limit + 1,
+    }
+    params: Any = tuple(values[name] for name in order) if order is not None else values
+    rows = [Entry(*row) for row in store.raw_sql_rows(sql, params)]
+    more = len(rows) > selection.limit
+    return Page(rows[: selection.limit], more)
+
+
+#: Compiled statements by shape: building and compiling one costs more than running it, and
+#: a node answers the same few shapes (per partner's visibility) over and over.
+_STATEMENTS: dict[tuple[Any, ...], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+_VARIABLES = frozenset({"collection", "ids", "types", "keys", "added_after", "after", "limit"})
+_MAX_STATEMENTS = 512
+
+
+def _compile(
+    store: Store,
+    closures: frozenset[int],
+    markings: frozenset[str],
+    selection: Selection,
+    versions: Sequence[str],
+    with_json: bool,
+) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+    """The SQL of a page of this shape: closures and markings written in (they are the
+    shape), everything else bound."""
+    dialect = store.engine.dialect
+
+    def values(name: str) -> Any:
+        if dialect.name == "sqlite":
+            return select(func.json_each(bindparam(name)).table_valued("value").c.value)
+        array = bindparam(name, type_=postgresql.ARRAY(String))
+        return select(func.unnest(array).table_valued("value").render_derived().c.value)
+
     posted: Any
     if selection.collection is None:
         position, added, posted = _O.c.pk, _O.c.date_added, literal_column("NULL")
@@ -97,21 +182,23 @@ def page(
         posted,
         _O.c.json if with_json else literal_column("NULL"),
     ]
-    query = base.add_columns(*columns).where(_visible(closures, markings, selection.versions))
+    keys = values("keys") if any(v not in (LAST, FIRST, ALL) for v in versions) else None
+    query = base.add_columns(*columns).where(_visible(closures, markings, versions, keys))
     if selection.collection is not None:
-        query = query.where(_M.c.collection == selection.collection)
+        query = query.where(_M.c.collection == bindparam("collection"))
     if selection.ids is not None:
-        query = query.where(_O.c.id.in_(list(selection.ids)))
+        query = query.where(_O.c.id.in_(values("ids")))
     if selection.types is not None:
-        query = query.where(_O.c.type.in_(list(selection.types)))
+        query = query.where(_O.c.type.in_(values("types")))
     if selection.added_after is not None:
-        query = query.where(added > selection.added_after)
+        query = query.where(added > bindparam("added_after"))
     if selection.after is not None:
-        query = query.where(position > selection.after)
-    query = query.order_by(position).limit(selection.limit + 1)
-    rows = [Entry(*row) for row in store.raw_rows(query)]
-    more = len(rows) > selection.limit
-    return Page(rows[: selection.limit], more)
+        query = query.where(position > bindparam("after"))
+    query = query.order_by(position).limit(bindparam("limit"))
+    compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    constants = {k: v for k, v in compiled.params.items() if k not in _VARIABLES}
+    order = tuple(compiled.positiontup) if compiled.positiontup else None
+    return str(compiled), order, constants
 
 
 def _numbers(values: frozenset[int]) -> list[Any]:
@@ -119,16 +206,26 @@ def _numbers(values: frozenset[int]) -> list[Any]:
     return [literal_column(str(int(n))) for n in sorted(values)]
 
 
-def _visible(closures: frozenset[int], markings: frozenset[str], versions: Sequence[str]) -> Any:
+def _texts(values: frozenset[str]) -> list[Any]:
+    """Marking ids written into the SQL, quoted; they are STIX identifiers (letters,
+    digits and dashes), checked again here since they become SQL text."""
+    for value in values:
+        if _IDENTIFIER.match(value) is None:
+            raise ValueError(f"not a STIX identifier: {value!r}")
+    return [literal_column(f"'{value}'") for value in sorted(values)]
+
+
+def _visible(
+    closures: frozenset[int], markings: frozenset[str], versions: Sequence[str], keys: Any
+) -> Any:
     """The rows the partner may see, among the versions asked for."""
     wanted = set(versions)
-    keys = sorted(wanted - {LAST, FIRST, ALL})
     marking_rows: Any = false()
     if markings and wanted & {LAST, FIRST, ALL}:  # a marking definition has one version
-        marking_rows = and_(_O.c.type == _MARKING, _O.c.id.in_(sorted(markings)))
-    elif markings and keys:
+        marking_rows = and_(_O.c.type == _MARKING, _O.c.id.in_(_texts(markings)))
+    elif markings and keys is not None:
         marking_rows = and_(
-            _O.c.type == _MARKING, _O.c.id.in_(sorted(markings)), _O.c.version.in_(keys)
+            _O.c.type == _MARKING, _O.c.id.in_(_texts(markings)), _O.c.version.in_(keys)
         )
     if not closures:
         return marking_rows
@@ -158,6 +255,6 @@ def _visible(closures: frozenset[int], markings: frozenset[str], versions: Seque
                 older.c.closure.in_(_numbers(closures)),
             )
         )
-    if keys:
+    if keys is not None:
         choices.append(_O.c.version.in_(keys))
     return or_(and_(own, latest_visible, or_(*choices)), marking_rows)

@@ -364,10 +364,14 @@ class Store:
         params: Any = compiled.params
         if compiled.positiontup is not None:
             params = tuple(params[key] for key in compiled.positiontup)
+        yield from self.raw_sql_rows(str(compiled), params)
+
+    def raw_sql_rows(self, sql: str, params: Any) -> Iterator[Any]:
+        """The rows of ``sql``, already compiled for this store's driver (see raw_rows)."""
         with self.engine.connect() as conn:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
-                cursor.execute(str(compiled), params)
+                cursor.execute(sql, params)
                 while rows := cursor.fetchmany(2000):
                     yield from rows
             finally:

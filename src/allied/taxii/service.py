@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from allied.ingest.envelope import post_objects
+from allied.ingest.envelope import Outcome, PostResult, post_objects
 from allied.node import Node, hash_token
 from allied.policy.egress import Egress, Visibility
 from allied.stix.checks import TIMESTAMP, timestamp_key
 from allied.store import schema
 from allied.store.pages import ALL, LAST, Entry, Page, Selection, page
-from allied.store.store import Partner
+from allied.store.store import Partner, Writer
 from allied.taxii.protocol import (
     MEDIA_TYPE,
     STIX_MEDIA_TYPE,
@@ -118,13 +118,10 @@ class TaxiiService:
     def _generation(self) -> Any:
         """Changes whenever what releases depend on changes: every write of objects signs a
         new tree head, and enrolling or revoking a partner rewrites its signed row."""
-        heads, partners = schema.tree_heads, schema.partners
-        with self.node.store.engine.connect() as conn:
-            size = conn.execute(select(func.max(heads.c.size))).scalar()
-            rows = conn.execute(
-                select(partners.c.name, partners.c.revoked, partners.c.signature)
-            ).all()
-        return (size, tuple(tuple(row) for row in rows))
+        store = self.node.store
+        size = tuple(store.raw_sql_rows("SELECT max(size) FROM tree_heads", ()))
+        rows = tuple(store.raw_sql_rows("SELECT name, revoked, signature FROM partners", ()))
+        return (size, rows)
 
     def _current(self) -> _State:
         generation = self._generation()
@@ -439,28 +436,34 @@ class TaxiiService:
                 f"the envelope holds {len(objects)} objects; this server takes at most "
                 f"{self.max_envelope_objects} per request",
             )
-        result = post_objects(
+        status_id = str(uuid.uuid4())
+        document = b""
+
+        def record(writer: Writer, result: PostResult) -> None:
+            nonlocal document
+            document = orjson.dumps(
+                {
+                    "id": status_id,
+                    "status": "complete",
+                    "request_timestamp": requested,
+                    "total_count": len(objects),
+                    "success_count": len(result.successes),
+                    "successes": [_detail(o) for o in result.successes],
+                    "failure_count": len(result.failures),
+                    "failures": [_detail(o) for o in result.failures],
+                    "pending_count": 0,
+                    "pendings": [],
+                }
+            )
+            writer.save_status(status_id, partner.name, document.decode())
+
+        post_objects(
             self.node,
             objects,
             partner=partner.name,
             collection=collection.id if collection.community is not None else None,
+            record=record,
         )
-        status_id = str(uuid.uuid4())
-        status = {
-            "id": status_id,
-            "status": "complete",
-            "request_timestamp": requested,
-            "total_count": len(objects),
-            "success_count": len(result.successes),
-            "successes": [_detail(o.id, o.version, o.message) for o in result.successes],
-            "failure_count": len(result.failures),
-            "failures": [_detail(o.id, o.version, o.message) for o in result.failures],
-            "pending_count": 0,
-            "pendings": [],
-        }
-        document = orjson.dumps(status)
-        with self.node.store.write() as writer:
-            writer.save_status(status_id, partner.name, document.decode())
         return Answer(document, {}, 202)
 
     def get_status(self, partner: Partner, status_id: str) -> Answer:
@@ -474,10 +477,10 @@ class TaxiiService:
         return Answer(text.encode(), {})
 
 
-def _detail(object_id: str, version: str, message: str) -> dict[str, str]:
-    detail = {"id": object_id, "version": version}
-    if message:
-        detail["message"] = message
+def _detail(outcome: Outcome) -> dict[str, str]:
+    detail = {"id": outcome.id, "version": outcome.version}
+    if outcome.message:
+        detail["message"] = outcome.message
     return detail
 
 
