@@ -12,8 +12,8 @@ indistinguishable from one the node does not hold live here:
 - a marking definition is seen only when the partner may receive a label set it is part of.
 
 Rows come in the order they were added (to the node, or to a community collection), and a
-page ends where the next begins: the caller turns the position of its last row into an
-opaque ``next`` token.
+page ends where the next begins: the caller turns the date added and position of its last
+row into an opaque ``next`` token.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql
 
@@ -59,8 +60,8 @@ class Selection:
     versions: Sequence[str] = (LAST,)
     #: rows added strictly after this time (the store's ``date_added`` form)
     added_after: str | None = None
-    #: rows after this position (from the previous page's last row)
-    after: int | None = None
+    #: rows after this (date added, position): the previous page's last row
+    after: tuple[str, int] | None = None
     limit: int = 100
 
 
@@ -130,7 +131,8 @@ def page(
         "types": listed(selection.types),
         "keys": listed(keys),
         "added_after": selection.added_after,
-        "after": selection.after,
+        "after_added": selection.after[0] if selection.after else None,
+        "after": selection.after[1] if selection.after else None,
         "limit": selection.limit + 1,
     }
     params: Any = tuple(values[name] for name in order) if order is not None else values
@@ -142,7 +144,9 @@ def page(
 #: Compiled statements by shape: building and compiling one costs more than running it, and
 #: a node answers the same few shapes (per partner's visibility) over and over.
 _STATEMENTS: dict[tuple[Any, ...], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
-_VARIABLES = frozenset({"collection", "ids", "types", "keys", "added_after", "after", "limit"})
+_VARIABLES = frozenset(
+    {"collection", "ids", "types", "keys", "added_after", "after_added", "after", "limit"}
+)
 _MAX_STATEMENTS = 512
 
 
@@ -184,17 +188,29 @@ def _compile(
     ]
     keys = values("keys") if any(v not in (LAST, FIRST, ALL) for v in versions) else None
     query = base.add_columns(*columns).where(_visible(closures, markings, versions, keys))
-    if selection.collection is not None:
+    if selection.collection is not None and selection.ids is not None:
+        # a few ids: start from them (the objects' id index) and look up their membership
+        # by pk; compared as an expression, the collection column cannot lure the planner
+        # into walking the whole collection instead
+        query = query.where(_M.c.collection.concat("") == bindparam("collection"))
+    elif selection.collection is not None:
         query = query.where(_M.c.collection == bindparam("collection"))
     if selection.ids is not None:
-        query = query.where(_O.c.id.in_(values("ids")))
+        # rows by primary key, found through the id index: the planner then starts from the
+        # few ids asked for, whatever else the query says
+        named = _O.alias("named")
+        query = query.where(_O.c.pk.in_(select(named.c.pk).where(named.c.id.in_(values("ids")))))
     if selection.types is not None:
         query = query.where(_O.c.type.in_(values("types")))
     if selection.added_after is not None:
         query = query.where(added > bindparam("added_after"))
     if selection.after is not None:
-        query = query.where(position > bindparam("after"))
-    query = query.order_by(position).limit(bindparam("limit"))
+        query = query.where(
+            tuple_(added, position) > tuple_(bindparam("after_added"), bindparam("after"))
+        )
+    # rows are added in time order, so (date added, position) is the order of the index on
+    # date_added (position being the row id it ends with): pages and added_after need no sort
+    query = query.order_by(added, position).limit(bindparam("limit"))
     compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     constants = {k: v for k, v in compiled.params.items() if k not in _VARIABLES}
     order = tuple(compiled.positiontup) if compiled.positiontup else None

@@ -166,6 +166,7 @@ collection_objects = Table(
     Column("posted_by", String(200)),
     UniqueConstraint("collection", "pk", name="uq_collection_objects"),
     Index("ix_collection_objects_added", "collection", "date_added"),
+    Index("ix_collection_objects_pk", "pk"),
 )
 
 # TAXII status resources: the outcome of each POST, readable by the partner who posted.

@@ -172,20 +172,23 @@ class Cursors:
         key = hashlib.blake2b(secret, digest_size=32, person=b"allied-cursor").digest()
         self._box = SecretBox(key)
 
-    def seal(self, partner: str, scope: str, position: int) -> str:
-        plain = orjson.dumps([partner, scope, position])
+    def seal(self, partner: str, scope: str, after: tuple[str, int]) -> str:
+        plain = orjson.dumps([partner, scope, after[0], after[1]])
         return base64.urlsafe_b64encode(self._box.encrypt(plain)).decode().rstrip("=")
 
-    def open(self, token: str, partner: str, scope: str) -> int:
-        """The position in ``token``, if this node issued it to ``partner`` for ``scope``."""
+    def open(self, token: str, partner: str, scope: str) -> tuple[str, int]:
+        """The (date added, position) in ``token``, if this node issued it to ``partner``
+        for ``scope``."""
         try:
             sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            who, where, position = orjson.loads(self._box.decrypt(sealed))
+            who, where, added, position = orjson.loads(self._box.decrypt(sealed))
         except (ValueError, TypeError, CryptoError, orjson.JSONDecodeError):
             raise bad_request("next: not a token this server issued") from None
-        if who != partner or where != scope or not isinstance(position, int):
+        if who != partner or where != scope:
             raise bad_request("next: the token belongs to another request")
-        return position
+        if not isinstance(added, str) or not isinstance(position, int):
+            raise bad_request("next: not a token this server issued")
+        return added, position
 
 
 def selection(
@@ -193,7 +196,7 @@ def selection(
     *,
     collection: str | None,
     limit: int,
-    after: int | None,
+    after: tuple[str, int] | None,
     ids: tuple[str, ...] | None = None,
 ) -> Selection:
     return Selection(

@@ -15,6 +15,7 @@ import hmac
 import threading
 import uuid
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,9 @@ class Answer:
     body: bytes
     headers: dict[str, str]
     status: int = 200
+
+
+_REQUEST_STATE: ContextVar[_State | None] = ContextVar("allied_taxii_state", default=None)
 
 
 @dataclass
@@ -138,10 +142,14 @@ class TaxiiService:
 
     def authenticate(self, token: str) -> Partner | None:
         """The partner whose token this is. Every enrolled token is compared, in constant
-        time, so the time taken says nothing about which (or whether one) matched."""
+        time, so the time taken says nothing about which (or whether one) matched. The rest
+        of the request uses the directory and decisions read here (a write meanwhile can
+        only withhold more: its new closures are not among those allowed)."""
         digest = hash_token(token)
         found = None
-        for partner in self._current().partners.values():
+        state = self._current()
+        _REQUEST_STATE.set(state)
+        for partner in state.partners.values():
             if partner.token_hash is not None and hmac.compare_digest(
                 partner.token_hash.encode(), digest.encode()
             ):
@@ -149,7 +157,7 @@ class TaxiiService:
         return found
 
     def _visibility(self, partner: Partner) -> Visibility:
-        state = self._current()
+        state = _REQUEST_STATE.get() or self._current()
         seen = state.visibility.get(partner.name)
         if seen is None:
             seen = state.visibility[partner.name] = state.egress.visibility(partner.name)
@@ -253,7 +261,8 @@ class TaxiiService:
         )
         token = None
         if found.more and found.entries:
-            token = self.cursors.seal(partner.name, scope, found.entries[-1].position)
+            last = found.entries[-1]
+            token = self.cursors.seal(partner.name, scope, (last.date_added, last.position))
         return found, token
 
     def _exists(self, partner: Partner, collection: Collection, object_id: str) -> bool:
@@ -403,7 +412,7 @@ class TaxiiService:
             entries.extend(found.entries)
             if not found.more or not found.entries:
                 break
-            after = found.entries[-1].position
+            after = (found.entries[-1].date_added, found.entries[-1].position)
         if any(entry.posted_by != partner.name for entry in entries):
             raise TaxiiError(
                 403, "Forbidden", f"{object_id}: a partner deletes only the versions it posted"
