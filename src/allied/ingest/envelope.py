@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allied.errors import Conflict
+from allied.integrity.origin import Origin
 from allied.integrity.signing import SignatureError
 from allied.node import Node
 from allied.stix.model import StixObject, check
@@ -44,13 +45,14 @@ def post_objects(
     partner: str,
     collection: str | None = None,
     record: Callable[[Writer, PostResult], None] | None = None,
+    origin: Origin | None = None,
 ) -> PostResult:
     """Validate, verify (or sign as publisher), store and, for a community collection, add
     to it every valid object of ``objects`` posted by ``partner``. ``record`` writes the
     outcome in the same transaction (one commit per envelope: a commit is most of a small
     envelope's cost)."""
     result = PostResult()
-    origin = node.origin()
+    origin = origin or node.origin()
     admitted: list[StixObject] = []
     for index, data in enumerate(objects):
         checked = check(data, index=index)
@@ -74,9 +76,10 @@ def post_objects(
                     writer.add_to_collection(
                         collection, ((obj.id, obj.version) for obj in admitted), partner
                     )
+                done = _with_successes(result, admitted)
                 if record is not None:
-                    record(writer, _with_successes(result, admitted))
-            break
+                    record(writer, done)
+            return done
         except Conflict as error:
             conflicts += 1
             if error.object_id is None or conflicts > _MAX_CONFLICTS:
@@ -92,12 +95,10 @@ def post_objects(
             refused = [obj for obj in admitted if obj.id == error.object_id]
             admitted = [obj for obj in admitted if obj.id != error.object_id]
             result.failures.extend(_outcome(obj.data, None, error.message) for obj in refused)
-    if not admitted:
-        if record is not None:
-            with node.store.write() as writer:
-                record(writer, result)
-        return result
-    return _with_successes(result, admitted)
+    if record is not None:
+        with node.store.write() as writer:
+            record(writer, result)
+    return result
 
 
 def _with_successes(result: PostResult, admitted: Sequence[StixObject]) -> PostResult:

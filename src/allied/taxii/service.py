@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import select
 
 from allied.ingest.envelope import Outcome, PostResult, post_objects
+from allied.integrity.origin import Origin
 from allied.node import Node, hash_token
 from allied.policy.egress import Egress, Visibility
 from allied.stix.checks import TIMESTAMP, timestamp_key
@@ -84,6 +85,8 @@ class _State:
     partners: dict[str, Partner]
     egress: Egress
     visibility: dict[str, Visibility]
+    #: the signing and verifying gate for posted objects (keys are those of the directory)
+    origin: Origin
 
 
 class TaxiiService:
@@ -136,7 +139,7 @@ class TaxiiService:
                 if state is None or state.generation != generation:
                     egress = Egress(self.node)
                     partners = {p.name: p for p in self.node.partners()}
-                    state = _State(generation, partners, egress, {})
+                    state = _State(generation, partners, egress, {}, self.node.origin())
                     self._state = state
         return state
 
@@ -472,6 +475,7 @@ class TaxiiService:
             partner=partner.name,
             collection=collection.id if collection.community is not None else None,
             record=record,
+            origin=(_REQUEST_STATE.get() or self._current()).origin,
         )
         return Answer(document, {}, 202)
 
