@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/release.py
 	$(BIN)/python benchmarks/integrity.py
+	$(BIN)/python benchmarks/taxii.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
