@@ -41,9 +41,9 @@ from allied.stix.labels import TLP2_IDS, TLP_LEVELS, Label, builtin_objects, lab
 from allied.stix.model import parse_object
 from allied.store.store import Partner, Store, Writer, now
 
-NATION = re.compile(r"^([A-Z]{3}|NATO)$")
-PARTNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-COMMUNITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+NATION = re.compile(r"^([A-Z]{3}|NATO)\Z")
+PARTNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+COMMUNITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 _PARTNER_NAMESPACE = uuid.UUID("d3ec5042-b412-40f3-be22-d33ea7fdf802")
 _MIN_TOKEN = 24
 
@@ -326,6 +326,13 @@ class Node:
                     )
             else:
                 token, write_token = secrets.token_urlsafe(32), True
+        if token is not None:
+            digest = hash_token(token)
+            if any(p.token_hash == digest for p in self.store.partners()):
+                raise ConfigError(
+                    f"--token-file {token_file}: that token is already another partner's; "
+                    "every partner needs its own"
+                )
         partner = Partner(
             name=name,
             identity_id=identity_id,

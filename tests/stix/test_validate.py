@@ -314,3 +314,17 @@ def test_review_validation_gaps_are_closed() -> None:
         ]
         == "must not refer to a file"
     )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"id": indicator(1)["id"] + "\n"},
+        {"created": "2026-03-01T10:00:00.000Z\n"},
+        {"object_marking_refs": [TLP_GREEN + "\n"]},
+    ],
+)
+def test_a_trailing_newline_is_not_part_of_a_valid_value(change: dict[str, Any]) -> None:
+    """An identifier or timestamp with a line break after it would be a second name for the
+    same thing to tools that trim whitespace."""
+    assert validate({**indicator(1), **change})

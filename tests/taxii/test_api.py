@@ -252,7 +252,9 @@ def test_only_the_poster_publishes_new_versions_of_what_it_posted(
     other = Api(node, token_file.read_text().strip())
     status = api_post(other, world, [malware(14, modified=LATER, name="relabelled")])
     assert status["failure_count"] == 1
-    assert "publisher for partner usa" in status["failures"][0]["message"]
+    message = status["failures"][0]["message"]
+    assert "only the originator publishes new versions" in message
+    assert "usa" not in message and "identity--" not in message  # names nobody
 
 
 def test_post_limits_and_media_types(api: Api, node: Node, world: World) -> None:
@@ -276,6 +278,19 @@ def test_post_limits_and_media_types(api: Api, node: Node, world: World) -> None
     assert many.status_code == 413 and "10000" in many.json()["description"]
     read_only = api.post(f"{own(world)}/objects/", {"objects": [indicator(15)]})
     assert read_only.status_code == 403
+
+
+def test_first_and_last_are_those_of_the_community_collection(api: Api, world: World) -> None:
+    api_post(api, world, [malware(17), malware(17, modified=LATER, name="v2")])
+    path = f"/api/collections/{world.collections['kor-usa']}/objects/{malware(17)['id']}/"
+    assert api.request("DELETE", path, params={"match[version]": LATER}).status_code == 200
+    last = api.get(path).json()["objects"]
+    assert [o["modified"] for o in last] == ["2026-03-01T10:00:00.000Z"]
+    listed = ids_of(api.get(f"/api/collections/{world.collections['kor-usa']}/objects/"))
+    assert malware(17)["id"] in listed
+    # the node's own collection still has both, the latest last
+    own_last = api.get(f"{own(world)}/objects/{malware(17)['id']}/").json()["objects"]
+    assert [o["modified"] for o in own_last] == [LATER]
 
 
 def test_delete_takes_only_what_the_partner_posted_out_of_a_community_collection(

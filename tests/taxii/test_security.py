@@ -18,7 +18,7 @@ from allied.policy.egress import Egress, recipient
 from allied.policy.release import Provenance, ReleasePolicy
 from allied.stix.labels import TLP_BY_ID, Label
 from allied.taxii.service import TaxiiService
-from tests.conftest import indicator
+from tests.conftest import TLP_GREEN, indicator
 from tests.policy.test_egress import UNKNOWN, Graph, _build, histories
 from tests.policy.test_release import oracle
 from tests.taxii.conftest import Api, World
@@ -272,3 +272,91 @@ def _all_pages(
             return found
         assert page, "a page that says there is more is never empty"
         query = {**params, "limit": str(limit), "next": body["next"]}
+
+
+# -- what a partner may post --------------------------------------------------------------------
+
+
+def test_citing_a_label_in_a_post_does_not_reveal_it(node: Node, world: World) -> None:
+    est = Api(node, world.tokens["est"])
+    label = f"/api/collections/{world.collections['KOR NCSC']}/objects/{world.secret_label}/"
+    assert est.get(label).status_code == 404
+    community = f"/api/collections/{world.collections['nato-ccdcoe']}/objects/"
+    citing = indicator(50, object_marking_refs=[TLP_GREEN, world.secret_label])
+    assert est.post(community, {"objects": [citing]}).json()["success_count"] == 1
+    assert est.get(f"{community}{citing['id']}/").status_code == 200  # its own, back
+    assert est.get(label).status_code == 404
+    exported = [json.loads(t)["id"] for t in Egress(node).release("est")]
+    assert world.secret_label not in exported
+
+
+def test_a_partner_cannot_post_a_classification_label(node: Node, world: World) -> None:
+    """Labels decide who receives what: an unsigned one from a partner would let it decide
+    for objects the operator marks later."""
+    from allied.stix.labels import Label, label_marking
+
+    forged = label_marking(
+        Label(
+            marking_id="marking-definition--6d2d1a0c-7a57-4c5e-9a0b-1d1b3f0f8a11",
+            name="NATO UNCLASSIFIED REL EST",
+            tlp="clear",
+            policy="NATO",
+            classification="UNCLASSIFIED",
+            releasable_to=("EST",),
+        ),
+        created="2026-03-01T10:00:00.000Z",
+        created_by_ref=node.partner("est").identity_id,
+    )
+    est = Api(node, world.tokens["est"])
+    community = f"/api/collections/{world.collections['nato-ccdcoe']}/objects/"
+    status = est.post(community, {"objects": [forged]}).json()
+    assert status["failure_count"] == 1
+    assert "unsigned classification label" in status["failures"][0]["message"]
+    assert node.store.latest(forged["id"]) is None
+
+
+@pytest.mark.parametrize("whose", ["node", "usa"])
+def test_a_partner_cannot_post_as_the_node_or_another_partner(
+    node: Node, world: World, whose: str
+) -> None:
+    creator = node.config.identity_id if whose == "node" else node.partner("usa").identity_id
+    est = Api(node, world.tokens["est"])
+    community = f"/api/collections/{world.collections['nato-ccdcoe']}/objects/"
+    status = est.post(community, {"objects": [indicator(51, created_by_ref=creator)]}).json()
+    assert status["failure_count"] == 1
+    message = status["failures"][0]["message"]
+    assert "not those of this node or its partners" in message
+    assert "usa" not in message.replace(creator, "")  # names no partner
+    own = indicator(52, created_by_ref=node.partner("est").identity_id)
+    assert est.post(community, {"objects": [own]}).json()["success_count"] == 1
+
+
+def test_one_object_without_a_canonical_form_fails_alone(api: Api, world: World) -> None:
+    community = f"/api/collections/{world.collections['kor-usa']}/objects/"
+    huge = indicator(53, x_big=2**60)
+    status = api.post(community, {"objects": [indicator(54), huge]}).json()
+    assert (status["success_count"], status["failure_count"]) == (1, 1)
+    assert status["failures"][0]["id"] == huge["id"]
+
+
+def test_a_token_belongs_to_one_partner(node: Node, world: World) -> None:
+    from allied.errors import ConfigError
+
+    shared = world.directory.parent / "usa.token"  # already usa's
+    with pytest.raises(ConfigError, match="already another partner's"):
+        node.add_partner("copycat", nation="USA", communities=["kor-usa"], token_file=shared)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/taxii+json;version=2.0", "text/plain"],
+)
+def test_posts_must_be_taxii_2_1(api: Api, world: World, content_type: str) -> None:
+    community = f"/api/collections/{world.collections['kor-usa']}/objects/"
+    response = api.request(
+        "POST",
+        community,
+        content=json.dumps({"objects": [indicator(55)]}).encode(),
+        headers={"Content-Type": content_type},
+    )
+    assert response.status_code == 415

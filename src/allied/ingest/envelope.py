@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from allied.errors import Conflict
+from allied.errors import AlliedError, Conflict
 from allied.integrity.origin import Origin
 from allied.integrity.signing import SignatureError
 from allied.node import Node
@@ -67,6 +67,8 @@ def post_objects(
             admitted.append(origin.admit(checked, received_from=partner, posted=True))
         except SignatureError as error:
             result.failures.append(_outcome(data, index, error.reason))
+        except AlliedError as error:  # e.g. a number with no canonical form to sign
+            result.failures.append(_outcome(data, index, error.message))
     conflicts = 0
     while admitted:
         try:

@@ -29,7 +29,7 @@ from allied.integrity.signing import (
     sign,
     verify,
 )
-from allied.stix.labels import STANDARD_MARKINGS, builtin_objects
+from allied.stix.labels import LABEL_EXTENSION_ID, STANDARD_MARKINGS, builtin_objects
 from allied.stix.model import StixObject
 
 #: Objects every node holds unsigned, exactly as they are: TLP 2.0 and 1.0 markings, built-ins.
@@ -91,18 +91,44 @@ class Origin:
         if received_from is not None and not posted:
             raise SignatureError(obj.id, f"no origin signature (received from {received_from})")
         creator = obj.created_by_ref
-        if (
-            creator is not None
-            and creator in self.partners
-            and self.partners[creator] != received_from
-        ):
+        if posted:
+            self._check_posted(obj, received_from)
+        elif creator is not None and creator in self.partners:
             owner = self.partners[creator]
-            fix = (
-                "post the copy it signed"
-                if posted
-                else f"import the copy it signed, with --from {owner}"
+            raise SignatureError(
+                obj.id,
+                f"created by partner {owner} but not signed: import the copy it signed, "
+                f"with --from {owner}",
             )
-            raise SignatureError(obj.id, f"created by partner {owner} but not signed: {fix}")
         signed = sign(data, self.signer)
         # the signature adds no reference, marking or version: only the data and text change
         return replace(obj, data=MappingProxyType(signed), json=orjson.dumps(signed).decode())
+
+    def _check_posted(self, obj: StixObject, poster: str | None) -> None:
+        """What a partner may publish unsigned through this node: its own objects and third
+        parties' (a plain TAXII client relaying open sources), never this node's or another
+        partner's (the node's signature would vouch for them), and never a classification
+        label (labels decide who receives what: they come from the operator, or signed by
+        the partner node that defined them). The message names nobody: a partner must not
+        learn from it who else is enrolled."""
+        creator = obj.created_by_ref
+        if creator is not None and (
+            creator == self.signer.identity
+            or (creator in self.partners and self.partners[creator] != poster)
+        ):
+            raise SignatureError(
+                obj.id,
+                f"created_by_ref {creator}: a partner posts unsigned only objects it created "
+                "or that third parties created, not those of this node or its partners",
+            )
+        extensions = obj.data.get("extensions")
+        if (
+            obj.type == "marking-definition"
+            and isinstance(extensions, Mapping)
+            and LABEL_EXTENSION_ID in extensions
+        ):
+            raise SignatureError(
+                obj.id,
+                "an unsigned classification label: labels come from this node's operator or "
+                "signed by the partner node that defined them",
+            )

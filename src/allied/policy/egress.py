@@ -18,12 +18,13 @@ by following references when explaining one.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
 
 from allied.errors import NotFound
+from allied.integrity.origin import is_standard_id
 from allied.node import Node
 from allied.policy.release import (
     Decision,
@@ -171,7 +172,7 @@ class Egress:
         closure (an object's own label set and those of everything it reaches through
         references, kept by the store at write time) is allowed when all its label sets
         are. A marking definition is visible when it is part of a label set the partner
-        may receive: it says no more than the objects it marks.
+        may receive by its labels: it says no more than the objects it marks.
         """
         partner = self.recipient(partner_name)
         sets = self._store.label_sets()
@@ -185,10 +186,22 @@ class Egress:
             for number, members in self._store.label_closures().items()
             if members <= allowed_sets
         )
-        markings = frozenset(
-            marking for number in allowed_sets for marking in orjson.loads(sets[number][0])
+        return Visibility(closures, self._companions(allowed_sets, sets, partner.name))
+
+    @staticmethod
+    def _companions(
+        numbers: Iterable[int], sets: dict[int, tuple[str, str | None]], partner: str
+    ) -> frozenset[str]:
+        """The marking definitions that travel with objects of these label sets. A partner
+        gets back what it gave, but a classification label is released on its own terms:
+        citing a label's id in what it sent must not reveal the label's definition (the
+        standard TLP markings are public)."""
+        return frozenset(
+            marking
+            for number in numbers
+            for marking in orjson.loads(sets[number][0])
+            if sets[number][1] != partner or is_standard_id(marking)
         )
-        return Visibility(closures, markings)
 
     def release(self, partner_name: str, type_: str | None = None) -> Iterator[str]:
         """The JSON of every object (latest version) ``partner_name`` may receive, with the
@@ -210,7 +223,7 @@ class Egress:
             if type_ is not None:
                 return
         sets = self._store.label_sets()
-        for marking_id in sorted({m for number in used for m in orjson.loads(sets[number][0])}):
+        for marking_id in sorted(self._companions(used, sets, partner_name)):
             stored = self._store.latest(marking_id)
             if stored is not None:
                 yield stored.json

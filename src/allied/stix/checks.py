@@ -23,26 +23,26 @@ _SECONDS = (
     r"^[0-9]{4}-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:"
     r"([0-5][0-9]|60)"
 )
-TIMESTAMP = re.compile(_SECONDS + r"(\.[0-9]+)?Z$")
-_TIMESTAMP_MILLIS = re.compile(_SECONDS + r"\.[0-9]{3,}Z$")
+TIMESTAMP = re.compile(_SECONDS + r"(\.[0-9]+)?Z\Z")
+_TIMESTAMP_MILLIS = re.compile(_SECONDS + r"\.[0-9]{3,}Z\Z")
 IDENTIFIER = re.compile(
     r"^([a-z][a-z0-9-]+[a-z0-9])--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-"
-    r"[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
+    r"[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}\Z"
 )
-TYPE_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-PROPERTY_NAME = re.compile(r"^[a-z0-9_]{3,250}$")
-_HEX = re.compile(r"^([a-fA-F0-9]{2})+$")
+TYPE_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
+PROPERTY_NAME = re.compile(r"^[a-z0-9_]{3,250}\Z")
+_HEX = re.compile(r"^([a-fA-F0-9]{2})+\Z")
 _HASH_FORMATS = {
-    "MD5": re.compile(r"^[a-fA-F0-9]{32}$"),
-    "SHA-1": re.compile(r"^[a-fA-F0-9]{40}$"),
-    "SHA-256": re.compile(r"^[a-fA-F0-9]{64}$"),
-    "SHA-512": re.compile(r"^[a-fA-F0-9]{128}$"),
-    "SHA3-256": re.compile(r"^[a-fA-F0-9]{64}$"),
-    "SHA3-512": re.compile(r"^[a-fA-F0-9]{128}$"),
-    "SSDEEP": re.compile(r"^[a-zA-Z0-9/+:.]{1,128}$"),
-    "TLSH": re.compile(r"^T?[a-fA-F0-9]{70,72}$"),
+    "MD5": re.compile(r"^[a-fA-F0-9]{32}\Z"),
+    "SHA-1": re.compile(r"^[a-fA-F0-9]{40}\Z"),
+    "SHA-256": re.compile(r"^[a-fA-F0-9]{64}\Z"),
+    "SHA-512": re.compile(r"^[a-fA-F0-9]{128}\Z"),
+    "SHA3-256": re.compile(r"^[a-fA-F0-9]{64}\Z"),
+    "SHA3-512": re.compile(r"^[a-fA-F0-9]{128}\Z"),
+    "SSDEEP": re.compile(r"^[a-zA-Z0-9/+:.]{1,128}\Z"),
+    "TLSH": re.compile(r"^T?[a-fA-F0-9]{70,72}\Z"),
 }
-_HASH_KEY = re.compile(r"^[a-zA-Z0-9_-]{3,250}$")
+_HASH_KEY = re.compile(r"^[a-zA-Z0-9_-]{3,250}\Z")
 
 
 def type_of_name(value: str) -> str:

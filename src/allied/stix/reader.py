@@ -26,7 +26,7 @@ _PEEK = 1 << 16
 _FIRST_LINE_MAX = 16 << 20
 _BUNDLE_ID = re.compile(
     r"^bundle--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-"
-    r"[0-9a-fA-F]{12}$"
+    r"[0-9a-fA-F]{12}\Z"
 )
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 

@@ -70,13 +70,13 @@ EXTENSION_TYPES = (
 )
 
 _text = string()
-_lang = matching(r"^[a-zA-Z]{2,8}(-[a-zA-Z0-9]{1,8})*$", "an RFC 5646 language tag")
+_lang = matching(r"^[a-zA-Z]{2,8}(-[a-zA-Z0-9]{1,8})*\Z", "an RFC 5646 language tag")
 _mime = matching(
-    r"^(application|audio|font|image|message|model|multipart|text|video)/[a-zA-Z0-9.+_-]+$",
+    r"^(application|audio|font|image|message|model|multipart|text|video)/[a-zA-Z0-9.+_-]+\Z",
     "a MIME type (IANA media type)",
 )
 _cpe = matching(r"^cpe:2\.3:[aho*\-]:", "a CPE 2.3 name (cpe:2.3:...)")
-_charset = matching(r"^[a-zA-Z0-9/\\.+_:-]{2,250}$", "a character set name")
+_charset = matching(r"^[a-zA-Z0-9/\\.+_:-]{2,250}\Z", "a character set name")
 _name = string(min_length=1)
 _strings = list_of(string())
 _vocabs = list_of(open_vocab())

@@ -18,6 +18,7 @@ row into an opaque ``next`` token.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -113,9 +114,10 @@ def page(
     statement = _STATEMENTS.get(shape)
     if statement is None:
         statement = _compile(store, closures, markings, selection, versions, with_json)
-        if len(_STATEMENTS) >= _MAX_STATEMENTS:
-            _STATEMENTS.pop(next(iter(_STATEMENTS)))
-        _STATEMENTS[shape] = statement
+        with _STATEMENTS_LOCK:  # requests run in several threads
+            while len(_STATEMENTS) >= _MAX_STATEMENTS:
+                _STATEMENTS.pop(next(iter(_STATEMENTS)), None)
+            _STATEMENTS[shape] = statement
     sql, order, constants = statement
     sqlite = store.engine.dialect.name == "sqlite"
 
@@ -148,6 +150,7 @@ _VARIABLES = frozenset(
     {"collection", "ids", "types", "keys", "added_after", "after_added", "after", "limit"}
 )
 _MAX_STATEMENTS = 512
+_STATEMENTS_LOCK = threading.Lock()
 
 
 def _compile(
@@ -187,7 +190,10 @@ def _compile(
         _O.c.json if with_json else literal_column("NULL"),
     ]
     keys = values("keys") if any(v not in (LAST, FIRST, ALL) for v in versions) else None
-    query = base.add_columns(*columns).where(_visible(closures, markings, versions, keys))
+    visible = _visible(
+        closures, markings, versions, keys, in_collection=selection.collection is not None
+    )
+    query = base.add_columns(*columns).where(visible)
     if selection.collection is not None and selection.ids is not None:
         # a few ids: start from them (the objects' id index) and look up their membership
         # by pk; compared as an expression, the collection column cannot lure the planner
@@ -232,9 +238,16 @@ def _texts(values: frozenset[str]) -> list[Any]:
 
 
 def _visible(
-    closures: frozenset[int], markings: frozenset[str], versions: Sequence[str], keys: Any
+    closures: frozenset[int],
+    markings: frozenset[str],
+    versions: Sequence[str],
+    keys: Any,
+    *,
+    in_collection: bool,
 ) -> Any:
-    """The rows the partner may see, among the versions asked for."""
+    """The rows the partner may see, among the versions asked for. In a community
+    collection, ``first`` and ``last`` are the first and last visible versions in it; every
+    version stays withheld when the object's latest version (anywhere) is."""
     wanted = set(versions)
     marking_rows: Any = false()
     if markings and wanted & {LAST, FIRST, ALL}:  # a marking definition has one version
@@ -245,11 +258,10 @@ def _visible(
         )
     if not closures:
         return marking_rows
-    allowed = _numbers(closures)
     newer = _O.alias("newer")
     is_latest = ~exists().where(newer.c.id == _O.c.id, newer.c.version > _O.c.version)
-    own = and_(_O.c.type != _MARKING, _O.c.closure.in_(allowed))
-    if wanted == {LAST}:
+    own = and_(_O.c.type != _MARKING, _O.c.closure.in_(_numbers(closures)))
+    if wanted == {LAST} and not in_collection:
         return or_(and_(own, is_latest), marking_rows)
     latest, above = _O.alias("latest"), _O.alias("above")
     latest_visible = exists().where(
@@ -257,20 +269,24 @@ def _visible(
         latest.c.closure.in_(_numbers(closures)),
         ~exists().where(above.c.id == latest.c.id, above.c.version > latest.c.version),
     )
-    older = _O.alias("older")
+
+    def no_visible(other: Any, direction: Any) -> Any:
+        """No other visible version of the object in ``direction`` (in the collection)."""
+        terms = [other.c.id == _O.c.id, direction, other.c.closure.in_(_numbers(closures))]
+        if in_collection:
+            member = _M.alias(f"member_{other.name}")
+            terms += [member.c.pk == other.c.pk, member.c.collection == bindparam("collection")]
+        return ~exists().where(*terms)
+
     choices: list[Any] = []
     if ALL in wanted:
         choices.append(true())
     if LAST in wanted:
-        choices.append(is_latest)
+        later = _O.alias("later")
+        choices.append(no_visible(later, later.c.version > _O.c.version))
     if FIRST in wanted:
-        choices.append(
-            ~exists().where(
-                older.c.id == _O.c.id,
-                older.c.version < _O.c.version,
-                older.c.closure.in_(_numbers(closures)),
-            )
-        )
+        older = _O.alias("older")
+        choices.append(no_visible(older, older.c.version < _O.c.version))
     if keys is not None:
         choices.append(_O.c.version.in_(keys))
     return or_(and_(own, latest_visible, or_(*choices)), marking_rows)

@@ -659,9 +659,11 @@ class Writer:
             signer = owner(signer_of(obj.data), received_from)
             known = owners.setdefault(obj.id, signer)
             if known != signer:
+                # the message names no signer: whoever sent this may not be allowed to know
+                # who published the versions this node holds
                 raise Conflict(
-                    f"{obj.id}: version {obj.version or 'only'} is signed by {signer}, its "
-                    f"other versions by {known}; only the originator publishes new versions",
+                    f"{obj.id}: version {obj.version or 'only'} is not from the originator of "
+                    "the versions this node holds; only the originator publishes new versions",
                     object_id=obj.id,
                 )
 

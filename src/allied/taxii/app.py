@@ -39,7 +39,6 @@ access_log = logging.getLogger("allied.access")
 error_log = logging.getLogger("allied.taxii")
 
 _ACCEPTED = ("application/taxii+json", "*/*", "application/*")
-_JSON_TYPES = ("application/json", "application/taxii+json")
 Handler = Callable[[Request, Partner | None], Any]
 
 
@@ -61,6 +60,18 @@ def _accepts_taxii(header: str | None) -> bool:
             if not version or version[0] == "2.1":
                 return True
     return False
+
+
+def _is_taxii_21(content_type: str) -> bool:
+    """``application/taxii+json``, of version 2.1 if it names one."""
+    kind, _, params = content_type.partition(";")
+    if kind.strip().lower() != "application/taxii+json":
+        return False
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "version" and value.strip() != "2.1":
+            return False
+    return True
 
 
 def _max_depth(value: Any, limit: int) -> bool:
@@ -295,8 +306,7 @@ class TaxiiApp:
 
     async def _body(self, request: Request) -> Any:
         """The request's JSON, within the size and nesting limits."""
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind not in _JSON_TYPES:
+        if not _is_taxii_21(request.headers.get("content-type", "")):
             raise TaxiiError(415, "Unsupported Media Type", f"send the envelope as {MEDIA_TYPE}")
         limit = self.service.max_content_length
         declared = request.headers.get("content-length")
@@ -308,8 +318,12 @@ class TaxiiApp:
             if size > limit:
                 raise _too_large(limit)
             chunks.append(chunk)
+        return await run_in_threadpool(self._parse, b"".join(chunks))
+
+    def _parse(self, body: bytes) -> Any:
+        """Parsing a large body takes a while: it is done in a worker thread."""
         try:
-            envelope = orjson.loads(b"".join(chunks))
+            envelope = orjson.loads(body)
         except orjson.JSONDecodeError as error:
             raise bad_request(f"the body is not JSON: {error}") from None
         if not _max_depth(envelope, self.max_json_depth):

@@ -25,11 +25,11 @@ STIX_MEDIA_TYPE = "application/stix+json;version=2.1"
 SPEC_VERSION = "2.1"
 
 _FILTERS = {"added_after", "limit", "next"}
-_MATCH = re.compile(r"^match\[([a-z_]+)\]$")
+_MATCH = re.compile(r"^match\[([a-z_]+)\]\Z")
 _MATCH_FIELDS = {"id", "type", "version", "spec_version"}
-_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{1,249}$")
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,249}--[0-9a-fA-F-]{36}$")
-_ADDED = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z$")
+_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{1,249}\Z")
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,249}--[0-9a-fA-F-]{36}\Z")
+_ADDED = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z\Z")
 
 
 class TaxiiError(Exception):

@@ -149,15 +149,16 @@ class TaxiiService:
         of the request uses the directory and decisions read here (a write meanwhile can
         only withhold more: its new closures are not among those allowed)."""
         digest = hash_token(token)
-        found = None
+        found = []
         state = self._current()
         _REQUEST_STATE.set(state)
         for partner in state.partners.values():
             if partner.token_hash is not None and hmac.compare_digest(
                 partner.token_hash.encode(), digest.encode()
             ):
-                found = partner
-        return found
+                found.append(partner)
+        # a token shared by two entries identifies nobody
+        return found[0] if len(found) == 1 else None
 
     def _visibility(self, partner: Partner) -> Visibility:
         state = _REQUEST_STATE.get() or self._current()
