@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import itertools
 import json
 import math
 import os
@@ -62,6 +61,7 @@ from urllib.parse import quote, urljoin
 import httpx
 import orjson
 
+from allied.stix.labels import LABEL_EXTENSION_ID
 from allied.synthetic import Mix, generate
 from report import machine, write_section
 
@@ -83,21 +83,33 @@ def say(text: str) -> None:
 
 @dataclass
 class Objects:
-    """One generated stream, cut in three: POSTed first, bulk-loaded, POSTed at the large size."""
+    """One generated stream, cut in three: POSTed first, bulk-loaded, POSTed at the large size;
+    its classification labels aside."""
 
     first: list[dict[str, Any]]
     bulk: list[dict[str, Any]]
     later: list[dict[str, Any]]
+    #: the producer's classification labels: Allied refuses them unsigned from a partner
+    #: (labels decide who receives what), so its operator imports them while setting up
+    labels: list[dict[str, Any]]
 
 
 def make_objects(count: int, large: int, seed: int) -> Objects:
     total = large + count
     # Mix.for_indicators(n) makes about 1.68 n objects (relationships, sightings, reports...)
     stream = generate(seed, Mix.for_indicators(math.ceil(total / 1.6) + 100))
-    objects = list(itertools.islice(stream, total))
+    labels: list[dict[str, Any]] = []
+    objects: list[dict[str, Any]] = []
+    for obj in stream:
+        if LABEL_EXTENSION_ID in obj.get("extensions", {}):
+            labels.append(obj)
+        else:
+            objects.append(obj)
+        if len(objects) == total:
+            break
     if len(objects) < total:
         raise SystemExit(f"generated only {len(objects)} objects, {total} needed")
-    return Objects(objects[:count], objects[count:large], objects[large:])
+    return Objects(objects[:count], objects[count:large], objects[large:], labels)
 
 
 def envelopes(objects: Sequence[dict[str, Any]], size: int) -> list[tuple[int, bytes]]:
@@ -108,7 +120,7 @@ def envelopes(objects: Sequence[dict[str, Any]], size: int) -> list[tuple[int, b
     ]
 
 
-def write_jsonl(path: Path, objects: list[dict[str, Any]]) -> None:
+def write_jsonl(path: Path, objects: Sequence[dict[str, Any]]) -> None:
     with open(path, "wb") as out:
         for obj in objects:
             out.write(orjson.dumps(obj) + b"\n")
@@ -322,12 +334,14 @@ def allied(*args: str) -> str:
     return done.stdout
 
 
-def allied_node(directory: Path) -> tuple[Path, str]:
-    """A fresh node, and a partner who may write to the community collection and may receive
-    every label the generated objects carry (USA, NATO SECRET with CYBER-OPS, the NATO and
-    nato-ccdcoe communities)."""
+def allied_node(directory: Path, labels: Sequence[dict[str, Any]]) -> tuple[Path, str]:
+    """A fresh node holding the producer's labels, and a partner who may write to the
+    community collection and may receive every label the generated objects carry (USA, NATO
+    SECRET with CYBER-OPS, the NATO and nato-ccdcoe communities)."""
     node = directory / "node"
     allied("init", str(node), "--name", NODE_NAME, "--nation", "USA", "--community", COMMUNITY)
+    write_jsonl(directory / "labels.jsonl", labels)
+    allied("--node", str(node), "import", str(directory / "labels.jsonl"))
     token_file = directory / "reader.token"
     allied(
         "--node", str(node), "partner", "add", "reader", "--nation", "USA",
@@ -641,7 +655,7 @@ class Run:
 def run_allied(run: Run, client: httpx.Client, directory: Path) -> None:
     args = run.args
     directory.mkdir()
-    node, token = allied_node(directory)
+    node, token = allied_node(directory, run.objects.labels)
     bulk = directory / "bulk.jsonl"
     write_jsonl(bulk, run.objects.bulk)
     small = len(run.objects.first)
@@ -858,8 +872,10 @@ def report(run: Run, command: str) -> str:
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     input_line = (
         f"- input: the first {n:,} objects of one generated stream (seed {SEED}: a producer "
-        "identity, its labels, intrusion sets, malware, campaigns, indicators, relationships, "
-        "sightings, reports under mixed TLP and classification labels), POSTed to both servers"
+        "identity, intrusion sets, malware, campaigns, indicators, relationships, "
+        "sightings, reports under mixed TLP and classification labels), POSTed to both servers; "
+        f"the producer's {len(run.objects.labels)} classification labels are imported by "
+        "Allied's operator beforehand (Allied takes no unsigned label from a partner)"
     )
     if run.allied_large is not None:
         input_line += (
