@@ -384,6 +384,46 @@ def _build(
     return node, objects, remote
 
 
+Judge = Callable[[dict[str, Any]], bool]
+
+
+def oracle_for(
+    node: Node, objects: list[dict[str, Any]], remote: dict[str, bool], name: str
+) -> tuple[Judge, Judge]:
+    """For a node built by :func:`_build` and partner ``name``: whether the oracle allows an
+    object on its own labels, and whether it allows it with everything it refers to (the
+    latest version of each held object)."""
+    labels = node.store.label_markings()
+    policy = ReleasePolicy(levels=dict(node.config.policies))
+    partners = {p.name: p for p in node.store.partners()}
+    who = recipient(partners[name])
+    latest = {o["id"]: o for o in objects}
+
+    def base(obj: dict[str, Any]) -> bool:
+        marks = obj.get("object_marking_refs", [])
+        prov = (
+            Provenance(False, frozenset(partners["us"].communities), "us")
+            if remote[obj["id"]]
+            else Provenance(True, frozenset(node.config.communities))
+        )
+        tlps = [TLP_BY_ID[m] for m in marks if m in TLP_BY_ID]
+        labs: list[Label] = [labels[m] for m in marks if m in labels]
+        unknown = any(m not in TLP_BY_ID and m not in labels for m in marks)
+        return oracle(tlps, labs, unknown, prov, who, policy)
+
+    def ok(obj: dict[str, Any], seen: frozenset[str] = frozenset()) -> bool:
+        refs = [v for k, v in obj.items() if k.endswith("_ref") and k != "created_by_ref"]
+        refs += [
+            r for k, v in obj.items() if k.endswith("_refs") and k != "object_marking_refs"
+            for r in v
+        ]  # fmt: skip
+        return base(obj) and all(
+            r in seen or ok(latest[r], seen | {obj["id"]}) for r in refs if r in latest
+        )
+
+    return base, ok
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories())
 def test_no_export_contains_or_references_what_the_oracle_denies(
@@ -396,38 +436,10 @@ def test_no_export_contains_or_references_what_the_oracle_denies(
     with tempfile.TemporaryDirectory() as tmp:
         node, objects, remote = _build(Path(tmp), graph, order, imports, relabel)
         try:
-            labels = node.store.label_markings()
-            policy = ReleasePolicy(levels=dict(node.config.policies))
             partners = {p.name: p for p in node.store.partners()}
             by_id = {o["id"]: o for o in objects}
             for name in partners:
-                who = recipient(partners[name])
-
-                def base(obj: dict[str, Any], who: Any = who) -> bool:
-                    marks = obj.get("object_marking_refs", [])
-                    prov = (
-                        Provenance(False, frozenset(partners["us"].communities), "us")
-                        if remote[obj["id"]]
-                        else Provenance(True, frozenset(node.config.communities))
-                    )
-                    tlps = [TLP_BY_ID[m] for m in marks if m in TLP_BY_ID]
-                    labs: list[Label] = [labels[m] for m in marks if m in labels]
-                    unknown = any(m not in TLP_BY_ID and m not in labels for m in marks)
-                    return oracle(tlps, labs, unknown, prov, who, policy)
-
-                def ok(obj: dict[str, Any], seen: frozenset[str] = frozenset()) -> bool:
-                    refs = [
-                        v for k, v in obj.items() if k.endswith("_ref") and k != "created_by_ref"
-                    ]
-                    refs += [
-                        r
-                        for k, v in obj.items()
-                        if k.endswith("_refs") and k != "object_marking_refs"
-                        for r in v
-                    ]
-                    return base(obj) and all(
-                        r in seen or ok(by_id[r], seen | {obj["id"]}) for r in refs if r in by_id
-                    )
+                _base, ok = oracle_for(node, objects, remote, name)
 
                 released = [json.loads(t) for t in Egress(node).release(name)]
                 got = {o["id"] for o in released if o["type"] != "marking-definition"}

@@ -14,13 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from allied.node import Node
-from allied.policy.egress import Egress, recipient
-from allied.policy.release import Provenance, ReleasePolicy
-from allied.stix.labels import TLP_BY_ID, Label
+from allied.policy.egress import Egress
+from allied.stix.labels import Label
 from allied.taxii.service import TaxiiService
 from tests.conftest import TLP_GREEN, indicator
-from tests.policy.test_egress import UNKNOWN, Graph, _build, histories
-from tests.policy.test_release import oracle
+from tests.policy.test_egress import UNKNOWN, Graph, _build, histories, oracle_for
 from tests.taxii.conftest import Api, World
 
 UNHELD = "indicator--00000000-0000-4000-8000-0000000000ff"
@@ -184,32 +182,11 @@ def test_taxii_pages_are_exactly_what_the_oracle_allows(
         try:
             service = TaxiiService(node)
             own = service.collections[0].id
-            labels = node.store.label_markings()
-            policy = ReleasePolicy(levels=dict(node.config.policies))
             partners = {p.name: p for p in node.partners()}
             latest = {o["id"]: o for o in objects}
             versions = {i: [v.data for v in node.store.versions(i)] for i in latest}
             for name, partner in partners.items():
-                who = recipient(partner)
-
-                def base(obj: dict[str, Any], who: Any = who) -> bool:
-                    marks = obj.get("object_marking_refs", [])
-                    prov = (
-                        Provenance(False, frozenset(partners["us"].communities), "us")
-                        if remote[obj["id"]]
-                        else Provenance(True, frozenset(node.config.communities))
-                    )
-                    tlps = [TLP_BY_ID[m] for m in marks if m in TLP_BY_ID]
-                    labs: list[Label] = [labels[m] for m in marks if m in labels]
-                    unknown = any(m not in TLP_BY_ID and m not in labels for m in marks)
-                    return oracle(tlps, labs, unknown, prov, who, policy)
-
-                def ok(obj: dict[str, Any], seen: frozenset[str] = frozenset()) -> bool:
-                    refs = [v for k, v in obj.items() if k in ("source_ref", "target_ref")]
-                    refs += list(obj.get("object_refs", []))
-                    return base(obj) and all(
-                        r in seen or ok(latest[r], seen | {obj["id"]}) for r in refs if r in latest
-                    )
+                base, ok = oracle_for(node, objects, remote, name)
 
                 expected_latest = {i for i, o in latest.items() if ok(o)}
                 expected_all = {
@@ -293,7 +270,7 @@ def test_citing_a_label_in_a_post_does_not_reveal_it(node: Node, world: World) -
 def test_a_partner_cannot_post_a_classification_label(node: Node, world: World) -> None:
     """Labels decide who receives what: an unsigned one from a partner would let it decide
     for objects the operator marks later."""
-    from allied.stix.labels import Label, label_marking
+    from allied.stix.labels import label_marking
 
     forged = label_marking(
         Label(

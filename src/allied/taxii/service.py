@@ -249,18 +249,9 @@ class TaxiiService:
         limit = min(filters.limit or self.max_page_size, self.max_page_size)
         if not filters.spec_matches:
             return Page([], False), None
-        seen = self._visibility(partner)
-        found = page(
-            self.node.store,
-            seen.closures,
-            seen.markings,
-            selection(
-                filters,
-                collection=collection.id if collection.community is not None else None,
-                limit=limit,
-                after=after,
-                ids=ids,
-            ),
+        found = self._rows(
+            partner,
+            selection(filters, collection=_scope(collection), limit=limit, after=after, ids=ids),
             with_json=with_json,
         )
         token = None
@@ -269,23 +260,15 @@ class TaxiiService:
             token = self.cursors.seal(partner.name, scope, (last.date_added, last.position))
         return found, token
 
+    def _rows(self, partner: Partner, chosen: Selection, *, with_json: bool = False) -> Page:
+        """A page of what ``partner`` may see among the rows ``chosen`` picks."""
+        seen = self._visibility(partner)
+        return page(self.node.store, seen.closures, seen.markings, chosen, with_json=with_json)
+
     def _exists(self, partner: Partner, collection: Collection, object_id: str) -> bool:
         """The partner may see some version of ``object_id`` in ``collection``."""
-        seen = self._visibility(partner)
-        found = page(
-            self.node.store,
-            seen.closures,
-            seen.markings,
-            selection(
-                Filters(versions=(ALL,)),
-                collection=collection.id if collection.community is not None else None,
-                limit=1,
-                after=None,
-                ids=(object_id,),
-            ),
-            with_json=False,
-        )
-        return bool(found.entries)
+        chosen = Selection(_scope(collection), ids=(object_id,), versions=(ALL,), limit=1)
+        return bool(self._rows(partner, chosen).entries)
 
     def may_see(self, partner: Partner, object_id: str, version: str | None) -> bool:
         """The partner may see this version (the latest by default) of ``object_id``: what a
@@ -294,19 +277,9 @@ class TaxiiService:
             raise bad_request(
                 f"version {version!r}: expected a timestamp such as 2026-03-01T10:00:00.000Z"
             )
-        seen = self._visibility(partner)
-        found = page(
-            self.node.store,
-            seen.closures,
-            seen.markings,
-            Selection(
-                ids=(object_id,),
-                versions=(timestamp_key(version),) if version else (LAST,),
-                limit=1,
-            ),
-            with_json=False,
-        )
-        return bool(found.entries)
+        versions = (timestamp_key(version),) if version else (LAST,)
+        chosen = Selection(ids=(object_id,), versions=versions, limit=1)
+        return bool(self._rows(partner, chosen).entries)
 
     def get_objects(
         self, partner: Partner, collection_id: str, params: list[tuple[str, str]]
@@ -400,19 +373,14 @@ class TaxiiService:
         entries: list[Entry] = []
         after = None
         while True:
-            found = page(
-                self.node.store,
-                self._visibility(partner).closures,
-                self._visibility(partner).markings,
-                selection(
-                    filters,
-                    collection=collection.id,
-                    limit=self.max_page_size,
-                    after=after,
-                    ids=(object_id,),
-                ),
-                with_json=False,
+            chosen = selection(
+                filters,
+                collection=collection.id,
+                limit=self.max_page_size,
+                after=after,
+                ids=(object_id,),
             )
+            found = self._rows(partner, chosen)
             entries.extend(found.entries)
             if not found.more or not found.entries:
                 break
@@ -474,7 +442,7 @@ class TaxiiService:
             self.node,
             objects,
             partner=partner.name,
-            collection=collection.id if collection.community is not None else None,
+            collection=_scope(collection),
             record=record,
             origin=(_REQUEST_STATE.get() or self._current()).origin,
         )
@@ -489,6 +457,11 @@ class TaxiiService:
         if text is None:
             raise not_found(f"status {status_id}")
         return Answer(text.encode(), {})
+
+
+def _scope(collection: Collection) -> str | None:
+    """What the store calls the collection: the node's own is every object it holds."""
+    return collection.id if collection.community is not None else None
 
 
 def _detail(outcome: Outcome) -> dict[str, str]:
