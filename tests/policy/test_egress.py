@@ -392,7 +392,7 @@ def oracle_for(
 ) -> tuple[Judge, Judge]:
     """For a node built by :func:`_build` and partner ``name``: whether the oracle allows an
     object on its own labels, and whether it allows it with everything it refers to (the
-    latest version of each held object)."""
+    latest version of each held object), unless the partner sent it itself."""
     labels = node.store.label_markings()
     policy = ReleasePolicy(levels=dict(node.config.policies))
     partners = {p.name: p for p in node.store.partners()}
@@ -411,14 +411,18 @@ def oracle_for(
         unknown = any(m not in TLP_BY_ID and m not in labels for m in marks)
         return oracle(tlps, labs, unknown, prov, who, policy)
 
-    def ok(obj: dict[str, Any], seen: frozenset[str] = frozenset()) -> bool:
+    def ok(obj: dict[str, Any], seen: frozenset[str] = frozenset(), top: bool = True) -> bool:
+        """What the partner sent itself it gets back whatever it refers to; what refers to
+        it follows the reference rule all the way down."""
+        if top and remote[obj["id"]] and name == "us":
+            return base(obj)
         refs = [v for k, v in obj.items() if k.endswith("_ref") and k != "created_by_ref"]
         refs += [
             r for k, v in obj.items() if k.endswith("_refs") and k != "object_marking_refs"
             for r in v
         ]  # fmt: skip
         return base(obj) and all(
-            r in seen or ok(latest[r], seen | {obj["id"]}) for r in refs if r in latest
+            r in seen or ok(latest[r], seen | {obj["id"]}, False) for r in refs if r in latest
         )
 
     return base, ok

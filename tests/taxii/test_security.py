@@ -19,7 +19,7 @@ from allied.stix.labels import Label
 from allied.taxii.service import TaxiiService
 from tests.conftest import TLP_GREEN, indicator
 from tests.policy.test_egress import UNKNOWN, Graph, _build, histories, oracle_for
-from tests.taxii.conftest import Api, World
+from tests.taxii.conftest import Api, World, relationship
 
 UNHELD = "indicator--00000000-0000-4000-8000-0000000000ff"
 
@@ -337,3 +337,17 @@ def test_posts_must_be_taxii_2_1(api: Api, world: World, content_type: str) -> N
         headers={"Content-Type": content_type},
     )
     assert response.status_code == 415
+
+
+def test_a_partner_gets_back_what_it_sent_whatever_it_refers_to(node: Node, world: World) -> None:
+    """Otherwise a relationship pointing at a withheld object would come back as missing
+    where one pointing at nothing the node holds comes back: a probe for what it holds."""
+    est = Api(node, world.tokens["est"])
+    community = f"/api/collections/{world.collections['nato-ccdcoe']}/objects/"
+    mine = indicator(60, created_by_ref=node.partner("est").identity_id)
+    to_withheld = relationship(61, mine["id"], world.ids["secret"], [TLP_GREEN])
+    to_nothing = relationship(62, mine["id"], UNHELD, [TLP_GREEN])
+    status = est.post(community, {"objects": [mine, to_withheld, to_nothing]}).json()
+    assert status["success_count"] == 3
+    for sent in (to_withheld, to_nothing):
+        assert est.get(f"{community}{sent['id']}/").status_code == 200

@@ -80,6 +80,10 @@ class Visibility:
     closures: frozenset[int]
     #: marking definitions that may travel with the objects the partner receives
     markings: frozenset[str]
+    #: label sets of what the partner itself sent: released to it whatever they refer to,
+    #: since the text is its own (so it cannot learn, from its own objects vanishing, that
+    #: this node came to hold something they point at)
+    own_sets: frozenset[int] = frozenset()
 
 
 class Egress:
@@ -136,6 +140,8 @@ class Egress:
             )
         else:
             own = self.decide(index.markings, index.received_from, partner)
+        if own.allowed and index.received_from == partner.name:
+            return Explanation(object_id, partner.name, own)  # its own text, whatever it cites
         return Explanation(object_id, partner.name, own, self._reference_reasons(index, partner))
 
     def _reference_reasons(self, root: IndexRow, partner: Recipient) -> tuple[str, ...]:
@@ -186,7 +192,8 @@ class Egress:
             for number, members in self._store.label_closures().items()
             if members <= allowed_sets
         )
-        return Visibility(closures, self._companions(allowed_sets, sets, partner.name))
+        own = frozenset(n for n in allowed_sets if sets[n][1] == partner.name)
+        return Visibility(closures, self._companions(allowed_sets, sets, partner.name), own)
 
     @staticmethod
     def _companions(
@@ -210,14 +217,15 @@ class Egress:
         The store hands out only rows with an allowed closure (see :meth:`visibility`): the
         reference rule costs the export nothing per object.
         """
-        allowed = self.visibility(partner_name).closures
+        seen = self.visibility(partner_name)
+        allowed, own = seen.closures, seen.own_sets
         used: set[int] = set()  # label sets of released objects
         remember = used.add
         if type_ == _MARKING:  # those used by every released object
-            for label_set, _text in self._store.release_stream(allowed):
+            for label_set, _text in self._store.release_stream(allowed, own_sets=own):
                 remember(label_set)
         else:
-            for label_set, text in self._store.release_stream(allowed, type_):
+            for label_set, text in self._store.release_stream(allowed, type_, own_sets=own):
                 remember(label_set)
                 yield text
             if type_ is not None:

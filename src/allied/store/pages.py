@@ -92,9 +92,10 @@ def page(
     selection: Selection,
     *,
     with_json: bool = True,
+    own_sets: frozenset[int] = frozenset(),
 ) -> Page:
-    """One page of the rows ``selection`` picks among those visible with ``closures`` and
-    ``markings`` (see :class:`allied.policy.egress.Visibility`)."""
+    """One page of the rows ``selection`` picks among those visible with ``closures``,
+    ``markings`` and ``own_sets`` (see :class:`allied.policy.egress.Visibility`)."""
     versions = tuple(sorted(set(selection.versions)))
     named = {LAST, FIRST, ALL}
     keys = [v for v in versions if v not in named]
@@ -102,6 +103,7 @@ def page(
         store.engine.dialect.name,
         closures,
         markings,
+        own_sets,
         selection.collection is not None,
         selection.ids is not None,
         selection.types is not None,
@@ -113,7 +115,7 @@ def page(
     )
     statement = _STATEMENTS.get(shape)
     if statement is None:
-        statement = _compile(store, closures, markings, selection, versions, with_json)
+        statement = _compile(store, closures, markings, own_sets, selection, versions, with_json)
         with _STATEMENTS_LOCK:  # requests run in several threads
             while len(_STATEMENTS) >= _MAX_STATEMENTS:
                 _STATEMENTS.pop(next(iter(_STATEMENTS)), None)
@@ -157,6 +159,7 @@ def _compile(
     store: Store,
     closures: frozenset[int],
     markings: frozenset[str],
+    own_sets: frozenset[int],
     selection: Selection,
     versions: Sequence[str],
     with_json: bool,
@@ -191,7 +194,12 @@ def _compile(
     ]
     keys = values("keys") if any(v not in (LAST, FIRST, ALL) for v in versions) else None
     visible = _visible(
-        closures, markings, versions, keys, in_collection=selection.collection is not None
+        closures,
+        markings,
+        own_sets,
+        versions,
+        keys,
+        in_collection=selection.collection is not None,
     )
     query = base.add_columns(*columns).where(visible)
     if selection.collection is not None and selection.ids is not None:
@@ -240,14 +248,16 @@ def _texts(values: frozenset[str]) -> list[Any]:
 def _visible(
     closures: frozenset[int],
     markings: frozenset[str],
+    own_sets: frozenset[int],
     versions: Sequence[str],
     keys: Any,
     *,
     in_collection: bool,
 ) -> Any:
-    """The rows the partner may see, among the versions asked for. In a community
-    collection, ``first`` and ``last`` are the first and last visible versions in it; every
-    version stays withheld when the object's latest version (anywhere) is."""
+    """The rows the partner may see, among the versions asked for: those whose closure is
+    allowed, and those the partner itself sent (``own_sets``), whatever they refer to. In a
+    community collection, ``first`` and ``last`` are the first and last visible versions in
+    it; every version stays withheld when the object's latest version (anywhere) is."""
     wanted = set(versions)
     marking_rows: Any = false()
     if markings and wanted & {LAST, FIRST, ALL}:  # a marking definition has one version
@@ -256,23 +266,32 @@ def _visible(
         marking_rows = and_(
             _O.c.type == _MARKING, _O.c.id.in_(_texts(markings)), _O.c.version.in_(keys)
         )
-    if not closures:
+    if not closures and not own_sets:
         return marking_rows
+
+    def seen(row: Any) -> Any:
+        terms = []  # (an empty IN list would not compile to plain SQL)
+        if closures:
+            terms.append(row.c.closure.in_(_numbers(closures)))
+        if own_sets:
+            terms.append(row.c.label_set.in_(_numbers(own_sets)))
+        return or_(*terms)
+
     newer = _O.alias("newer")
     is_latest = ~exists().where(newer.c.id == _O.c.id, newer.c.version > _O.c.version)
-    own = and_(_O.c.type != _MARKING, _O.c.closure.in_(_numbers(closures)))
+    own = and_(_O.c.type != _MARKING, seen(_O))
     if wanted == {LAST} and not in_collection:
         return or_(and_(own, is_latest), marking_rows)
     latest, above = _O.alias("latest"), _O.alias("above")
     latest_visible = exists().where(
         latest.c.id == _O.c.id,
-        latest.c.closure.in_(_numbers(closures)),
+        seen(latest),
         ~exists().where(above.c.id == latest.c.id, above.c.version > latest.c.version),
     )
 
     def no_visible(other: Any, direction: Any) -> Any:
         """No other visible version of the object in ``direction`` (in the collection)."""
-        terms = [other.c.id == _O.c.id, direction, other.c.closure.in_(_numbers(closures))]
+        terms = [other.c.id == _O.c.id, direction, seen(other)]
         if in_collection:
             member = _M.alias(f"member_{other.name}")
             terms += [member.c.pk == other.c.pk, member.c.collection == bindparam("collection")]

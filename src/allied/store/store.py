@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -321,23 +322,38 @@ class Store:
             return read_label_closures(own)
 
     def release_stream(
-        self, closures: Collection[int], type_: str | None = None
+        self,
+        closures: Collection[int],
+        type_: str | None = None,
+        *,
+        own_sets: Collection[int] = (),
     ) -> Iterator[tuple[int, str]]:
-        """(label set, json) of every latest version whose closure is one of ``closures``,
-        marking definitions aside, in import order.
+        """(label set, json) of every latest version whose closure is one of ``closures``
+        or whose own label set is one of ``own_sets``, marking definitions aside, in import
+        order.
 
-        Only :class:`allied.policy.egress.Egress` calls this, with the closures its release
-        decision allows: rows are filtered by the database, so what the store hands out for
-        egress is only ever what a decision allowed. A closure created after the caller
-        decided is not in ``closures``, so a concurrent import can only withhold more.
+        Only :class:`allied.policy.egress.Egress` calls this, with what its release decision
+        allows (``own_sets``: what the partner itself sent): rows are filtered by the
+        database, so what the store hands out for egress is only ever what a decision
+        allowed. A closure created after the caller decided is not in ``closures``, so a
+        concurrent import can only withhold more.
         """
-        if not closures:
+        if not closures and not own_sets:
             return
+
+        def numbers(values: Collection[int]) -> list[Any]:
+            # written into the SQL: no limit on bound parameters applies
+            return [literal_column(str(int(n))) for n in sorted(values)]
+
+        released = []  # (an empty IN list would not compile to plain SQL)
+        if closures:
+            released.append(_O.c.closure.in_(numbers(closures)))
+        if own_sets:
+            released.append(_O.c.label_set.in_(numbers(own_sets)))
         query = (
             select(_O.c.label_set, _O.c.json)
             .where(
-                # numbers, written into the SQL: no limit on bound parameters applies
-                _O.c.closure.in_([literal_column(str(int(n))) for n in sorted(closures)]),
+                or_(*released),
                 _O.c.type != _MARKING,
                 self._is_latest(),
             )

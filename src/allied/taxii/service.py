@@ -263,7 +263,14 @@ class TaxiiService:
     def _rows(self, partner: Partner, chosen: Selection, *, with_json: bool = False) -> Page:
         """A page of what ``partner`` may see among the rows ``chosen`` picks."""
         seen = self._visibility(partner)
-        return page(self.node.store, seen.closures, seen.markings, chosen, with_json=with_json)
+        return page(
+            self.node.store,
+            seen.closures,
+            seen.markings,
+            chosen,
+            with_json=with_json,
+            own_sets=seen.own_sets,
+        )
 
     def _exists(self, partner: Partner, collection: Collection, object_id: str) -> bool:
         """The partner may see some version of ``object_id`` in ``collection``."""
