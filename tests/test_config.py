@@ -26,6 +26,7 @@ def test_defaults_cast() -> None:
         "max_page_size": 1000,
         "max_content_length": 10485760,
         "max_envelope_objects": 10000,
+        "max_partner_label_sets": 1000,
         "max_json_depth": 64,
         "import_batch_size": 2000,
     }

@@ -131,6 +131,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "max_partner_label_sets",
+        "1000",
+        "Most distinct lists of markings the objects one partner posts may carry: each is a "
+        "label set every release decision considers, so a partner may not mint them freely.",
+        _positive_int,
+    ),
+    Setting(
         "max_json_depth",
         "64",
         "Deepest nesting of arrays and objects a TAXII request body may have (deeper gets 400).",

@@ -351,3 +351,25 @@ def test_a_partner_gets_back_what_it_sent_whatever_it_refers_to(node: Node, worl
     assert status["success_count"] == 3
     for sent in (to_withheld, to_nothing):
         assert est.get(f"{community}{sent['id']}/").status_code == 200
+
+
+def test_a_partner_cannot_mint_label_sets_without_end(node: Node, world: World) -> None:
+    """Each distinct list of markings is a label set that every release decision and page
+    query considers."""
+    text = (world.directory / "node.toml").read_text()
+    (world.directory / "node.toml").write_text(
+        text.replace('max_partner_label_sets = "1000"', 'max_partner_label_sets = "2"')
+    )
+    with Node.open(world.directory) as capped:
+        est = Api(capped, world.tokens["est"])
+        community = f"/api/collections/{world.collections['nato-ccdcoe']}/objects/"
+        unknown = [f"marking-definition--00000000-0000-4000-8000-{n:012x}" for n in range(4)]
+        objects = [
+            indicator(70 + n, object_marking_refs=[TLP_GREEN, m]) for n, m in enumerate(unknown)
+        ]
+        status = est.post(community, {"objects": objects}).json()
+        assert (status["success_count"], status["failure_count"]) == (2, 2)
+        assert "max_partner_label_sets" in status["failures"][0]["message"]
+        # lists it has used before still go through
+        again = indicator(80, object_marking_refs=[TLP_GREEN, unknown[0]])
+        assert est.post(community, {"objects": [again]}).json()["success_count"] == 1

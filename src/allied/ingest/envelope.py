@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from allied.errors import AlliedError, Conflict
 from allied.integrity.origin import Origin
 from allied.integrity.signing import SignatureError
@@ -69,6 +71,7 @@ def post_objects(
             result.failures.append(_outcome(data, index, error.reason))
         except AlliedError as error:  # e.g. a number with no canonical form to sign
             result.failures.append(_outcome(data, index, error.message))
+    admitted = _within_label_sets(node, admitted, partner, result)
     conflicts = 0
     while admitted:
         try:
@@ -101,6 +104,33 @@ def post_objects(
         with node.store.write() as writer:
             record(writer, result)
     return result
+
+
+def _within_label_sets(
+    node: Node, admitted: list[StixObject], partner: str, result: PostResult
+) -> list[StixObject]:
+    """The objects whose list of markings the partner has used before, or may still add
+    (``max_partner_label_sets``); the rest fail. Every distinct list is a label set each
+    release decision and page query considers: a partner must not mint them by the
+    thousand."""
+    cap = int(node.config.setting("max_partner_label_sets"))
+    used = {marks for marks, source in node.store.label_sets().values() if source == partner}
+    kept: list[StixObject] = []
+    for obj in admitted:
+        marks = orjson.dumps(list(obj.marking_refs)).decode()
+        if marks not in used and len(used) >= cap:
+            result.failures.append(
+                _outcome(
+                    obj.data,
+                    None,
+                    f"a new list of markings: this partner has sent the {cap} distinct lists "
+                    "the node takes from one partner (max_partner_label_sets)",
+                )
+            )
+            continue
+        used.add(marks)
+        kept.append(obj)
+    return kept
 
 
 def _with_successes(result: PostResult, admitted: Sequence[StixObject]) -> PostResult:
