@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from allied.errors import AlliedError, ConfigError, NotFound
+from allied.errors import AlliedError, NotFound
 from allied.integrity import proofs
 from allied.node import Node
 from allied.store.store import Partner
@@ -42,36 +42,34 @@ _ACCEPTED = ("application/taxii+json", "*/*", "application/*")
 Handler = Callable[[Request, Partner | None], Any]
 
 
-def _accepts_taxii(header: str | None) -> bool:
-    """TAXII 2.1 media type, or anything; a version other than 2.1 is refused (406)."""
-    if not header:
-        return True
-    for part in header.split(","):
-        kind, _, params = part.strip().partition(";")
-        kind = kind.strip().lower()
-        if kind in ("*/*", "application/*"):
-            return True
-        if kind == "application/taxii+json":
-            version = [
-                p.split("=", 1)[1].strip()
-                for p in params.split(";")
-                if p.strip().lower().startswith("version=")
-            ]
-            if not version or version[0] == "2.1":
-                return True
-    return False
-
-
-def _is_taxii_21(content_type: str) -> bool:
-    """``application/taxii+json``, of version 2.1 if it names one."""
-    kind, _, params = content_type.partition(";")
+def _names_taxii_21(media_type: str) -> bool | None:
+    """For one media type (with its parameters): None if it is not TAXII's, else whether
+    it is TAXII 2.1 (or names no version)."""
+    kind, _, params = media_type.strip().partition(";")
     if kind.strip().lower() != "application/taxii+json":
-        return False
+        return None
     for param in params.split(";"):
         name, _, value = param.partition("=")
         if name.strip().lower() == "version" and value.strip() != "2.1":
             return False
     return True
+
+
+def _accepts_taxii(header: str | None) -> bool:
+    """TAXII 2.1 media type, or anything; a version other than 2.1 is refused (406)."""
+    if not header:
+        return True
+    for part in header.split(","):
+        if part.split(";")[0].strip().lower() in ("*/*", "application/*"):
+            return True
+        if _names_taxii_21(part):
+            return True
+    return False
+
+
+def _is_taxii_21(content_type: str) -> bool:
+    """A request body's type: ``application/taxii+json``, of version 2.1 if it names one."""
+    return bool(_names_taxii_21(content_type))
 
 
 def _max_depth(value: Any, limit: int) -> bool:
@@ -288,10 +286,7 @@ class TaxiiApp:
                 raise not_found(f"object {oid}")
             return proofs.inclusion(self.node.store, oid, version)
 
-        try:
-            return _json(await run_in_threadpool(prove))
-        except ConfigError as error:
-            raise bad_request(error.message.replace("--version", "version")) from None
+        return _json(await run_in_threadpool(prove))  # may_see checks the version first
 
     async def ledger_consistency(self, request: Request, partner: Partner | None) -> Answer:
         _no_params(request, {"first", "second"})
