@@ -518,6 +518,7 @@ def verify_(obj: _Obj, as_json: bool) -> None:
             {
                 "ok": result.ok,
                 "objects": result.objects,
+                "posted_copies": result.copies,
                 "signatures": result.signatures,
                 "ledger_size": result.ledger_size,
                 "root_hash": base64.b64encode(result.root).decode(),
@@ -529,7 +530,9 @@ def verify_(obj: _Obj, as_json: bool) -> None:
         for problem in result.problems:
             click.echo(f"allied: verify: {problem}", err=True)
         click.echo(
-            f"{result.objects} object versions, {result.signatures} signatures, ledger of "
+            f"{result.objects} object versions"
+            + (f", {result.copies} partners' copies" if result.copies else "")
+            + f", {result.signatures} signatures, ledger of "
             f"{result.ledger_size} entries, {result.heads} signed tree heads: "
             + ("all verified" if result.ok else f"{len(result.problems)} problems")
         )

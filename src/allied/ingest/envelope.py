@@ -48,11 +48,20 @@ def post_objects(
     collection: str | None = None,
     record: Callable[[Writer, PostResult], None] | None = None,
     origin: Origin | None = None,
+    sees: Callable[[str, str, int | None, int], bool] | None = None,
 ) -> PostResult:
     """Validate, verify (or sign as publisher), store and, for a community collection, add
     to it every valid object of ``objects`` posted by ``partner``. ``record`` writes the
     outcome in the same transaction (one commit per envelope: a commit is most of a small
-    envelope's cost)."""
+    envelope's cost).
+
+    ``sees`` is the partner's view (:meth:`allied.policy.egress.Visibility.sees`). An
+    object whose id the node holds out of that view is kept as the partner's own copy
+    (:meth:`allied.store.store.Writer.add_copies`) instead of meeting the stored versions:
+    as a duplicate the partner could not read back, or as a conflict with their
+    originator, it would tell the partner that the node holds that id (the id of a cyber
+    observable derives from its value, so posting one would ask "do you hold this IP?").
+    """
     result = PostResult()
     origin = origin or node.origin()
     admitted: list[StixObject] = []
@@ -76,11 +85,15 @@ def post_objects(
     while admitted:
         try:
             with node.write() as writer:
-                writer.add(admitted, received_from=partner)
+                hidden = writer.withheld((obj.id for obj in admitted), sees) if sees else set()
+                shared = [obj for obj in admitted if obj.id not in hidden]
+                writer.add(shared, received_from=partner)
+                copies = writer.add_copies((o for o in admitted if o.id in hidden), partner)
                 if collection is not None:
                     writer.add_to_collection(
-                        collection, ((obj.id, obj.version) for obj in admitted), partner
+                        collection, ((obj.id, obj.version) for obj in shared), partner
                     )
+                    writer.join_collection(collection, copies, partner)
                 done = _with_successes(result, admitted)
                 if record is not None:
                     record(writer, done)

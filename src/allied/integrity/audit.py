@@ -33,6 +33,8 @@ from allied.store.store import read_label_closures
 @dataclass
 class Audit:
     objects: int = 0
+    #: partners' posted copies (schema.posted_copies)
+    copies: int = 0
     signatures: int = 0
     ledger_size: int = 0
     root: bytes = b""
@@ -122,18 +124,34 @@ def audit(
         if index is None:
             problems.append(f"{name}: not in the ledger")
             continue
-        index = int(index)
-        if index in claimed:
-            problems.append(f"{name}: ledger entry {index} is also claimed by {claimed[index]}")
-        claimed[index] = name
-        leaf = leaves.get(index)
-        if leaf is None:
-            problems.append(f"{name}: its ledger entry {index} is missing")
-        elif leaf != object_leaf(data):
-            problems.append(
-                f"{name}: does not match its ledger entry {index} (altered after it was "
-                "stored, or ledger entries moved)"
-            )
+        _claim(name, int(index), data, claimed, leaves, problems)
+    copies = schema.posted_copies
+    query = select(
+        copies.c.seq, copies.c.partner, copies.c.id, copies.c.version, copies.c.ledger_index,
+        copies.c.json,
+    ).order_by(copies.c.seq)  # fmt: skip
+    copy: Any
+    for copy in conn.execute(query):
+        seq, partner, object_id, version, index, text = copy
+        result.copies += 1
+        name = f"{partner}'s copy of {object_id} (version {version or 'only'})"
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            problems.append(f"{name}: the stored JSON is unreadable (copy {seq})")
+            continue
+        if data.get("id") != object_id:
+            problems.append(f"{name}: the stored JSON is that of {data.get('id')}")
+        if is_standard_id(object_id):
+            if not is_standard(data):
+                problems.append(f"{name}: not the standard object of that id")
+        else:
+            try:
+                verify(data, keys)
+                result.signatures += 1
+            except SignatureError as error:
+                problems.append(f"{name}: {error.reason}")
+        _claim(name, int(index), data, claimed, leaves, problems)
     problems.extend(graph.check(read_label_closures(conn)))
     size = max(leaves, default=-1) + 1
     for index in range(size):
@@ -179,6 +197,28 @@ def audit(
     elif heads:
         problems.append(f"{head_source}: missing, so a rolled-back store would go unnoticed")
     return result
+
+
+def _claim(
+    name: str,
+    index: int,
+    data: Mapping[str, Any],
+    claimed: dict[int, str],
+    leaves: Mapping[int, bytes],
+    problems: list[str],
+) -> None:
+    """A stored version claims its ledger entry, whose leaf must be its own."""
+    if index in claimed:
+        problems.append(f"{name}: ledger entry {index} is also claimed by {claimed[index]}")
+    claimed[index] = name
+    leaf = leaves.get(index)
+    if leaf is None:
+        problems.append(f"{name}: its ledger entry {index} is missing")
+    elif leaf != object_leaf(data):
+        problems.append(
+            f"{name}: does not match its ledger entry {index} (altered after it was "
+            "stored, or ledger entries moved)"
+        )
 
 
 def _check_columns(

@@ -31,12 +31,17 @@ def latest_head(store: Store) -> TreeHead:
     return head
 
 
-def inclusion(store: Store, object_id: str, version: str | None = None) -> dict[str, Any]:
+def inclusion(
+    store: Store, object_id: str, version: str | None = None, *, copy_of: str | None = None
+) -> dict[str, Any]:
     """The inclusion proof of an object version (the latest by default) in the latest signed
-    tree head."""
-    query = select(_O.c.version, _O.c.ledger_index).where(_O.c.id == object_id)
+    tree head; of partner ``copy_of``'s posted copy of it, if given."""
+    table = _O if copy_of is None else schema.posted_copies
+    query = select(table.c.version, table.c.ledger_index).where(table.c.id == object_id)
+    if copy_of is not None:
+        query = query.where(table.c.partner == copy_of)
     with store.engine.connect() as conn:
-        rows = conn.execute(query.order_by(_O.c.version)).all()
+        rows = conn.execute(query.order_by(table.c.version)).all()
         if version is not None:
             if TIMESTAMP.match(version) is None:
                 raise ConfigError(

@@ -85,6 +85,14 @@ class Visibility:
     #: this node came to hold something they point at)
     own_sets: frozenset[int] = frozenset()
 
+    def sees(self, type_: str, object_id: str, closure: int | None, label_set: int) -> bool:
+        """Whether the partner may see a stored row that is its object's latest version
+        (and so, by the version rule, whether it may see the object at all): the same test
+        :func:`allied.store.pages._sees_object` writes in SQL."""
+        if type_ == "marking-definition":
+            return object_id in self.markings
+        return closure in self.closures or label_set in self.own_sets
+
 
 class Egress:
     """Release decisions for one node, with its policy, labels and partners loaded once."""

@@ -106,12 +106,18 @@ def _v5_taxii(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v6_posted_copies(conn: Connection) -> None:
+    """Partners' private copies of objects whose id the node holds out of their sight."""
+    schema.posted_copies.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "initial tables: objects, label_sets, partners, labels", _v1_initial),
     (2, "label closures and the reverse reference index", _v2_label_closures),
     (3, "the ledger, signed tree heads and the node's key history", _v3_ledger),
     (4, "partner rows signed by the node", _v4_partner_signatures),
     (5, "TAXII community collections and status resources", _v5_taxii),
+    (6, "partners' private copies of posted objects", _v6_posted_copies),
 ]
 LATEST = MIGRATIONS[-1][0]
 

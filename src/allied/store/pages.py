@@ -9,7 +9,10 @@ indistinguishable from one the node does not hold live here:
 - every version of an object is withheld when its latest version is (a label tightened by
   a new version withdraws the old ones too);
 - ``first`` and ``last`` are the first and last of the versions the partner may see;
-- a marking definition is seen only when the partner may receive a label set it is part of.
+- a marking definition is seen only when the partner may receive a label set it is part of;
+- what the partner posted of an object it may not see is its own copy
+  (``schema.posted_copies``), and it sees that copy for as long as it may see no version
+  of the node's.
 
 Rows come in the order they were added (to the node, or to a community collection), and a
 page ends where the next begins: the caller turns the date added and position of its last
@@ -18,6 +21,7 @@ row into an opaque ``next`` token.
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +49,7 @@ from allied.store.store import Store
 
 _O = schema.objects
 _M = schema.collection_objects
+_C = schema.posted_copies
 _MARKING = "marking-definition"
 LAST, FIRST, ALL = "last", "first", "all"
 
@@ -93,9 +98,11 @@ def page(
     *,
     with_json: bool = True,
     own_sets: frozenset[int] = frozenset(),
+    copies_of: str | None = None,
 ) -> Page:
     """One page of the rows ``selection`` picks among those visible with ``closures``,
-    ``markings`` and ``own_sets`` (see :class:`allied.policy.egress.Visibility`)."""
+    ``markings`` and ``own_sets`` (see :class:`allied.policy.egress.Visibility`), and among
+    the copies partner ``copies_of`` posted: rows of both kinds, in one order."""
     versions = tuple(sorted(set(selection.versions)))
     named = {LAST, FIRST, ALL}
     keys = [v for v in versions if v not in named]
@@ -113,13 +120,37 @@ def page(
         selection.after is not None,
         with_json,
     )
+    statement = _statement(shape, _compile, store, closures, markings, own_sets, selection,
+                           versions, with_json)  # fmt: skip
+    rows = _run(store, statement, selection, keys, {})
+    if copies_of is not None:
+        statement = _statement(("copies", *shape), _compile_copies, store, closures, markings,
+                               own_sets, selection, versions, with_json)  # fmt: skip
+        copies = _run(store, statement, selection, keys, {"partner": copies_of})
+        if copies:
+            rows = list(heapq.merge(rows, copies, key=lambda e: (e.date_added, e.position)))
+    more = len(rows) > selection.limit
+    return Page(rows[: selection.limit], more)
+
+
+def _statement(shape: tuple[Any, ...], compile: Any, *args: Any) -> _Compiled:
     statement = _STATEMENTS.get(shape)
     if statement is None:
-        statement = _compile(store, closures, markings, own_sets, selection, versions, with_json)
+        statement = compile(*args)
         with _STATEMENTS_LOCK:  # requests run in several threads
             while len(_STATEMENTS) >= _MAX_STATEMENTS:
                 _STATEMENTS.pop(next(iter(_STATEMENTS)), None)
             _STATEMENTS[shape] = statement
+    return statement
+
+
+def _run(
+    store: Store,
+    statement: _Compiled,
+    selection: Selection,
+    keys: Sequence[str],
+    more_values: dict[str, Any],
+) -> list[Entry]:
     sql, order, constants = statement
     sqlite = store.engine.dialect.name == "sqlite"
 
@@ -138,19 +169,20 @@ def page(
         "after_added": selection.after[0] if selection.after else None,
         "after": selection.after[1] if selection.after else None,
         "limit": selection.limit + 1,
+        **more_values,
     }
     params: Any = tuple(values[name] for name in order) if order is not None else values
-    rows = [Entry(*row) for row in store.raw_sql_rows(sql, params)]
-    more = len(rows) > selection.limit
-    return Page(rows[: selection.limit], more)
+    return [Entry(*row) for row in store.raw_sql_rows(sql, params)]
 
 
+_Compiled = tuple[str, tuple[str, ...] | None, dict[str, Any]]
 #: Compiled statements by shape: building and compiling one costs more than running it, and
 #: a node answers the same few shapes (per partner's visibility) over and over.
-_STATEMENTS: dict[tuple[Any, ...], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+_STATEMENTS: dict[tuple[Any, ...], _Compiled] = {}
 _VARIABLES = frozenset(
-    {"collection", "ids", "types", "keys", "added_after", "after_added", "after", "limit"}
-)
+    {"collection", "ids", "types", "keys", "added_after", "after_added", "after", "limit",
+     "partner"}
+)  # fmt: skip
 _MAX_STATEMENTS = 512
 _STATEMENTS_LOCK = threading.Lock()
 
@@ -163,17 +195,11 @@ def _compile(
     selection: Selection,
     versions: Sequence[str],
     with_json: bool,
-) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+) -> _Compiled:
     """The SQL of a page of this shape: closures and markings written in (they are the
     shape), everything else bound."""
     dialect = store.engine.dialect
-
-    def values(name: str) -> Any:
-        if dialect.name == "sqlite":
-            return select(func.json_each(bindparam(name)).table_valued("value").c.value)
-        array = bindparam(name, type_=postgresql.ARRAY(String))
-        return select(func.unnest(array).table_valued("value").render_derived().c.value)
-
+    values = _values(dialect.name)
     posted: Any
     if selection.collection is None:
         position, added, posted = _O.c.pk, _O.c.date_added, literal_column("NULL")
@@ -216,14 +242,100 @@ def _compile(
         query = query.where(_O.c.pk.in_(select(named.c.pk).where(named.c.id.in_(values("ids")))))
     if selection.types is not None:
         query = query.where(_O.c.type.in_(values("types")))
+    # rows are added in time order, so (date added, position) is the order of the index on
+    # date_added (position being the row id it ends with): pages and added_after need no sort
+    return _finish(query, selection, added, position, dialect)
+
+
+def _compile_copies(
+    store: Store,
+    closures: frozenset[int],
+    markings: frozenset[str],
+    own_sets: frozenset[int],
+    selection: Selection,
+    versions: Sequence[str],
+    with_json: bool,
+) -> _Compiled:
+    """The SQL of a page of a partner's posted copies, in the shape of :func:`_compile`:
+    the copies of objects it may see no version of, their versions chosen among its copies
+    (in the collection)."""
+    dialect = store.engine.dialect
+    values = _values(dialect.name)
+    in_collection = selection.collection is not None
+    position: Any
+    pk: Any
+    posted: Any
+    if in_collection:
+        position, pk, added, posted = _M.c.seq, _M.c.pk, _M.c.date_added, _M.c.posted_by
+        base: Any = select().select_from(_M.join(_C, _M.c.pk == -_C.c.seq))
+    else:
+        position = pk = -_C.c.seq
+        added, posted = _C.c.date_added, literal_column("NULL")
+        base = select().select_from(_C)
+    columns = [
+        position,
+        pk,
+        _C.c.id,
+        _C.c.type,
+        _C.c.created,
+        _C.c.modified,
+        added,
+        posted,
+        _C.c.json if with_json else literal_column("NULL"),
+    ]
+
+    def no_other(direction: Any) -> Any:
+        other = _C.alias("other")
+        terms = [other.c.partner == _C.c.partner, other.c.id == _C.c.id, direction(other)]
+        if in_collection:
+            member = _M.alias("member_other")
+            terms += [member.c.pk == -other.c.seq, member.c.collection == bindparam("collection")]
+        return ~exists().where(*terms)
+
+    wanted = set(versions)
+    choices: list[Any] = []
+    if ALL in wanted:
+        choices.append(true())
+    if LAST in wanted:
+        choices.append(no_other(lambda other: other.c.version > _C.c.version))
+    if FIRST in wanted:
+        choices.append(no_other(lambda other: other.c.version < _C.c.version))
+    if any(v not in (LAST, FIRST, ALL) for v in versions):
+        choices.append(_C.c.version.in_(values("keys")))
+    query = base.add_columns(*columns).where(
+        _C.c.partner == bindparam("partner"),
+        ~_sees_object(_C.c.id, _C.c.type, closures, markings, own_sets),
+        or_(*choices),
+    )
+    if in_collection:
+        query = query.where(_M.c.collection == bindparam("collection"))
+    if selection.ids is not None:
+        query = query.where(_C.c.id.in_(values("ids")))
+    if selection.types is not None:
+        query = query.where(_C.c.type.in_(values("types")))
+    return _finish(query, selection, added, position, dialect)
+
+
+def _values(dialect: str) -> Any:
+    """A bound list of strings, as rows to select from."""
+
+    def values(name: str) -> Any:
+        if dialect == "sqlite":
+            return select(func.json_each(bindparam(name)).table_valued("value").c.value)
+        array = bindparam(name, type_=postgresql.ARRAY(String))
+        return select(func.unnest(array).table_valued("value").render_derived().c.value)
+
+    return values
+
+
+def _finish(query: Any, selection: Selection, added: Any, position: Any, dialect: Any) -> _Compiled:
+    """The time filters, the order and the limit; compiled, with constants apart."""
     if selection.added_after is not None:
         query = query.where(added > bindparam("added_after"))
     if selection.after is not None:
         query = query.where(
             tuple_(added, position) > tuple_(bindparam("after_added"), bindparam("after"))
         )
-    # rows are added in time order, so (date added, position) is the order of the index on
-    # date_added (position being the row id it ends with): pages and added_after need no sort
     query = query.order_by(added, position).limit(bindparam("limit"))
     compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     constants = {k: v for k, v in compiled.params.items() if k not in _VARIABLES}
@@ -270,24 +382,14 @@ def _visible(
         return marking_rows
 
     def seen(row: Any) -> Any:
-        terms = []  # (an empty IN list would not compile to plain SQL)
-        if closures:
-            terms.append(row.c.closure.in_(_numbers(closures)))
-        if own_sets:
-            terms.append(row.c.label_set.in_(_numbers(own_sets)))
-        return or_(*terms)
+        return _seen(row, closures, own_sets)
 
     newer = _O.alias("newer")
     is_latest = ~exists().where(newer.c.id == _O.c.id, newer.c.version > _O.c.version)
     own = and_(_O.c.type != _MARKING, seen(_O))
     if wanted == {LAST} and not in_collection:
         return or_(and_(own, is_latest), marking_rows)
-    latest, above = _O.alias("latest"), _O.alias("above")
-    latest_visible = exists().where(
-        latest.c.id == _O.c.id,
-        seen(latest),
-        ~exists().where(above.c.id == latest.c.id, above.c.version > latest.c.version),
-    )
+    latest_visible = _latest_seen(_O.c.id, closures, own_sets)
 
     def no_visible(other: Any, direction: Any) -> Any:
         """No other visible version of the object in ``direction`` (in the collection)."""
@@ -309,3 +411,41 @@ def _visible(
     if keys is not None:
         choices.append(_O.c.version.in_(keys))
     return or_(and_(own, latest_visible, or_(*choices)), marking_rows)
+
+
+def _seen(row: Any, closures: frozenset[int], own_sets: frozenset[int]) -> Any:
+    """The row's labels let the partner see it (marking definitions aside)."""
+    terms = []  # (an empty IN list would not compile to plain SQL)
+    if closures:
+        terms.append(row.c.closure.in_(_numbers(closures)))
+    if own_sets:
+        terms.append(row.c.label_set.in_(_numbers(own_sets)))
+    return or_(*terms) if terms else false()
+
+
+def _latest_seen(object_id: Any, closures: frozenset[int], own_sets: frozenset[int]) -> Any:
+    """The latest stored version of ``object_id`` is one the partner may see."""
+    latest, above = _O.alias("latest"), _O.alias("above")
+    return exists().where(
+        latest.c.id == object_id,
+        _seen(latest, closures, own_sets),
+        ~exists().where(above.c.id == latest.c.id, above.c.version > latest.c.version),
+    )
+
+
+def _sees_object(
+    object_id: Any,
+    object_type: Any,
+    closures: frozenset[int],
+    markings: frozenset[str],
+    own_sets: frozenset[int],
+) -> Any:
+    """The partner may see some stored version of the object ``object_id`` (of type
+    ``object_type``): the SQL twin of :meth:`allied.policy.egress.Visibility.sees` applied
+    to its latest version."""
+    terms = []
+    if closures or own_sets:
+        terms.append(and_(object_type != _MARKING, _latest_seen(object_id, closures, own_sets)))
+    if markings:
+        terms.append(and_(object_type == _MARKING, object_id.in_(_texts(markings))))
+    return or_(*terms) if terms else false()

@@ -169,6 +169,27 @@ collection_objects = Table(
     Index("ix_collection_objects_pk", "pk"),
 )
 
+# Objects a partner posted whose id this node holds under labels the partner may not see
+# (allied.ingest.envelope): kept apart, for that partner alone, so that posting an id says
+# nothing about what the node holds. Each has its own ledger entry; it joins community
+# collections as a collection_objects row whose pk is minus its seq.
+posted_copies = Table(
+    "posted_copies",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("partner", String(200), nullable=False),
+    Column("id", String(300), nullable=False),
+    Column("type", String(250), nullable=False),
+    Column("version", Text, nullable=False),
+    Column("created", String(40)),
+    Column("modified", String(40)),
+    Column("date_added", String(32), nullable=False),
+    Column("ledger_index", Integer, nullable=False),
+    Column("json", Text, nullable=False),
+    UniqueConstraint("partner", "id", "version", name="uq_posted_copies"),
+    Index("ix_posted_copies_added", "partner", "date_added"),
+)
+
 # TAXII status resources: the outcome of each POST, readable by the partner who posted.
 taxii_status = Table(
     "taxii_status",

@@ -7,7 +7,7 @@ CONFLICT dialect (PostgreSQL) runs the same code. Writes happen only inside
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -700,6 +700,74 @@ class Writer:
         self._last_added = stamp
         return stamp
 
+    def withheld(
+        self, ids: Iterable[str], sees: Callable[[str, str, int | None, int], bool]
+    ) -> set[str]:
+        """The ids among ``ids`` that the store holds and whose latest version ``sees``
+        (a partner's :meth:`allied.policy.egress.Visibility.sees`) refuses: objects the
+        partner may not know the node holds. Read in the writer's transaction, so a row
+        another writer adds meanwhile is judged too."""
+        wanted = sorted(set(ids))
+        latest: dict[str, tuple[str, str, int | None, int]] = {}
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            query = select(_O.c.id, _O.c.version, _O.c.type, _O.c.closure, _O.c.label_set).where(
+                _O.c.id.in_(wanted[start : start + _IDS_PER_QUERY])
+            )
+            for object_id, version, type_, closure, label_set in self.conn.execute(query):
+                best = latest.get(object_id)
+                if best is None or version > best[0]:
+                    latest[object_id] = (version, type_, closure, label_set)
+        return {
+            object_id
+            for object_id, (_, type_, closure, label_set) in latest.items()
+            if not sees(type_, object_id, closure, label_set)
+        }
+
+    def add_copies(self, batch: Iterable[StixObject], partner: str) -> list[int]:
+        """Keep ``partner``'s own copies of objects (see ``schema.posted_copies``), each with
+        a ledger entry like any object version; one it already has (same id and version) is
+        a duplicate, as in :meth:`add`. Returns their keys for :meth:`join_collection`:
+        minus their seq, so that they never meet an object's pk."""
+        copies = schema.posted_copies
+        objects = list({(obj.id, obj.version): obj for obj in batch}.values())
+        if not objects:
+            return []
+        held: dict[tuple[str, str], int] = {}
+        ids = sorted({obj.id for obj in objects})
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            query = select(copies.c.id, copies.c.version, copies.c.seq).where(
+                copies.c.partner == partner, copies.c.id.in_(ids[start : start + _IDS_PER_QUERY])
+            )
+            held.update({(i, v): seq for i, v, seq in self.conn.execute(query)})
+        fresh = [obj for obj in objects if (obj.id, obj.version) not in held]
+        if fresh:
+            ledger = self._ledger()
+            first, added = ledger.size, self.date_added()
+            self.conn.execute(
+                insert(copies),
+                [
+                    {
+                        "partner": partner,
+                        "id": obj.id,
+                        "type": obj.type,
+                        "version": obj.version,
+                        "created": obj.data.get("created"),
+                        "modified": obj.data.get("modified"),
+                        "date_added": added,
+                        "ledger_index": first + n,
+                        "json": obj.json,
+                    }
+                    for n, obj in enumerate(fresh)
+                ],
+            )
+            ledger.append(object_leaf(obj.data) for obj in fresh)
+            keys = [(obj.id, obj.version) for obj in fresh]
+            query = select(copies.c.id, copies.c.version, copies.c.seq).where(
+                copies.c.partner == partner, copies.c.ledger_index >= first
+            )
+            held.update({(i, v): seq for i, v, seq in self.conn.execute(query) if (i, v) in keys})
+        return [-held[(obj.id, obj.version)] for obj in objects]
+
     def add_to_collection(
         self, collection: str, keys: Iterable[tuple[str, str]], posted_by: str | None
     ) -> int:
@@ -708,7 +776,6 @@ class Writer:
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return 0
-        members = schema.collection_objects
         pks: list[int] = []
         for start in range(0, len(wanted), _IDS_PER_QUERY):
             chunk = wanted[start : start + _IDS_PER_QUERY]
@@ -719,6 +786,15 @@ class Writer:
                 select(_O.c.pk, _O.c.id, _O.c.version).where(_O.c.id.in_(sorted(by_id)))
             )
             pks.extend(pk for pk, object_id, version in rows if version in by_id[object_id])
+        return self.join_collection(collection, pks, posted_by)
+
+    def join_collection(self, collection: str, pks: Iterable[int], posted_by: str | None) -> int:
+        """Put rows (an object's pk, or a posted copy's key) into a community collection; one
+        already in it keeps its place. Returns how many joined."""
+        members = schema.collection_objects
+        pks = list(pks)
+        if not pks:
+            return 0
         held = set(
             self.conn.execute(
                 select(members.c.pk).where(

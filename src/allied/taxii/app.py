@@ -32,7 +32,7 @@ from allied.integrity import proofs
 from allied.node import Node
 from allied.store.store import Partner
 from allied.taxii.openapi import openapi_document
-from allied.taxii.protocol import MEDIA_TYPE, TaxiiError, bad_request, not_found, now
+from allied.taxii.protocol import MEDIA_TYPE, TaxiiError, bad_request, now
 from allied.taxii.service import Answer, TaxiiService
 
 access_log = logging.getLogger("allied.access")
@@ -281,12 +281,7 @@ class TaxiiApp:
         who, oid = _known(partner), request.path_params["object_id"]
         version = request.query_params.get("version")
 
-        def prove() -> dict[str, Any]:
-            if not self.service.may_see(who, oid, version):
-                raise not_found(f"object {oid}")
-            return proofs.inclusion(self.node.store, oid, version)
-
-        return _json(await run_in_threadpool(prove))  # may_see checks the version first
+        return _json(await run_in_threadpool(self.service.inclusion, who, oid, version))
 
     async def ledger_consistency(self, request: Request, partner: Partner | None) -> Answer:
         _no_params(request, {"first", "second"})

@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import select
 
 from allied.ingest.envelope import Outcome, PostResult, post_objects
+from allied.integrity import proofs
 from allied.integrity.origin import Origin
 from allied.node import Node, hash_token
 from allied.policy.egress import Egress, Visibility
@@ -270,6 +271,7 @@ class TaxiiService:
             chosen,
             with_json=with_json,
             own_sets=seen.own_sets,
+            copies_of=partner.name,
         )
 
     def _exists(self, partner: Partner, collection: Collection, object_id: str) -> bool:
@@ -277,16 +279,21 @@ class TaxiiService:
         chosen = Selection(_scope(collection), ids=(object_id,), versions=(ALL,), limit=1)
         return bool(self._rows(partner, chosen).entries)
 
-    def may_see(self, partner: Partner, object_id: str, version: str | None) -> bool:
-        """The partner may see this version (the latest by default) of ``object_id``: what a
-        ledger proof may be given for, since a proof for a withheld one would say it exists."""
+    def inclusion(self, partner: Partner, object_id: str, version: str | None) -> dict[str, Any]:
+        """The ledger's inclusion proof of this version (the latest by default) of
+        ``object_id``, if the partner may see it (a proof for a withheld one would say that
+        it exists); of its own copy, if that is what it sees."""
         if version is not None and TIMESTAMP.match(version) is None:
             raise bad_request(
                 f"version {version!r}: expected a timestamp such as 2026-03-01T10:00:00.000Z"
             )
         versions = (timestamp_key(version),) if version else (LAST,)
         chosen = Selection(ids=(object_id,), versions=versions, limit=1)
-        return bool(self._rows(partner, chosen).entries)
+        found = self._rows(partner, chosen).entries
+        if not found:
+            raise not_found(f"object {object_id}")
+        copy_of = partner.name if found[0].pk < 0 else None
+        return proofs.inclusion(self.node.store, object_id, version, copy_of=copy_of)
 
     def get_objects(
         self, partner: Partner, collection_id: str, params: list[tuple[str, str]]
@@ -452,6 +459,7 @@ class TaxiiService:
             collection=_scope(collection),
             record=record,
             origin=(_REQUEST_STATE.get() or self._current()).origin,
+            sees=self._visibility(partner).sees,
         )
         return Answer(document, {}, 202)
 
