@@ -7,9 +7,10 @@ CONFLICT dialect (PostgreSQL) runs the same code. Writes happen only inside
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -166,6 +167,7 @@ def _sqlite_begin(conn: Connection) -> None:
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._grown_rows = _Grown()
         dialect = engine.dialect.name
         if dialect == "sqlite":
             insert_into: Any = sqlite.insert
@@ -309,17 +311,56 @@ class Store:
 
     def label_sets(self) -> dict[int, tuple[str, str | None]]:
         """Every distinct (markings JSON, received_from) of stored objects, by number."""
-        table = schema.label_sets
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(table.c.id, table.c.markings, table.c.received_from))
-            return {row[0]: (row[1], row[2]) for row in rows}
+        return dict(self._grown().sets)
 
-    def label_closures(self, conn: Connection | None = None) -> dict[int, Closure]:
+    def label_closures(self) -> dict[int, Closure]:
         """Every closure stored objects have (see :mod:`allied.store.closure`), by number."""
-        if conn is not None:
-            return read_label_closures(conn)
-        with self.engine.connect() as own:
-            return read_label_closures(own)
+        return dict(self._grown().closures)
+
+    def _grown(self) -> _Grown:
+        """The append-only tables every write and release decision consults, as committed
+        now: read whole once, then only the rows added since (ids and pks only grow, and
+        writers take turns, so a row committed later has a higher one). Read on a
+        connection of its own, so a writer's uncommitted rows never get in."""
+        grown = self._grown_rows
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        with grown.lock, self.engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(GROWN_SQL)
+                found: Any = cursor.fetchone()
+                last_set, last_closure, last_marking = found
+                if (last_set or 0) > grown.set:
+                    cursor.execute(
+                        f"SELECT id, markings, received_from FROM label_sets WHERE id > {mark}",
+                        (grown.set,),
+                    )
+                    for number, markings, source in cursor.fetchall():
+                        grown.sets[int(number)] = (markings, source)
+                        grown.set = max(grown.set, int(number))
+                if (last_closure or 0) > grown.closure:
+                    cursor.execute(
+                        f"SELECT id, label_sets FROM label_closures WHERE id > {mark}",
+                        (grown.closure,),
+                    )
+                    for number, text in cursor.fetchall():
+                        grown.closures[int(number)] = frozenset(orjson.loads(text))
+                        grown.closure = max(grown.closure, int(number))
+                if (last_marking or 0) > grown.marking:
+                    cursor.execute(
+                        "SELECT pk, json FROM objects WHERE type = 'marking-definition' "
+                        f"AND pk > {mark} ORDER BY pk",
+                        (grown.marking,),
+                    )
+                    for pk, text in cursor.fetchall():
+                        grown.marking = int(pk)
+                        if LABEL_EXTENSION_ID in text:
+                            label = read_label(orjson.loads(text))
+                            if label is not None:  # the first stored definition of an id wins
+                                grown.labels.setdefault(label.marking_id, label)
+            finally:
+                cursor.close()
+        return grown
 
     def release_stream(
         self,
@@ -404,18 +445,7 @@ class Store:
 
     def label_markings(self) -> dict[str, Label]:
         """Every Allied classification label the store holds, by marking id."""
-        query = (
-            select(_O.c.json)
-            .where(_O.c.type == "marking-definition", _O.c.json.contains(LABEL_EXTENSION_ID))
-            .order_by(_O.c.pk.desc())  # the first stored definition of an id wins
-        )
-        found: dict[str, Label] = {}
-        with self.engine.connect() as conn:
-            for (text,) in conn.execute(query):
-                label = read_label(orjson.loads(text))
-                if label is not None:
-                    found[label.marking_id] = label
-        return found
+        return dict(self._grown().labels)
 
     # -- ledger and keys ---------------------------------------------------------------------
 
@@ -478,6 +508,27 @@ def _one_tick_after(stamp: str) -> str:
     """The time one microsecond after ``stamp`` (as written by :func:`now`)."""
     moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     return (moment + timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+#: How far the append-only tables have grown (see Store._grown).
+GROWN_SQL = (
+    "SELECT (SELECT max(id) FROM label_sets), (SELECT max(id) FROM label_closures), "
+    "(SELECT max(pk) FROM objects WHERE type = 'marking-definition')"
+)
+
+
+@dataclass
+class _Grown:
+    """Rows of the store's append-only tables read so far (see :meth:`Store._grown`),
+    and the last id or pk read of each."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sets: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    closures: dict[int, Closure] = field(default_factory=dict)
+    labels: dict[str, Label] = field(default_factory=dict)
+    set: int = 0
+    closure: int = 0
+    marking: int = 0
 
 
 def read_label_closures(conn: Connection) -> dict[int, Closure]:
@@ -993,7 +1044,7 @@ class Writer:
         return number
 
     def _load_closures(self) -> None:
-        for number, members in self._store.label_closures(self.conn).items():
+        for number, members in self._store.label_closures().items():
             self._closure_by_number[number] = members
             self._closure_by_members[members] = number
 

@@ -30,7 +30,7 @@ from allied.policy.egress import Egress, Visibility
 from allied.stix.checks import TIMESTAMP, timestamp_key
 from allied.store import schema
 from allied.store.pages import ALL, LAST, Entry, Page, Selection, page
-from allied.store.store import Partner, Writer
+from allied.store.store import GROWN_SQL, Partner, Writer
 from allied.taxii.protocol import (
     MEDIA_TYPE,
     STIX_MEDIA_TYPE,
@@ -124,12 +124,14 @@ class TaxiiService:
     # -- who is asking ---------------------------------------------------------------------
 
     def _generation(self) -> Any:
-        """Changes whenever what releases depend on changes: every write of objects signs a
-        new tree head, and enrolling or revoking a partner rewrites its signed row."""
+        """Changes whenever what releases depend on changes: a new label set, closure or
+        marking definition (the tables only grow), and a partner enrolled or revoked (its
+        signed row rewritten). Objects written under known label sets and closures change
+        no decision, so a stream of posts does not rebuild them."""
         store = self.node.store
-        size = tuple(store.raw_sql_rows("SELECT max(size) FROM tree_heads", ()))
+        grown = tuple(store.raw_sql_rows(GROWN_SQL, ()))
         rows = tuple(store.raw_sql_rows("SELECT name, revoked, signature FROM partners", ()))
-        return (size, rows)
+        return (grown, rows)
 
     def _current(self) -> _State:
         generation = self._generation()
