@@ -18,7 +18,7 @@ by following references when explaining one.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -205,7 +205,7 @@ class Egress:
 
     @staticmethod
     def _companions(
-        numbers: Iterable[int], sets: dict[int, tuple[str, str | None]], partner: str
+        numbers: Iterable[int], sets: Mapping[int, tuple[str, str | None]], partner: str
     ) -> frozenset[str]:
         """The marking definitions that travel with objects of these label sets. A partner
         gets back what it gave, but a classification label is released on its own terms:

@@ -8,7 +8,7 @@ CONFLICT dialect (PostgreSQL) runs the same code. Writes happen only inside
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -168,6 +168,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._grown_rows = _Grown()
+        self._grown_lock = threading.Lock()
         dialect = engine.dialect.name
         if dialect == "sqlite":
             insert_into: Any = sqlite.insert
@@ -309,57 +310,74 @@ class Store:
             for row in result:
                 yield IndexRow(*row)
 
-    def label_sets(self) -> dict[int, tuple[str, str | None]]:
+    def label_sets(self) -> Mapping[int, tuple[str, str | None]]:
         """Every distinct (markings JSON, received_from) of stored objects, by number."""
-        return dict(self._grown().sets)
+        return self._grown().sets
 
-    def label_closures(self) -> dict[int, Closure]:
+    def label_closures(self) -> Mapping[int, Closure]:
         """Every closure stored objects have (see :mod:`allied.store.closure`), by number."""
-        return dict(self._grown().closures)
+        return self._grown().closures
 
     def _grown(self) -> _Grown:
         """The append-only tables every write and release decision consults, as committed
         now: read whole once, then only the rows added since (ids and pks only grow, and
         writers take turns, so a row committed later has a higher one). Read on a
         connection of its own, so a writer's uncommitted rows never get in."""
-        grown = self._grown_rows
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        with grown.lock, self.engine.connect() as conn:
+        with self._grown_lock, self.engine.connect() as conn:
+            grown = self._grown_rows
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.execute(GROWN_SQL)
                 found: Any = cursor.fetchone()
-                last_set, last_closure, last_marking = found
-                if (last_set or 0) > grown.set:
+                last_set, last_closure, last_marking = (value or 0 for value in found)
+                if (last_set, last_closure, last_marking) == (
+                    grown.set,
+                    grown.closure,
+                    grown.marking,
+                ):
+                    return grown
+                # new mappings, never changed once handed out: readers iterate them freely
+                sets, closures = dict(grown.sets), dict(grown.closures)
+                labels = dict(grown.labels)
+                if last_set > grown.set:
                     cursor.execute(
                         f"SELECT id, markings, received_from FROM label_sets WHERE id > {mark}",
                         (grown.set,),
                     )
-                    for number, markings, source in cursor.fetchall():
-                        grown.sets[int(number)] = (markings, source)
-                        grown.set = max(grown.set, int(number))
-                if (last_closure or 0) > grown.closure:
+                    sets.update((int(n), (marks, source)) for n, marks, source in cursor.fetchall())
+                if last_closure > grown.closure:
                     cursor.execute(
                         f"SELECT id, label_sets FROM label_closures WHERE id > {mark}",
                         (grown.closure,),
                     )
-                    for number, text in cursor.fetchall():
-                        grown.closures[int(number)] = frozenset(orjson.loads(text))
-                        grown.closure = max(grown.closure, int(number))
-                if (last_marking or 0) > grown.marking:
+                    closures.update(
+                        (int(n), frozenset(orjson.loads(text))) for n, text in cursor.fetchall()
+                    )
+                if last_marking > grown.marking:
                     cursor.execute(
                         "SELECT pk, json FROM objects WHERE type = 'marking-definition' "
                         f"AND pk > {mark} ORDER BY pk",
                         (grown.marking,),
                     )
-                    for pk, text in cursor.fetchall():
-                        grown.marking = int(pk)
+                    for _pk, text in cursor.fetchall():
                         if LABEL_EXTENSION_ID in text:
                             label = read_label(orjson.loads(text))
                             if label is not None:  # the first stored definition of an id wins
-                                grown.labels.setdefault(label.marking_id, label)
+                                labels.setdefault(label.marking_id, label)
             finally:
                 cursor.close()
+            grown = _Grown(
+                sets,
+                {key: n for n, key in sets.items()},
+                closures,
+                {members: n for n, members in closures.items()},
+                labels,
+                max(sets, default=0),
+                max(closures, default=0),
+                last_marking,
+            )
+            self._grown_rows = grown
         return grown
 
     def release_stream(
@@ -447,6 +465,14 @@ class Store:
         """Every Allied classification label the store holds, by marking id."""
         return dict(self._grown().labels)
 
+    def label_set_numbers(self) -> Mapping[tuple[str, str | None], int]:
+        """The numbers of :meth:`label_sets`, by (markings JSON, received_from)."""
+        return self._grown().set_numbers
+
+    def closure_numbers(self) -> Mapping[Closure, int]:
+        """The numbers of :meth:`label_closures`, by closure."""
+        return self._grown().closure_numbers
+
     # -- ledger and keys ---------------------------------------------------------------------
 
     def tree_heads(self) -> list[TreeHead]:
@@ -517,14 +543,15 @@ GROWN_SQL = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Grown:
     """Rows of the store's append-only tables read so far (see :meth:`Store._grown`),
-    and the last id or pk read of each."""
+    both ways round, and the last id or pk read of each. Replaced, never changed."""
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
     sets: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    set_numbers: dict[tuple[str, str | None], int] = field(default_factory=dict)
     closures: dict[int, Closure] = field(default_factory=dict)
+    closure_numbers: dict[Closure, int] = field(default_factory=dict)
     labels: dict[str, Label] = field(default_factory=dict)
     set: int = 0
     closure: int = 0
@@ -575,13 +602,18 @@ class Writer:
         self._signer = signer
         self._appender: Appender | None = None
         self._labels: dict[str, Label] | None = None
-        self._sets: dict[tuple[str, str | None], int] | None = None
+        # label sets and closures as committed when first needed (the store's, shared),
+        # and those this transaction adds
+        self._set_numbers: Mapping[tuple[str, str | None], int] | None = None
+        self._new_sets: dict[tuple[str, str | None], int] = {}
         self._markings: dict[str, dict[str, Any]] = {}
-        self._closure_by_number: dict[int, Closure] = {}
+        self._closure_by_number: Mapping[int, Closure] | None = None
+        self._new_closures: dict[int, Closure] = {}
         # closure numbers of the latest versions this writer wrote or updated: what the
         # next batches of an import mostly refer to, spared a query
         self._recent: dict[str, int] = {}
-        self._closure_by_members: dict[Closure, int] = {}
+        self._closure_by_members: Mapping[Closure, int] = {}
+        self._new_closure_numbers: dict[Closure, int] = {}
         self._last_added: str | None = None
 
     def add(self, batch: Iterable[StixObject], *, received_from: str | None = None) -> AddResult:
@@ -967,11 +999,10 @@ class Writer:
                         outside[target] = members(number)
         if wanted:
             outside.update(self._stored_closures(wanted))
-        by_members = self._closure_by_members
-        numbers = []
-        for closure in closures(label_sets, targets, latest, outside):
-            number = by_members.get(closure)
-            numbers.append(number if number is not None else self._closure_number(closure))
+        numbers = [
+            self._closure_number(closure)
+            for closure in closures(label_sets, targets, latest, outside)
+        ]
         updates = [
             {"row": row[0], "number": number}
             for row, number in zip(stored_rows, numbers[len(rows) :], strict=True)
@@ -1025,28 +1056,33 @@ class Writer:
         return found
 
     def _closure_members(self, number: int) -> Closure:
-        if not self._closure_by_number:
+        found = self._new_closures.get(number)
+        if found is not None:
+            return found
+        if self._closure_by_number is None:
             self._load_closures()
+        assert self._closure_by_number is not None
         return self._closure_by_number[number]
 
     def _closure_number(self, members: Closure) -> int:
-        if not self._closure_by_number:
+        if self._closure_by_number is None:
             self._load_closures()
-        number = self._closure_by_members.get(members)
+        number = self._closure_by_members.get(members) or self._new_closure_numbers.get(members)
         if number is None:
             text = orjson.dumps(sorted(members)).decode()
             inserted = self.conn.execute(insert(schema.label_closures).values(label_sets=text))
             key = inserted.inserted_primary_key
             assert key is not None
             number = int(key[0])
-            self._closure_by_number[number] = members
-            self._closure_by_members[members] = number
+            self._new_closures[number] = members
+            self._new_closure_numbers[members] = number
         return number
 
     def _load_closures(self) -> None:
-        for number, members in self._store.label_closures().items():
-            self._closure_by_number[number] = members
-            self._closure_by_members[members] = number
+        """Closures as committed (this writer holds the write lock, so none can be added
+        but its own, which it keeps apart)."""
+        self._closure_by_number = self._store.label_closures()
+        self._closure_by_members = self._store.closure_numbers()
 
     def _check_marking_unchanged(self, obj: StixObject) -> None:
         """A marking definition never changes (STIX 2.1 7.2.1): one that redefines a stored
@@ -1068,18 +1104,19 @@ class Writer:
             )
 
     def _label_set(self, markings: str, received_from: str | None) -> int:
-        if self._sets is None:
-            self._sets = {key: number for number, key in self._store.label_sets().items()}
-        number = self._sets.get((markings, received_from))
+        if self._set_numbers is None:
+            self._set_numbers = self._store.label_set_numbers()
+        key = (markings, received_from)
+        number = self._set_numbers.get(key) or self._new_sets.get(key)
         if number is None:
             table = schema.label_sets
             inserted = self.conn.execute(
                 insert(table).values(markings=markings, received_from=received_from)
             )
-            key = inserted.inserted_primary_key
-            assert key is not None
-            number = int(key[0])
-            self._sets[(markings, received_from)] = number
+            primary = inserted.inserted_primary_key
+            assert primary is not None
+            number = int(primary[0])
+            self._new_sets[key] = number
         return number
 
     def add_node_key(self, key_id: str, public_key: str) -> None:
