@@ -28,6 +28,11 @@ def test_defaults_cast() -> None:
         "max_envelope_objects": 10000,
         "max_partner_label_sets": 1000,
         "max_json_depth": 64,
+        "sync_interval": 60,
+        "sync_timeout": 30,
+        "sync_backoff": 2,
+        "sync_backoff_max": 300,
+        "sync_page_size": 1000,
         "import_batch_size": 2000,
     }
 

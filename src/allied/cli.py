@@ -477,6 +477,11 @@ def ledger_consistency(obj: _Obj, old_size: int, as_json: bool) -> None:
     type=click.Path(path_type=Path),
     help="Require client certificates signed by this CA (mutual TLS).",
 )
+@click.option(
+    "--sync-interval",
+    type=click.FloatRange(min=0.1),
+    help="Also sync from the node's peers every S seconds.",
+)
 @click.pass_obj
 def serve(
     obj: _Obj,
@@ -486,6 +491,7 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     client_ca: Path | None,
+    sync_interval: float | None,
 ) -> None:
     """Serve the TAXII 2.1 API and the ledger endpoints until interrupted.
 
@@ -503,7 +509,164 @@ def serve(
     with obj.node() as node:
         directory = node.config.directory
     tls = Tls(tls_cert, tls_key, client_ca) if tls_cert and tls_key else None
-    run_server(directory, host=host, port=port, workers=workers, tls=tls)
+    run_server(
+        directory, host=host, port=port, workers=workers, tls=tls, sync_interval=sync_interval
+    )
+
+
+@main.group()
+def peer() -> None:
+    """Peer nodes this node pulls from (allied sync)."""
+
+
+@peer.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--partner", "partner_name", required=True, help="The enrolled partner it is.")
+@click.option(
+    "--token-file",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The token the peer gave this node (copied into the node, 0600).",
+)
+@click.option("--collection", help="A TAXII collection id; default: the peer's own collection.")
+@click.pass_obj
+def peer_add(
+    obj: _Obj,
+    name: str,
+    url: str,
+    partner_name: str,
+    token_file: Path,
+    collection: str | None,
+) -> None:
+    """Add peer NAME: the node of partner --partner, whose API is at URL."""
+    from allied.federation.peers import add_peer
+
+    with obj.node() as node:
+        added = add_peer(
+            node, name, url, partner=partner_name, token_file=token_file, collection=collection
+        )
+    click.echo(f"added peer {added.name} at {added.url} (partner {added.partner})")
+
+
+@peer.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def peer_list(obj: _Obj, as_json: bool) -> None:
+    """List peers (tokens are never shown)."""
+    from allied.federation.peers import peers
+
+    with obj.node() as node:
+        found = peers(node)
+    if as_json:
+        _emit_json([{"name": p.name, "url": p.url, "partner": p.partner,
+                     "collection": p.collection, "created": p.created} for p in found])  # fmt: skip
+        return
+    for p in found:
+        click.echo(f"{p.name:<20} {p.url:<40} partner {p.partner}")
+
+
+@peer.command("remove")
+@click.argument("name")
+@click.pass_obj
+def peer_remove(obj: _Obj, name: str) -> None:
+    """Remove peer NAME and its token; what it sent stays."""
+    from allied.federation.peers import remove_peer
+
+    with obj.node() as node:
+        remove_peer(node, name)
+    click.echo(f"removed peer {name}")
+
+
+@peer.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def peer_status(obj: _Obj, as_json: bool) -> None:
+    """Where each peer stands: last success, lag, errors, refused objects, and whether its
+    ledger was flagged (then exit status 3)."""
+    from allied.federation.status import status
+
+    with obj.node() as node:
+        rows = status(node)
+    if as_json:
+        _emit_json(rows)
+    else:
+        for row in rows:
+            lag = "never" if row["lag_seconds"] is None else f"{row['lag_seconds']:.0f} s ago"
+            click.echo(
+                f"{row['name']:<20} {row['state']:<8} last success {lag}, "
+                f"{row['received']} received, {row['rejected']} refused"
+            )
+            if row["flagged"]:
+                click.echo(f"allied: FLAGGED peer {row['name']}: {row['flagged']}", err=True)
+            elif row["last_error"]:
+                click.echo(f"  last error: {row['last_error']}")
+    if any(row["flagged"] for row in rows):
+        raise SystemExit(3)
+
+
+@peer.command("accept")
+@click.argument("name")
+@click.pass_obj
+def peer_accept(obj: _Obj, name: str) -> None:
+    """Resume syncing from flagged peer NAME, taking its ledger as it is now."""
+    from allied.federation.peers import accept
+
+    with obj.node() as node:
+        accept(node, name)
+    click.echo(f"peer {name}: flag cleared; its next head is taken as it is")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="One pass over every peer, then exit.")
+@click.option("--peer", "peer_names", multiple=True, help="Only this peer. Repeatable.")
+@click.option("--full", is_flag=True, help="Pull from the beginning, not from the cursor.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    help="Seconds between passes without --once (default: the sync_interval setting).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (--once).")
+@click.pass_obj
+def sync(
+    obj: _Obj,
+    once: bool,
+    peer_names: tuple[str, ...],
+    full: bool,
+    interval: float | None,
+    as_json: bool,
+) -> None:
+    """Pull what is new from peers: their ledgers checked, every object verified. Exit
+    status 1 if a peer failed, 3 if one is flagged (--once)."""
+    from allied.federation.sync import FAILED, FLAGGED, sync_all, sync_forever, sync_peer
+
+    with obj.node() as node:
+        if not once:
+            import logging
+            import threading
+
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+            pause = interval or float(node.config.setting("sync_interval"))
+            stop = threading.Event()
+            try:
+                sync_forever(node, pause, stop)
+            except KeyboardInterrupt:
+                stop.set()
+            return
+        if peer_names:
+            results = [sync_peer(node, name, force=True, full=full) for name in peer_names]
+        else:
+            results = sync_all(node, force=True, full=full)
+    if as_json:
+        _emit_json([r.as_dict() for r in results])
+    else:
+        for r in results:
+            line = f"{r.peer}: {r.status}, {r.received} new, {r.rejected} refused, {r.pages} pages"
+            click.echo(line + (f": {r.message}" if r.message else ""))
+    if any(r.status == FLAGGED for r in results):
+        raise SystemExit(3)
+    if any(r.status == FAILED for r in results):
+        raise SystemExit(1)
 
 
 @main.command("verify")

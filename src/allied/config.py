@@ -144,6 +144,37 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "sync_interval",
+        "60",
+        "Seconds between syncs from peers, for 'allied sync' without --once and 'allied serve "
+        "--sync-interval' without a value.",
+        _positive_int,
+    ),
+    Setting(
+        "sync_timeout",
+        "30",
+        "Seconds a peer may take to answer one request before the sync counts it as failed.",
+        _positive_int,
+    ),
+    Setting(
+        "sync_backoff",
+        "2",
+        "Seconds before a failed peer is tried again; doubled after each further failure.",
+        _positive_int,
+    ),
+    Setting(
+        "sync_backoff_max",
+        "300",
+        "Longest wait, in seconds, before a failing peer is tried again.",
+        _positive_int,
+    ),
+    Setting(
+        "sync_page_size",
+        "1000",
+        "Objects asked of a peer per page (its own max_page_size may give fewer).",
+        _positive_int,
+    ),
+    Setting(
         "import_batch_size",
         "2000",
         "Objects written to the store per statement during an import.",

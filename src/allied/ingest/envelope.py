@@ -38,6 +38,8 @@ class Outcome:
 class PostResult:
     successes: list[Outcome] = field(default_factory=list)
     failures: list[Outcome] = field(default_factory=list)
+    #: of the successes, the versions the store did not hold before
+    stored: int = 0
 
 
 def post_objects(
@@ -49,6 +51,7 @@ def post_objects(
     record: Callable[[Writer, PostResult], None] | None = None,
     origin: Origin | None = None,
     sees: Callable[[str, str, int | None, int], bool] | None = None,
+    posted: bool = True,
 ) -> PostResult:
     """Validate, verify (or sign as publisher), store and, for a community collection, add
     to it every valid object of ``objects`` posted by ``partner``. ``record`` writes the
@@ -61,6 +64,10 @@ def post_objects(
     as a duplicate the partner could not read back, or as a conflict with their
     originator, it would tell the partner that the node holds that id (the id of a cyber
     observable derives from its value, so posting one would ask "do you hold this IP?").
+
+    ``posted`` is False for what this node pulls from a peer node (:mod:`allied.federation`):
+    the peer's originators sign what it serves, labels included, and it mints no label sets
+    of its own.
     """
     result = PostResult()
     origin = origin or node.origin()
@@ -75,19 +82,20 @@ def post_objects(
             result.failures.append(_outcome(data, index, reasons))
             continue
         try:
-            admitted.append(origin.admit(checked, received_from=partner, posted=True))
+            admitted.append(origin.admit(checked, received_from=partner, posted=posted))
         except SignatureError as error:
             result.failures.append(_outcome(data, index, error.reason))
         except AlliedError as error:  # e.g. a number with no canonical form to sign
             result.failures.append(_outcome(data, index, error.message))
-    admitted = _within_label_sets(node, admitted, partner, result)
+    if posted:
+        admitted = _within_label_sets(node, admitted, partner, result)
     conflicts = 0
     while admitted:
         try:
             with node.write() as writer:
                 hidden = writer.withheld((obj.id for obj in admitted), sees) if sees else set()
                 shared = [obj for obj in admitted if obj.id not in hidden]
-                writer.add(shared, received_from=partner)
+                added = writer.add(shared, received_from=partner)
                 copies = writer.add_copies((o for o in admitted if o.id in hidden), partner)
                 if collection is not None:
                     writer.add_to_collection(
@@ -95,6 +103,7 @@ def post_objects(
                     )
                     writer.join_collection(collection, copies, partner)
                 done = _with_successes(result, admitted)
+                done.stored = added.stored
                 if record is not None:
                     record(writer, done)
             return done

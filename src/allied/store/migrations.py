@@ -111,6 +111,12 @@ def _v6_posted_copies(conn: Connection) -> None:
     schema.posted_copies.create(conn, checkfirst=True)
 
 
+def _v7_peers(conn: Connection) -> None:
+    """Peers to sync from, and what they served that was refused (allied.federation)."""
+    for table in (schema.peers, schema.peer_rejections):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "initial tables: objects, label_sets, partners, labels", _v1_initial),
     (2, "label closures and the reverse reference index", _v2_label_closures),
@@ -118,6 +124,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (4, "partner rows signed by the node", _v4_partner_signatures),
     (5, "TAXII community collections and status resources", _v5_taxii),
     (6, "partners' private copies of posted objects", _v6_posted_copies),
+    (7, "peers and what they served that was refused", _v7_peers),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -199,3 +199,47 @@ taxii_status = Table(
     Column("created", String(32), nullable=False),
     Column("json", Text, nullable=False),
 )
+
+# Federation (allied.federation): the nodes this node pulls from, and where each stands.
+# The token this node presents to a peer is a secret: it lives in a 0600 file in the node's
+# peers folder, never here.
+peers = Table(
+    "peers",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("url", Text, nullable=False),
+    # the partner (in ``partners``) the peer node is: its identity and pinned key
+    Column("partner", String(200), nullable=False),
+    # the TAXII collection pulled; NULL: the peer's own collection
+    Column("collection", String(100)),
+    Column("created", String(32), nullable=False),
+    # every object added at the peer up to this time is stored here (TAXII added_after)
+    Column("cursor", String(32)),
+    # the peer's ``next`` token where a pull stopped midway: the pull resumes there
+    Column("resume", Text),
+    # the peer's latest signed tree head this node verified (JSON)
+    Column("head", Text),
+    Column("last_attempt", String(32)),
+    Column("last_success", String(32)),
+    Column("last_error", Text),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("next_attempt", String(32)),
+    # why syncing from it stopped (its ledger contradicts what it signed before); NULL: it
+    # has not
+    Column("flagged", Text),
+    Column("received", Integer, nullable=False, default=0),
+    Column("rejected", Integer, nullable=False, default=0),
+)
+
+# What a peer served that this node refused, and why: the evidence of a tampering peer.
+peer_rejections = Table(
+    "peer_rejections",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("peer", String(100), nullable=False),
+    Column("object_id", String(300), nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", String(32), nullable=False),
+    Index("ix_peer_rejections_peer", "peer", "seq"),
+)

@@ -8,7 +8,7 @@ CONFLICT dialect (PostgreSQL) runs the same code. Writes happen only inside
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -451,6 +451,17 @@ class Store:
                     yield from rows
             finally:
                 cursor.close()
+
+    def received_versions(self, ids: Sequence[str], source: str) -> set[tuple[str, str]]:
+        """(id, version key) of the versions of ``ids`` received from partner ``source``."""
+        found: set[tuple[str, str]] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                query = select(_O.c.id, _O.c.version).where(
+                    _O.c.received_from == source, _O.c.id.in_(ids[start : start + _IDS_PER_QUERY])
+                )
+                found.update((object_id, version) for object_id, version in conn.execute(query))
+        return found
 
     def counts_by_type(self) -> dict[str, int]:
         query = select(_O.c.type, func.count(func.distinct(_O.c.id))).group_by(_O.c.type)

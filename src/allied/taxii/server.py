@@ -7,8 +7,12 @@ written twice or with its headers.
 
 from __future__ import annotations
 
+import logging.config
 import os
 import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,7 @@ LOG_CONFIG: dict[str, Any] = {
     "loggers": {
         "allied.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
         "allied.taxii": {"handlers": ["server"], "level": "INFO", "propagate": False},
+        "allied.sync": {"handlers": ["server"], "level": "INFO", "propagate": False},
         "uvicorn": {"handlers": ["server"], "level": "INFO", "propagate": False},
         "uvicorn.error": {"level": "INFO"},
     },
@@ -62,8 +67,10 @@ def serve(
     port: int = 8000,
     workers: int = 1,
     tls: Tls | None = None,
+    sync_interval: float | None = None,
 ) -> None:
-    """Serve the node in ``directory`` until interrupted."""
+    """Serve the node in ``directory`` until interrupted; with ``sync_interval``, also sync
+    from its peers every that many seconds (in this process, whatever the workers)."""
     with Node.open(directory) as node:
         node.signer  # noqa: B018 -- a missing or exposed key fails here, before listening
     options: dict[str, Any] = {
@@ -81,10 +88,34 @@ def serve(
         options.update(ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key))
         if tls.client_ca is not None:
             options.update(ssl_ca_certs=str(tls.client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
-    if workers > 1:
-        os.environ["ALLIED_NODE"] = str(directory)
-        uvicorn.run(
-            "allied.taxii.app:app_from_environment", factory=True, workers=workers, **options
-        )
-    else:
-        uvicorn.run(create_app(Node.open(directory)), **options)
+    with _syncing(directory, sync_interval):
+        if workers > 1:
+            os.environ["ALLIED_NODE"] = str(directory)
+            uvicorn.run(
+                "allied.taxii.app:app_from_environment", factory=True, workers=workers, **options
+            )
+        else:
+            uvicorn.run(create_app(Node.open(directory)), **options)
+
+
+@contextmanager
+def _syncing(directory: Path, interval: float | None) -> Iterator[None]:
+    """A thread syncing from the node's peers while the server runs."""
+    if interval is None:
+        yield
+        return
+    from allied.federation.sync import sync_forever
+
+    logging.config.dictConfig(LOG_CONFIG)
+    node = Node.open(directory)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=sync_forever, args=(node, interval, stop), name="sync", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        node.close()

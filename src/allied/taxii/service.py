@@ -56,6 +56,12 @@ VERSION_FILTERS = frozenset({"added_after", "limit", "next", "match[spec_version
 DELETE_FILTERS = frozenset({"match[version]", "match[spec_version]"})
 
 
+def own_collection_id(identity_id: str) -> str:
+    """The id of the collection of everything a node shares: derived from the node's
+    identity, so a peer finds it without being told."""
+    return str(uuid.uuid5(_NAMESPACE, f"{identity_id}/own"))
+
+
 @dataclass(frozen=True)
 class Collection:
     id: str
@@ -103,7 +109,7 @@ class TaxiiService:
         self.cursors = Cursors(node.signer.secret)
         identity = config.identity_id
         own = Collection(
-            str(uuid.uuid5(_NAMESPACE, f"{identity}/own")),
+            own_collection_id(identity),
             config.name,
             f"Everything {config.name} shares with you",
             None,
@@ -516,4 +522,4 @@ def _envelope(found: Page, token: str | None) -> Answer:
     return Answer(body, _date_headers(found.entries))
 
 
-__all__ = ["Answer", "Collection", "TaxiiService", "now"]
+__all__ = ["Answer", "Collection", "TaxiiService", "now", "own_collection_id"]

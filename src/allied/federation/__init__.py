@@ -1,0 +1,1 @@
+"""Federation: pulling from peer nodes, with their ledgers checked on every sync."""

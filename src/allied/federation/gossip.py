@@ -1,0 +1,75 @@
+"""Checking a peer's ledger on every sync: the head it signs now must extend every head it
+signed before (RFC 9162 consistency), or it rewrote its history.
+
+A peer's heads are verified with the key pinned for its partner entry only: a head signed
+by anyone else is no head of that peer. What a peer proves is checked here, locally; a
+peer that cannot prove that its new tree extends the old one is treated as one that
+rewrote history, since an honest peer always can.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from allied.errors import AlliedError
+from allied.federation.remote import Remote, RemoteError
+from allied.integrity.ledger import TreeHead, verify_head
+from allied.integrity.merkle import ProofError, verify_consistency
+from allied.integrity.signing import SignatureError, TrustedKey
+from allied.store.store import Partner
+
+
+class HistoryError(AlliedError):
+    """The peer's ledger contradicts a head it signed before: syncing from it stops."""
+
+
+def check_head(
+    partner: Partner, key: TrustedKey, new: TreeHead, old: TreeHead | None, remote: Remote
+) -> None:
+    """Raise HistoryError unless ``new`` is signed by ``partner``'s pinned ``key`` and
+    extends ``old``; SignatureError if the head is not the peer's at all."""
+    source = f"peer {remote.name}: tree head of size {new.size}"
+    if new.signer != partner.identity_id:
+        raise SignatureError(source, f"signed by {new.signer}, not by {partner.identity_id}")
+    verify_head(new, {key.key_id: key}, source=source)
+    if old is None:
+        return
+    if new.size < old.size:
+        raise HistoryError(
+            f"peer {remote.name} rolled its ledger back: it signed {old.size} entries at "
+            f"{old.timestamp}, and now signs {new.size}"
+        )
+    if new.size == old.size:
+        if new.root != old.root:
+            raise HistoryError(
+                f"peer {remote.name} rewrote its history: two signed heads of {new.size} "
+                f"entries with different roots ({old.timestamp} and {new.timestamp})"
+            )
+        return
+    if old.size == 0:
+        return
+    proof = remote.consistency(old.size, new.size)
+    try:
+        old_root = _b64(proof, "old_root_hash")
+        root = _b64(proof, "root_hash")
+        path = [base64.b64decode(step, validate=True) for step in proof["proof"]]
+    except (KeyError, TypeError, ValueError, binascii.Error) as error:
+        raise RemoteError(f"peer {remote.name}: a malformed consistency proof ({error})") from None
+    if old_root != old.root or root != new.root:
+        raise HistoryError(
+            f"peer {remote.name} rewrote its history: the first {old.size} entries of its "
+            f"ledger no longer have the root it signed at {old.timestamp}"
+        )
+    try:
+        verify_consistency(old.size, new.size, old.root, new.root, path)
+    except ProofError as error:
+        raise HistoryError(
+            f"peer {remote.name} cannot prove that its ledger of {new.size} entries extends "
+            f"the {old.size} it signed at {old.timestamp}: {error}"
+        ) from None
+
+
+def _b64(proof: dict[str, Any], name: str) -> bytes:
+    return base64.b64decode(proof[name], validate=True)

@@ -1,0 +1,151 @@
+"""A peer node's TAXII API and ledger endpoints, as this node's sync needs them.
+
+Every failure (refused connection, timeout, an HTTP error, a body that is not what TAXII
+says) is a :class:`RemoteError` with a message naming the peer and the request: the sync
+records it, backs off and tries again later. The token is sent, never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import orjson
+
+from allied.errors import AlliedError
+from allied.integrity.ledger import TreeHead
+from allied.integrity.signing import SignatureError
+
+TAXII = "application/taxii+json;version=2.1"
+
+
+class RemoteError(AlliedError):
+    """The peer could not be reached, or answered with something unusable."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        #: the peer's HTTP status, when it answered with an error
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Page:
+    objects: list[Any]
+    #: X-TAXII-Date-Added-Last: when the page's last object was added at the peer
+    last_added: str | None
+    more: bool
+    next: str | None
+
+
+class Remote:
+    """One peer, through one HTTP client (closed with the remote)."""
+
+    def __init__(self, name: str, url: str, token: str, *, timeout: float) -> None:
+        self.name = name
+        self.url = url
+        self._client = httpx.Client(
+            base_url=url,
+            headers={"Authorization": f"Bearer {token}", "Accept": TAXII},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Remote:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _get(self, path: str, params: Any = None) -> httpx.Response:
+        try:
+            response = self._client.get(path, params=params)
+        except httpx.TimeoutException:
+            raise RemoteError(f"peer {self.name}: GET {path}: timed out") from None
+        except httpx.HTTPError as error:
+            raise RemoteError(f"peer {self.name}: GET {path}: {error}") from None
+        if response.status_code != 200:
+            detail = ""
+            try:
+                body = orjson.loads(response.content)
+                if isinstance(body, dict):
+                    detail = f": {body.get('title', '')} {body.get('description', '')}".rstrip()
+            except orjson.JSONDecodeError:
+                pass
+            raise RemoteError(
+                f"peer {self.name}: GET {path}: HTTP {response.status_code}{detail}",
+                response.status_code,
+            )
+        return response
+
+    def _json(self, path: str, params: Any = None) -> Any:
+        response = self._get(path, params)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as error:
+            raise RemoteError(f"peer {self.name}: GET {path}: not JSON ({error})") from None
+
+    def head(self) -> TreeHead:
+        """The peer's latest signed tree head, not yet verified."""
+        body = self._json("ledger/head")
+        try:
+            return TreeHead.from_dict(body, source=f"peer {self.name}: tree head")
+        except SignatureError as error:
+            raise RemoteError(error.message) from None
+
+    def consistency(self, first: int, second: int) -> dict[str, Any]:
+        body = self._json("ledger/consistency", {"first": first, "second": second})
+        if not isinstance(body, dict):
+            raise RemoteError(f"peer {self.name}: a consistency proof is not a JSON object")
+        return body
+
+    def collection_url(self, collection_id: str) -> str:
+        """The collection's URL under the peer's default API root (from discovery)."""
+        discovery = self._json("taxii2/")
+        root = discovery.get("default") if isinstance(discovery, dict) else None
+        if not isinstance(root, str):
+            raise RemoteError(f"peer {self.name}: discovery names no default API root")
+        # only the path counts: the token goes to the peer this node was told of, whatever
+        # host a discovery answer (or a proxy rewriting it) names
+        url = urljoin(urljoin(self.url, urlsplit(root).path), f"collections/{collection_id}/")
+        self._json(url)  # the collection exists and this node may read it
+        return url
+
+    def pages(
+        self, collection_url: str, *, added_after: str | None, resume: str | None, limit: int
+    ) -> Iterator[Page]:
+        """Every object version added after ``added_after`` (or from the ``next`` token
+        ``resume``), a page at a time, oldest first."""
+        after = resume
+        while True:
+            params: dict[str, Any] = {"limit": limit, "match[version]": "all"}
+            if after is not None:
+                params["next"] = after
+            elif added_after is not None:
+                params["added_after"] = added_after
+            response = self._get(urljoin(collection_url, "objects/"), params)
+            try:
+                body = orjson.loads(response.content)
+            except orjson.JSONDecodeError as error:
+                raise RemoteError(f"peer {self.name}: a page is not JSON ({error})") from None
+            objects = body.get("objects", []) if isinstance(body, dict) else None
+            if not isinstance(objects, list):
+                raise RemoteError(f"peer {self.name}: a page is not a TAXII envelope")
+            more = bool(body.get("more"))
+            token = body.get("next")
+            if more and not isinstance(token, str):
+                raise RemoteError(f"peer {self.name}: a page says more but gives no next")
+            yield Page(
+                objects,
+                response.headers.get("X-TAXII-Date-Added-Last"),
+                more,
+                token if more else None,
+            )
+            if not more:
+                return
+            after = token

@@ -1,0 +1,285 @@
+"""Pulling from peers: verify the peer's ledger, then store what it serves, page by page.
+
+Each page is applied in one transaction together with the peer's cursor, so a sync
+interrupted anywhere (a dropped connection, a killed process) resumes where the last
+committed page ended and applies nothing twice: object versions are stored once, whoever
+serves them again. What a peer serves goes through the same validation and signature
+checks as an import (the originator's pinned key, whoever relays it), and is recorded as
+received from the peer's partner, so the release rules never forward it beyond what its
+labels allow. An object that fails is refused alone and kept as evidence
+(``peer_rejections``); a peer whose ledger contradicts a head it signed before is flagged
+and not synced from again until an operator accepts it.
+
+A peer that fails (unreachable, slow, erroring) is retried later with exponential back-off,
+and peers are synced in parallel, so one never holds up the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, update
+
+from allied.errors import AlliedError
+from allied.federation import peers as peer_table
+from allied.federation.gossip import HistoryError, check_head
+from allied.federation.peers import Peer
+from allied.federation.remote import Page, Remote, RemoteError
+from allied.ingest.envelope import Outcome, PostResult, post_objects
+from allied.integrity.keys import parse_public_key
+from allied.integrity.origin import Origin
+from allied.integrity.signing import SignatureError, TrustedKey
+from allied.node import Node
+from allied.stix.checks import TIMESTAMP, timestamp_key
+from allied.store import schema
+from allied.store.store import Writer, now
+from allied.taxii.service import own_collection_id
+
+log = logging.getLogger("allied.sync")
+_P = schema.peers
+OK, FAILED, FLAGGED, SKIPPED = "ok", "failed", "flagged", "skipped"
+
+
+@dataclass
+class SyncResult:
+    peer: str
+    status: str
+    #: object versions stored that this node did not hold
+    received: int = 0
+    #: object versions the peer served that were refused
+    rejected: int = 0
+    pages: int = 0
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "peer": self.peer,
+            "status": self.status,
+            "received": self.received,
+            "rejected": self.rejected,
+            "pages": self.pages,
+            "message": self.message,
+        }
+
+
+def sync_all(node: Node, *, force: bool = False, full: bool = False) -> list[SyncResult]:
+    """Sync every peer, in parallel; see :func:`sync_peer`."""
+    names = [p.name for p in peer_table.peers(node)]
+    if not names:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="sync") as pool:
+        return list(pool.map(lambda n: sync_peer(node, n, force=force, full=full), names))
+
+
+def sync_peer(node: Node, name: str, *, force: bool = False, full: bool = False) -> SyncResult:
+    """Pull everything new from peer ``name``. A peer backing off after failures is left
+    alone unless ``force``; ``full`` pulls from the beginning (what is held already is not
+    stored again), for objects the peer may release now that it withheld before."""
+    peer = peer_table.peer(node, name)
+    if peer.flagged:
+        return SyncResult(name, FLAGGED, message=peer.flagged)
+    started = now()
+    if not force and peer.next_attempt is not None and started < peer.next_attempt:
+        return SyncResult(name, SKIPPED, message=f"backing off until {peer.next_attempt}")
+    _update(node, name, last_attempt=started)
+    result = SyncResult(name, OK)
+    try:
+        partner = node.partner(peer.partner)
+        if partner.revoked or partner.public_key is None:
+            raise AlliedError(f"peer {name}: partner {peer.partner} is revoked or has no key")
+        key = TrustedKey.of(
+            parse_public_key(partner.public_key, source=f"partner {partner.name}"),
+            partner.identity_id,
+        )
+        timeout = float(node.config.setting("sync_timeout"))
+        with Remote(name, peer.url, peer_table.token(node, name), timeout=timeout) as remote:
+            head = remote.head()
+            check_head(partner, key, head, peer.tree_head, remote)
+            url = remote.collection_url(peer.collection or own_collection_id(partner.identity_id))
+            _pull(node, peer, remote, url, result, full=full)
+    except (HistoryError, SignatureError) as error:
+        message = error.message
+        log.error("peer %s flagged: %s", name, message)
+        _update(node, name, flagged=message, last_error=message)
+        result.status, result.message = FLAGGED, message
+        return result
+    except AlliedError as error:
+        failures = peer.failures + 1
+        retry = _backoff(node, failures)
+        log.warning("peer %s: %s (attempt %d; next at %s)", name, error.message, failures, retry)
+        _update(node, name, failures=failures, next_attempt=retry, last_error=error.message)
+        result.status, result.message = FAILED, error.message
+        return result
+    _update(
+        node,
+        name,
+        head=orjson.dumps(head.as_dict()).decode(),
+        last_success=now(),
+        failures=0,
+        next_attempt=None,
+        last_error=None,
+    )
+    log.info(
+        "peer %s: %d new object versions, %d refused, %d pages",
+        name, result.received, result.rejected, result.pages,
+    )  # fmt: skip
+    return result
+
+
+def _pull(
+    node: Node, peer: Peer, remote: Remote, url: str, result: SyncResult, *, full: bool
+) -> None:
+    """Every page since the peer's cursor (or from where the last pull stopped midway)."""
+    limit = int(node.config.setting("sync_page_size"))
+    origin = node.origin()
+    cursor = None if full else peer.cursor
+    resume = None if full else peer.resume
+    try:
+        _apply_pages(node, peer, remote, url, cursor, resume, limit, origin, result, full=full)
+    except RemoteError as error:
+        if resume is None or error.status != 400 or result.pages:
+            raise
+        # the peer no longer honours the token (its key changed): from the cursor, then
+        log.info("peer %s: resume token refused, pulling from the cursor", peer.name)
+        _update(node, peer.name, resume=None)
+        _apply_pages(
+            node, peer, remote, url, cursor, None, limit, origin, result, full=full,
+            overlapping=True,
+        )  # fmt: skip
+
+
+def _apply_pages(
+    node: Node,
+    peer: Peer,
+    remote: Remote,
+    url: str,
+    cursor: str | None,
+    resume: str | None,
+    limit: int,
+    origin: Origin,
+    result: SyncResult,
+    *,
+    full: bool,
+    overlapping: bool = False,
+) -> None:
+    """``overlapping``: pulling from the cursor again, over pages applied before, so that
+    versions served again are no replay."""
+    exact = not full and not overlapping
+    for page in remote.pages(url, added_after=cursor, resume=resume, limit=limit):
+        done = _apply(node, peer, page, origin, exact=exact)
+        result.pages += 1
+        result.received += done.stored
+        result.rejected += len(done.failures)
+
+
+def _apply(node: Node, peer: Peer, page: Page, origin: Origin, *, exact: bool) -> PostResult:
+    """One page, stored with the cursor that follows it, in one transaction. ``exact``: the
+    page follows what was applied before without overlap (see :func:`_without_replays`)."""
+
+    def record(writer: Writer, outcome: PostResult) -> None:
+        values: dict[str, Any] = {
+            "received": _P.c.received + outcome.stored,
+            "rejected": _P.c.rejected + len(outcome.failures),
+            "resume": page.next,
+        }
+        if not page.more and page.last_added is not None:
+            values["cursor"] = page.last_added
+        writer.conn.execute(update(_P).where(_P.c.name == peer.name).values(**values))
+        if outcome.failures:
+            at = now()
+            writer.conn.execute(
+                insert(schema.peer_rejections),
+                [
+                    {
+                        "peer": peer.name,
+                        "object_id": failure.id,
+                        "version": failure.version,
+                        "reason": failure.message,
+                        "at": at,
+                    }
+                    for failure in outcome.failures
+                ],
+            )
+            for failure in outcome.failures:
+                log.warning("peer %s served %s, refused: %s", peer.name, failure.id,
+                            failure.message)  # fmt: skip
+
+    objects: list[Any] = page.objects
+    replayed: list[Outcome] = []
+    if exact:
+        objects, replayed = _without_replays(node, peer, page.objects)
+    if not objects:
+        refused = PostResult(failures=replayed)
+        with node.store.write() as writer:
+            record(writer, refused)
+        return refused
+
+    def with_replays(writer: Writer, outcome: PostResult) -> None:
+        outcome.failures.extend(replayed)
+        record(writer, outcome)
+
+    return post_objects(
+        node, objects, partner=peer.partner, record=with_replays, origin=origin, posted=False
+    )
+
+
+def _without_replays(node: Node, peer: Peer, objects: list[Any]) -> tuple[list[Any], list[Outcome]]:
+    """The page without the versions this node already received from the peer, and those
+    as refusals. An honest peer serves each version once, in the order it added them; one
+    served again after the cursor was added to the peer's collection again: a relay or a
+    peer replaying old versions (in place of newer ones it keeps back, say)."""
+    keyed = [(obj, _key(obj)) for obj in objects]
+    ids = sorted({key[0] for _, key in keyed if key is not None})
+    held = node.store.received_versions(ids, peer.partner) if ids else set()
+    kept = [obj for obj, key in keyed if key is None or key not in held]
+    replays = sorted({key for _, key in keyed if key is not None and key in held})
+    return kept, [
+        Outcome(object_id, version, "served again: this peer sent this version before")
+        for object_id, version in replays
+    ]
+
+
+def _key(obj: Any) -> tuple[str, str] | None:
+    """(id, version key) as the store keeps them, of an object that has them."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+        return None
+    version = obj.get("modified", obj.get("created"))
+    if version is None:
+        return obj["id"], ""  # a cyber observable: one version
+    if not isinstance(version, str) or TIMESTAMP.match(version) is None:
+        return None
+    return obj["id"], timestamp_key(version)
+
+
+def _backoff(node: Node, failures: int) -> str:
+    """When to try a failing peer again: doubling from ``sync_backoff`` seconds up to
+    ``sync_backoff_max``, with jitter so that peers failing together do not retry in step."""
+    base = float(node.config.setting("sync_backoff"))
+    ceiling = float(node.config.setting("sync_backoff_max"))
+    delay = min(ceiling, base * 2 ** min(failures - 1, 30)) * random.uniform(0.8, 1.2)
+    return (datetime.now(UTC) + timedelta(seconds=delay)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _update(node: Node, name: str, **values: Any) -> None:
+    with node.store.write() as writer:
+        writer.conn.execute(update(_P).where(_P.c.name == name).values(**values))
+
+
+def sync_forever(node: Node, interval: float, stop: threading.Event) -> None:
+    """Sync every peer each ``interval`` seconds until ``stop`` is set; peers backing off
+    are tried when their time comes. A failure never ends the loop."""
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            sync_all(node)
+        except Exception:  # a bug must not stop a node from syncing; it is logged with trace
+            log.exception("sync round failed")
+        stop.wait(max(0.0, interval - (time.monotonic() - started)))

@@ -1,0 +1,77 @@
+"""Objects travel between real nodes as their labels allow, and no further."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allied.ingest.stix_import import import_file
+from allied.stix.labels import TLP2_IDS
+from tests.conftest import indicator, write_bundle
+from tests.federation.conftest import Federation
+
+
+def publish(federation: Federation, name: str, objects: list[dict[str, Any]]) -> None:
+    with federation.node(name) as node:
+        import_file(node, write_bundle(federation.root / f"{name}-publish.json", objects))
+
+
+def labelled(n: int, *markings: str, **fields: Any) -> dict[str, Any]:
+    return indicator(n, object_marking_refs=list(markings), **fields)
+
+
+def test_each_object_reaches_exactly_whom_its_labels_allow(federation: Federation) -> None:
+    with federation.node("KOR") as kor:
+        restricted = kor.add_label(
+            "NATO RESTRICTED REL KOR, USA",
+            tlp="green",
+            policy="NATO",
+            classification="RESTRICTED",
+            releasable_to=["KOR", "USA"],
+        )
+        for_usa = kor.add_label("RED for USA", tlp="red", recipients=["USA"])
+        creator = kor.config.identity_id
+    objects = {
+        "green": labelled(1, TLP2_IDS["green"], created_by_ref=creator),
+        "amber": labelled(2, TLP2_IDS["amber"], created_by_ref=creator),
+        "restricted": labelled(3, TLP2_IDS["green"], restricted, created_by_ref=creator),
+        "red": labelled(4, TLP2_IDS["red"], for_usa, created_by_ref=creator),
+    }
+    publish(federation, "KOR", list(objects.values()))
+    [usa_from_kor, usa_from_nato] = federation.sync("USA")
+    assert (usa_from_kor.status, usa_from_kor.rejected) == ("ok", 0), usa_from_kor
+    assert usa_from_kor.received >= 4
+    [nato_from_usa] = federation.sync("NATO")
+    assert nato_from_usa.status == "ok", nato_from_usa
+    ids = {key: obj["id"] for key, obj in objects.items()}
+    usa, nato = federation.ids("USA"), federation.ids("NATO")
+    assert {ids["green"], ids["amber"], ids["restricted"], ids["red"]} <= usa
+    assert ids["green"] in nato
+    assert ids["amber"] not in nato  # AMBER from its originator is never forwarded
+    assert ids["restricted"] not in nato  # NATO is not in releasable_to
+    assert ids["red"] not in nato  # only its named recipient
+    assert restricted not in nato  # nor the label's definition
+
+
+def test_what_a_node_receives_is_verified_and_recorded_as_from_its_peer(
+    federation: Federation,
+) -> None:
+    publish(federation, "KOR", [labelled(11, TLP2_IDS["green"])])
+    federation.sync("USA")
+    federation.sync("NATO")
+    with federation.node("NATO") as nato:
+        [stored] = nato.store.versions(indicator(11)["id"])
+        assert stored.received_from == "USA"
+        result = nato.verify()
+        assert result.ok, result.problems
+
+
+def test_a_second_sync_applies_nothing_twice(federation: Federation) -> None:
+    publish(federation, "KOR", [labelled(n, TLP2_IDS["green"]) for n in range(20, 30)])
+    [first, _] = federation.sync("USA")
+    assert first.received >= 10
+    [again, _] = federation.sync("USA")
+    assert (again.status, again.received, again.rejected) == ("ok", 0, 0)
+    [full, _] = federation.sync("USA", full=True)
+    assert (full.status, full.received) == ("ok", 0)
+    with federation.node("USA") as usa:
+        assert usa.verify().ok
