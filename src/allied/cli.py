@@ -8,6 +8,7 @@ exits 1. Usage errors exit 2, as click does.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+import orjson
 
 from allied import __version__
 from allied.config import SETTINGS
@@ -381,11 +383,21 @@ def export(obj: _Obj, for_partner: str | None, output: Path | None, type_: str |
         with _output(output) as out:
             out.write(f'{{"type": "bundle", "id": "bundle--{uuid.uuid4()}", "objects": [')
             first = True
-            for text in texts:
-                out.write("\n" if first else ",\n")
-                out.write(text)
-                first = False
+            iterator = iter(texts)
+            while batch := list(itertools.islice(iterator, 1000)):
+                if for_partner is not None:  # journaled before it is written out
+                    node.store.journal(for_partner, [_key(t) for t in batch], "export")
+                for text in batch:
+                    out.write("\n" if first else ",\n")
+                    out.write(text)
+                    first = False
             out.write("\n]}\n")
+
+
+def _key(text: str) -> tuple[str, str]:
+    """(id, version) of an object's JSON, as the release journal names it."""
+    data = orjson.loads(text)
+    return str(data["id"]), str(data.get("modified") or data.get("created") or "")
 
 
 @main.command()
@@ -512,6 +524,27 @@ def serve(
     run_server(
         directory, host=host, port=port, workers=workers, tls=tls, sync_interval=sync_interval
     )
+
+
+@main.command()
+@click.option("--to", "to_partner", metavar="PARTNER", help="Only what went to this partner.")
+@click.option("--object", "object_id", metavar="ID", help="Only versions of this object.")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def releases(
+    obj: _Obj, to_partner: str | None, object_id: str | None, limit: int, as_json: bool
+) -> None:
+    """Who received which object version, when and how (TAXII, which peers sync through,
+    and export --for): the release journal, newest first."""
+    with obj.node() as node:
+        rows = node.store.releases(partner=to_partner, object_id=object_id, limit=limit)
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        version = row["version"] or "-"
+        click.echo(f"{row['released']}  {row['partner']:<16} {row['id']}  {version}  {row['via']}")
 
 
 @main.group()
@@ -661,7 +694,10 @@ def sync(
         _emit_json([r.as_dict() for r in results])
     else:
         for r in results:
-            line = f"{r.peer}: {r.status}, {r.received} new, {r.rejected} refused, {r.pages} pages"
+            line = (
+                f"{r.peer}: {r.status}, {r.received} new, {r.rejected} refused, "
+                f"{r.withdrawn} withdrawn, {r.pages} pages"
+            )
             click.echo(line + (f": {r.message}" if r.message else ""))
     if any(r.status == FLAGGED for r in results):
         raise SystemExit(3)

@@ -41,6 +41,7 @@ def endpoints(world: World) -> list[tuple[str, str]]:
         ("GET", "/ledger/head"),
         ("GET", f"/ledger/inclusion/{world.ids['green']}"),
         ("GET", "/ledger/consistency?first=1"),
+        ("GET", "/federation/withdrawn"),
         ("GET", "/openapi.json"),
     ]
 

@@ -40,6 +40,7 @@ class Peer:
     created: str
     cursor: str | None = None
     resume: str | None = None
+    withdrawn_cursor: str | None = None
     head: dict[str, Any] | None = None
     last_attempt: str | None = None
     last_success: str | None = None

@@ -104,6 +104,17 @@ class Remote:
             raise RemoteError(f"peer {self.name}: a consistency proof is not a JSON object")
         return body
 
+    def withdrawn(self, after: str | None) -> list[tuple[str, str]]:
+        """(id, when) of what the peer may no longer release to this node, since ``after``."""
+        body = self._json("federation/withdrawn", {"added_after": after} if after else None)
+        entries = body.get("withdrawn") if isinstance(body, dict) else None
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(
+                e.get("withdrawn"), str) for e in entries
+        ):  # fmt: skip
+            raise RemoteError(f"peer {self.name}: a withdrawal notice is malformed")
+        return [(e["id"], e["withdrawn"]) for e in entries]
+
     def collection_url(self, collection_id: str) -> str:
         """The collection's URL under the peer's default API root (from discovery)."""
         discovery = self._json("taxii2/")

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, update
+from sqlalchemy import delete, insert, select, update
 
 from allied.errors import AlliedError
 from allied.federation import peers as peer_table
@@ -57,6 +57,8 @@ class SyncResult:
     #: object versions the peer served that were refused
     rejected: int = 0
     pages: int = 0
+    #: objects the peer withdrew, no longer released from here
+    withdrawn: int = 0
     message: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -65,6 +67,7 @@ class SyncResult:
             "status": self.status,
             "received": self.received,
             "rejected": self.rejected,
+            "withdrawn": self.withdrawn,
             "pages": self.pages,
             "message": self.message,
         }
@@ -105,6 +108,7 @@ def sync_peer(node: Node, name: str, *, force: bool = False, full: bool = False)
             check_head(partner, key, head, peer.tree_head, remote)
             url = remote.collection_url(peer.collection or own_collection_id(partner.identity_id))
             _pull(node, peer, remote, url, result, full=full)
+            _withdraw(node, peer, remote.withdrawn(peer.withdrawn_cursor), result)
     except (HistoryError, SignatureError) as error:
         message = error.message
         log.error("peer %s flagged: %s", name, message)
@@ -193,6 +197,12 @@ def _apply(node: Node, peer: Peer, page: Page, origin: Origin, *, exact: bool) -
         if not page.more and page.last_added is not None:
             values["cursor"] = page.last_added
         writer.conn.execute(update(_P).where(_P.c.name == peer.name).values(**values))
+        if outcome.successes:  # served again: releasable to this node again
+            served = sorted({success.id for success in outcome.successes})
+            gone = schema.withdrawals
+            writer.conn.execute(
+                delete(gone).where(gone.c.peer == peer.name, gone.c.object_id.in_(served))
+            )
         if outcome.failures:
             at = now()
             writer.conn.execute(
@@ -257,6 +267,33 @@ def _key(obj: Any) -> tuple[str, str] | None:
     if not isinstance(version, str) or TIMESTAMP.match(version) is None:
         return None
     return obj["id"], timestamp_key(version)
+
+
+def _withdraw(node: Node, peer: Peer, notices: list[tuple[str, str]], result: SyncResult) -> None:
+    """Stop releasing what the peer withdrew: only objects this node received from it (a
+    peer cannot silence what others sent). The peer serving a version again lifts it."""
+    if not notices:
+        return
+    ids = sorted({object_id for object_id, _ in notices})
+    mine = {i for i, _ in node.store.received_versions(ids, peer.partner)}
+    gone = schema.withdrawals
+    with node.store.write() as writer:
+        held = set(
+            writer.conn.execute(select(gone.c.object_id).where(gone.c.object_id.in_(ids))).scalars()
+        )
+        fresh = sorted(mine - held)
+        if fresh:
+            stamp = writer.date_added()
+            writer.conn.execute(
+                insert(gone),
+                [{"object_id": i, "peer": peer.name, "withdrawn": stamp} for i in fresh],
+            )
+        writer.conn.execute(
+            update(_P).where(_P.c.name == peer.name).values(withdrawn_cursor=notices[-1][1])
+        )
+    result.withdrawn += len(fresh)
+    for object_id in fresh:
+        log.info("peer %s withdrew %s: no longer released to anyone", peer.name, object_id)
 
 
 def _backoff(node: Node, failures: int) -> str:

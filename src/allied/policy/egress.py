@@ -142,6 +142,12 @@ class Egress:
         index = self._store.index_row(object_id)
         if index is None:
             raise NotFound(f"no object {object_id} in this node")
+        withdrawn = self._store.withdrawn_by(object_id)
+        if withdrawn is not None:
+            reason = (
+                f"denied: withdrawn by peer {withdrawn} (its label was tightened at the source)"
+            )
+            return Explanation(object_id, partner.name, Decision(False, (reason,)))
         if index.type == _MARKING:
             own = Decision(
                 True, ("allowed: marking definitions travel with the objects using them",)

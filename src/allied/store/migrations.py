@@ -111,9 +111,15 @@ def _v6_posted_copies(conn: Connection) -> None:
     schema.posted_copies.create(conn, checkfirst=True)
 
 
-def _v7_peers(conn: Connection) -> None:
-    """Peers to sync from, and what they served that was refused (allied.federation)."""
-    for table in (schema.peers, schema.peer_rejections):
+def _v7_federation(conn: Connection) -> None:
+    """Peers to sync from, what they served that was refused, what they withdrew, and the
+    journal of what was released to whom (allied.federation)."""
+    for table in (
+        schema.peers,
+        schema.peer_rejections,
+        schema.withdrawals,
+        schema.release_journal,
+    ):
         table.create(conn, checkfirst=True)
 
 
@@ -124,7 +130,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (4, "partner rows signed by the node", _v4_partner_signatures),
     (5, "TAXII community collections and status resources", _v5_taxii),
     (6, "partners' private copies of posted objects", _v6_posted_copies),
-    (7, "peers and what they served that was refused", _v7_peers),
+    (7, "peers, refusals, withdrawals and the release journal", _v7_federation),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -10,6 +10,7 @@ indistinguishable from one the node does not hold live here:
   a new version withdraws the old ones too);
 - ``first`` and ``last`` are the first and last of the versions the partner may see;
 - a marking definition is seen only when the partner may receive a label set it is part of;
+- an object a peer withdrew is seen by nobody;
 - what the partner posted of an object it may not see is its own copy
   (``schema.posted_copies``), and it sees that copy for as long as it may see no version
   of the node's.
@@ -386,7 +387,7 @@ def _visible(
 
     newer = _O.alias("newer")
     is_latest = ~exists().where(newer.c.id == _O.c.id, newer.c.version > _O.c.version)
-    own = and_(_O.c.type != _MARKING, seen(_O))
+    own = and_(_O.c.type != _MARKING, seen(_O), not_withdrawn(_O.c.id))
     if wanted == {LAST} and not in_collection:
         return or_(and_(own, is_latest), marking_rows)
     latest_visible = _latest_seen(_O.c.id, closures, own_sets)
@@ -449,3 +450,49 @@ def _sees_object(
     if markings:
         terms.append(and_(object_type == _MARKING, object_id.in_(_texts(markings))))
     return or_(*terms) if terms else false()
+
+
+def not_withdrawn(object_id: Any) -> Any:
+    """The object is not one a peer withdrew (``schema.withdrawals``): such an object is
+    released to nobody, whatever its labels."""
+    withdrawn = schema.withdrawals
+    return ~exists().where(withdrawn.c.object_id == object_id)
+
+
+def withdrawn(
+    store: Store,
+    closures: frozenset[int],
+    own_sets: frozenset[int],
+    after: str | None,
+) -> list[tuple[str, str]]:
+    """(id, when) of the objects the partner may no longer receive, since ``after``: those
+    whose latest version, added since, it may not see though it may see an older one (their
+    originator revoked or tightened them), and those a peer withdrew from this node since
+    that it could see. Oldest first. Ids only of objects the partner was given the right to
+    receive: the notice says no more than that they changed out of its sight."""
+    if not closures and not own_sets:
+        return []
+    latest, newer, older = _O.alias("latest"), _O.alias("newer"), _O.alias("older")
+    tightened = select(latest.c.id, latest.c.date_added).where(
+        latest.c.type != _MARKING,
+        ~exists().where(newer.c.id == latest.c.id, newer.c.version > latest.c.version),
+        ~_seen(latest, closures, own_sets),
+        exists().where(
+            older.c.id == latest.c.id,
+            older.c.version < latest.c.version,
+            _seen(older, closures, own_sets),
+        ),
+    )
+    gone = schema.withdrawals
+    held = _O.alias("held")
+    relayed = select(gone.c.object_id, gone.c.withdrawn).where(
+        _latest_seen(gone.c.object_id, closures, own_sets),
+        exists().where(held.c.id == gone.c.object_id, held.c.type != _MARKING),
+    )
+    if after is not None:
+        tightened = tightened.where(latest.c.date_added > after)
+        relayed = relayed.where(gone.c.withdrawn > after)
+    with store.engine.connect() as conn:
+        found = [(i, t) for i, t in conn.execute(tightened)]
+        found += [(i, t) for i, t in conn.execute(relayed)]
+    return sorted(found, key=lambda entry: (entry[1], entry[0]))

@@ -217,6 +217,8 @@ peers = Table(
     Column("cursor", String(32)),
     # the peer's ``next`` token where a pull stopped midway: the pull resumes there
     Column("resume", Text),
+    # withdrawals the peer announced up to this time are applied
+    Column("withdrawn_cursor", String(32)),
     # the peer's latest signed tree head this node verified (JSON)
     Column("head", Text),
     Column("last_attempt", String(32)),
@@ -242,4 +244,31 @@ peer_rejections = Table(
     Column("reason", Text, nullable=False),
     Column("at", String(32), nullable=False),
     Index("ix_peer_rejections_peer", "peer", "seq"),
+)
+
+# The release journal: every object version released to a partner, when and how (a TAXII
+# response, which is also how peers sync), append-only: "who received what, when", for the
+# originator's audit.
+release_journal = Table(
+    "release_journal",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("partner", String(200), nullable=False),
+    Column("object_id", String(300), nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("released", String(32), nullable=False),
+    Column("via", String(100), nullable=False),
+    Index("ix_release_journal_partner", "partner", "seq"),
+    Index("ix_release_journal_object", "object_id", "seq"),
+)
+
+# Objects a peer withdrew: it may no longer release them to this node (their originator
+# tightened their label), so this node stops releasing them to anyone. A newer version from
+# the same peer lifts the withdrawal.
+withdrawals = Table(
+    "withdrawals",
+    metadata,
+    Column("object_id", String(300), primary_key=True),
+    Column("peer", String(100), nullable=False),
+    Column("withdrawn", String(32), nullable=False),
 )

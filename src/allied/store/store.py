@@ -415,6 +415,7 @@ class Store:
                 or_(*released),
                 _O.c.type != _MARKING,
                 self._is_latest(),
+                ~exists().where(schema.withdrawals.c.object_id == _O.c.id),
             )
             .order_by(_O.c.pk)
         )
@@ -451,6 +452,53 @@ class Store:
                     yield from rows
             finally:
                 cursor.close()
+
+    def withdrawn_by(self, object_id: str) -> str | None:
+        """The peer that withdrew ``object_id``, if one did."""
+        table = schema.withdrawals
+        with self.engine.connect() as conn:
+            return conn.execute(select(table.c.peer).where(table.c.object_id == object_id)).scalar()
+
+    def journal(self, partner: str, released: Sequence[tuple[str, str]], via: str) -> None:
+        """Record that ``partner`` was given these (id, version) now, ``via`` what; committed
+        before the caller hands them out, so nothing leaves unrecorded. A transaction of its
+        own, outside the writers' turn: it touches neither objects nor ledger."""
+        if not released:
+            return
+        stamp = now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(schema.release_journal),
+                [
+                    {
+                        "partner": partner,
+                        "object_id": object_id,
+                        "version": version,
+                        "released": stamp,
+                        "via": via,
+                    }
+                    for object_id, version in released
+                ],
+            )
+
+    def releases(
+        self, *, partner: str | None = None, object_id: str | None = None, limit: int = 1000
+    ) -> list[dict[str, str]]:
+        """The journal, newest first: who received which version of what, when, how."""
+        table = schema.release_journal
+        query = select(
+            table.c.partner, table.c.object_id, table.c.version, table.c.released, table.c.via
+        )
+        if partner is not None:
+            query = query.where(table.c.partner == partner)
+        if object_id is not None:
+            query = query.where(table.c.object_id == object_id)
+        query = query.order_by(table.c.seq.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [
+                {"partner": p, "id": i, "version": v, "released": r, "via": w}
+                for p, i, v, r, w in conn.execute(query)
+            ]
 
     def received_versions(self, ids: Sequence[str], source: str) -> set[tuple[str, str]]:
         """(id, version key) of the versions of ``ids`` received from partner ``source``."""

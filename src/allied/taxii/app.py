@@ -121,6 +121,7 @@ class TaxiiApp:
             route("/ledger/head", self.ledger_head, ["GET"]),
             route("/ledger/inclusion/{object_id}", self.ledger_inclusion, ["GET"]),
             route("/ledger/consistency", self.ledger_consistency, ["GET"]),
+            route("/federation/withdrawn", self.withdrawn, ["GET"]),
             route("/openapi.json", self.openapi, ["GET"]),
         ]
         app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
@@ -290,6 +291,10 @@ class TaxiiApp:
         assert first is not None
         proof = await run_in_threadpool(proofs.consistency, self.node.store, first, second)
         return _json(proof)
+
+    async def withdrawn(self, request: Request, partner: Partner | None) -> Answer:
+        params = request.query_params.multi_items()
+        return await run_in_threadpool(self.service.withdrawn, _known(partner), params)
 
     async def openapi(self, request: Request, _partner: Partner | None) -> Answer:
         return _json(openapi_document(str(request.base_url)))

@@ -237,6 +237,20 @@ _SCHEMAS: dict[str, Any] = {
             "tree_head": _ref("TreeHead"),
         },
     },
+    "Withdrawn": {
+        "type": "object",
+        "required": ["withdrawn"],
+        "properties": {
+            "withdrawn": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "withdrawn"],
+                    "properties": {"id": _STRING, "withdrawn": _STRING},
+                },
+            }
+        },
+    },
     "ConsistencyProof": {
         "type": "object",
         "required": ["old_size", "old_root_hash", "tree_size", "root_hash", "proof"],
@@ -343,6 +357,13 @@ def openapi_document(base_url: str = "/") -> dict[str, Any]:
                         {"type": "integer", "minimum": 0},
                     ),
                 ],
+            )
+        },
+        "/federation/withdrawn": {
+            "get": _get(
+                "Objects the partner may no longer receive (for peers that hold them)",
+                "Withdrawn",
+                [_ADDED_AFTER],
             )
         },
     }

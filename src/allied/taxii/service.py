@@ -29,7 +29,7 @@ from allied.node import Node, hash_token
 from allied.policy.egress import Egress, Visibility
 from allied.stix.checks import TIMESTAMP, timestamp_key
 from allied.store import schema
-from allied.store.pages import ALL, LAST, Entry, Page, Selection, page
+from allied.store.pages import ALL, LAST, Entry, Page, Selection, page, withdrawn
 from allied.store.store import GROWN_SQL, Partner, Writer
 from allied.taxii.protocol import (
     MEDIA_TYPE,
@@ -267,6 +267,12 @@ class TaxiiService:
         if found.more and found.entries:
             last = found.entries[-1]
             token = self.cursors.seal(partner.name, scope, (last.date_added, last.position))
+        if with_json:  # what leaves with its content is journaled before it leaves
+            self.node.store.journal(
+                partner.name,
+                [(entry.id, _version(entry)) for entry in found.entries],
+                f"taxii {collection.title}",
+            )
         return found, token
 
     def _rows(self, partner: Partner, chosen: Selection, *, with_json: bool = False) -> Page:
@@ -470,6 +476,16 @@ class TaxiiService:
             sees=self._visibility(partner).sees,
         )
         return Answer(document, {}, 202)
+
+    def withdrawn(self, partner: Partner, params: list[tuple[str, str]]) -> Answer:
+        """The objects ``partner`` may no longer receive since ``added_after``: what a peer
+        node that holds them stops serving (see :func:`allied.store.pages.withdrawn`)."""
+        filters = parse_filters(params, allowed=frozenset({"added_after"}))
+        seen = self._visibility(partner)
+        found = withdrawn(self.node.store, seen.closures, seen.own_sets, filters.added_after)
+        body = {"withdrawn": [{"id": i, "withdrawn": when} for i, when in found]}
+        headers = {"X-TAXII-Date-Added-Last": found[-1][1]} if found else {}
+        return Answer(orjson.dumps(body), headers)
 
     def get_status(self, partner: Partner, status_id: str) -> Answer:
         table = schema.taxii_status
