@@ -8,6 +8,7 @@ records it, backs off and tries again later. The token is sent, never logged.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -131,32 +132,41 @@ class Remote:
         self, collection_url: str, *, added_after: str | None, resume: str | None, limit: int
     ) -> Iterator[Page]:
         """Every object version added after ``added_after`` (or from the ``next`` token
-        ``resume``), a page at a time, oldest first."""
-        after = resume
-        while True:
-            params: dict[str, Any] = {"limit": limit, "match[version]": "all"}
-            if after is not None:
-                params["next"] = after
-            elif added_after is not None:
-                params["added_after"] = added_after
-            response = self._get(urljoin(collection_url, "objects/"), params)
-            try:
-                body = orjson.loads(response.content)
-            except orjson.JSONDecodeError as error:
-                raise RemoteError(f"peer {self.name}: a page is not JSON ({error})") from None
-            objects = body.get("objects", []) if isinstance(body, dict) else None
-            if not isinstance(objects, list):
-                raise RemoteError(f"peer {self.name}: a page is not a TAXII envelope")
-            more = bool(body.get("more"))
-            token = body.get("next")
-            if more and not isinstance(token, str):
-                raise RemoteError(f"peer {self.name}: a page says more but gives no next")
-            yield Page(
-                objects,
-                response.headers.get("X-TAXII-Date-Added-Last"),
-                more,
-                token if more else None,
-            )
-            if not more:
-                return
-            after = token
+        ``resume``), a page at a time, oldest first. The next page is fetched while the
+        caller works on this one: the peer answers while this node verifies and stores."""
+        url = urljoin(collection_url, "objects/")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch") as fetcher:
+            page = self._page(url, added_after, resume, limit)
+            while True:
+                ahead = (
+                    fetcher.submit(self._page, url, None, page.next, limit) if page.more else None
+                )
+                yield page
+                if ahead is None:
+                    return
+                page = ahead.result()
+
+    def _page(self, url: str, added_after: str | None, after: str | None, limit: int) -> Page:
+        params: dict[str, Any] = {"limit": limit, "match[version]": "all"}
+        if after is not None:
+            params["next"] = after
+        elif added_after is not None:
+            params["added_after"] = added_after
+        response = self._get(url, params)
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError as error:
+            raise RemoteError(f"peer {self.name}: a page is not JSON ({error})") from None
+        objects = body.get("objects", []) if isinstance(body, dict) else None
+        if not isinstance(objects, list):
+            raise RemoteError(f"peer {self.name}: a page is not a TAXII envelope")
+        more = bool(body.get("more"))
+        token = body.get("next")
+        if more and not isinstance(token, str):
+            raise RemoteError(f"peer {self.name}: a page says more but gives no next")
+        return Page(
+            objects,
+            response.headers.get("X-TAXII-Date-Added-Last"),
+            more,
+            token if more else None,
+        )

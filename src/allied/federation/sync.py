@@ -20,7 +20,7 @@ import logging
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +33,7 @@ from allied.federation import peers as peer_table
 from allied.federation.gossip import HistoryError, check_head
 from allied.federation.peers import Peer
 from allied.federation.remote import Page, Remote, RemoteError
-from allied.ingest.envelope import Outcome, PostResult, post_objects
+from allied.ingest.envelope import Admission, Outcome, PostResult, admit_objects, store_objects
 from allied.integrity.keys import parse_public_key
 from allied.integrity.origin import Origin
 from allied.integrity.signing import SignatureError, TrustedKey
@@ -177,16 +177,30 @@ def _apply_pages(
     """``overlapping``: pulling from the cursor again, over pages applied before, so that
     versions served again are no replay."""
     exact = not full and not overlapping
-    for page in remote.pages(url, added_after=cursor, resume=resume, limit=limit):
-        done = _apply(node, peer, page, origin, exact=exact)
+
+    def apply(page: Page, admission: Future[Admission]) -> None:
+        done = _apply(node, peer, page, admission.result(), exact=exact)
         result.pages += 1
         result.received += done.stored
         result.rejected += len(done.failures)
 
+    # a page is admitted (validated, signatures checked) while the one before is stored
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="admit") as admitter:
+        waiting: tuple[Page, Future[Admission]] | None = None
+        for page in remote.pages(url, added_after=cursor, resume=resume, limit=limit):
+            admission = admitter.submit(
+                admit_objects, page.objects, origin, partner=peer.partner, posted=False
+            )
+            if waiting is not None:
+                apply(*waiting)
+            waiting = (page, admission)
+        if waiting is not None:
+            apply(*waiting)
 
-def _apply(node: Node, peer: Peer, page: Page, origin: Origin, *, exact: bool) -> PostResult:
+
+def _apply(node: Node, peer: Peer, page: Page, admission: Admission, *, exact: bool) -> PostResult:
     """One page, stored with the cursor that follows it, in one transaction. ``exact``: the
-    page follows what was applied before without overlap (see :func:`_without_replays`)."""
+    page follows what was applied before without overlap (see :func:`_replays`)."""
 
     def record(writer: Writer, outcome: PostResult) -> None:
         values: dict[str, Any] = {
@@ -222,39 +236,34 @@ def _apply(node: Node, peer: Peer, page: Page, origin: Origin, *, exact: bool) -
                 log.warning("peer %s served %s, refused: %s", peer.name, failure.id,
                             failure.message)  # fmt: skip
 
-    objects: list[Any] = page.objects
-    replayed: list[Outcome] = []
-    if exact:
-        objects, replayed = _without_replays(node, peer, page.objects)
-    if not objects:
-        refused = PostResult(failures=replayed)
+    replays = _replays(node, peer, page.objects) if exact else set()
+    if replays:
+        admission = Admission(
+            [obj for obj in admission.admitted if (obj.id, obj.version) not in replays],
+            admission.failures
+            + [
+                Outcome(object_id, version, "served again: this peer sent this version before")
+                for object_id, version in sorted(replays)
+            ],
+        )
+    if not admission.admitted:
+        refused = PostResult(failures=admission.failures)
         with node.store.write() as writer:
             record(writer, refused)
         return refused
-
-    def with_replays(writer: Writer, outcome: PostResult) -> None:
-        outcome.failures.extend(replayed)
-        record(writer, outcome)
-
-    return post_objects(
-        node, objects, partner=peer.partner, record=with_replays, origin=origin, posted=False
-    )
+    return store_objects(node, admission, partner=peer.partner, record=record, posted=False)
 
 
-def _without_replays(node: Node, peer: Peer, objects: list[Any]) -> tuple[list[Any], list[Outcome]]:
-    """The page without the versions this node already received from the peer, and those
-    as refusals. An honest peer serves each version once, in the order it added them; one
-    served again after the cursor was added to the peer's collection again: a relay or a
-    peer replaying old versions (in place of newer ones it keeps back, say)."""
-    keyed = [(obj, _key(obj)) for obj in objects]
-    ids = sorted({key[0] for _, key in keyed if key is not None})
-    held = node.store.received_versions(ids, peer.partner) if ids else set()
-    kept = [obj for obj, key in keyed if key is None or key not in held]
-    replays = sorted({key for _, key in keyed if key is not None and key in held})
-    return kept, [
-        Outcome(object_id, version, "served again: this peer sent this version before")
-        for object_id, version in replays
-    ]
+def _replays(node: Node, peer: Peer, objects: list[Any]) -> set[tuple[str, str]]:
+    """(id, version key) of the versions on the page this node already received from the
+    peer. An honest peer serves each version once, in the order it added them; one served
+    again after the cursor was added to the peer's collection again: a relay or a peer
+    replaying old versions (in place of newer ones it keeps back, say)."""
+    keys = {key for key in map(_key, objects) if key is not None}
+    if not keys:
+        return set()
+    held = node.store.received_versions(sorted({i for i, _ in keys}), peer.partner)
+    return keys & held
 
 
 def _key(obj: Any) -> tuple[str, str] | None:

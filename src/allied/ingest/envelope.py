@@ -69,9 +69,30 @@ def post_objects(
     the peer's originators sign what it serves, labels included, and it mints no label sets
     of its own.
     """
-    result = PostResult()
-    origin = origin or node.origin()
+    admission = admit_objects(objects, origin or node.origin(), partner=partner, posted=posted)
+    return store_objects(
+        node, admission, partner=partner, collection=collection, record=record, sees=sees,
+        posted=posted,
+    )  # fmt: skip
+
+
+@dataclass
+class Admission:
+    """The objects of an envelope or page that passed validation and the origin gate, and
+    the outcome of those that did not."""
+
+    admitted: list[StixObject]
+    failures: list[Outcome]
+
+
+def admit_objects(
+    objects: Sequence[Any], origin: Origin, *, partner: str, posted: bool
+) -> Admission:
+    """Validation and the origin gate (verify, or sign as publisher), object by object:
+    the part of :func:`post_objects` that reads nothing from the store, so that a sync can
+    admit its next page while it stores this one."""
     admitted: list[StixObject] = []
+    failures: list[Outcome] = []
     for index, data in enumerate(objects):
         checked = check(data, index=index)
         if isinstance(checked, list):
@@ -79,14 +100,30 @@ def post_objects(
                 f"{problem.path}: {problem.reason}" if problem.path else problem.reason
                 for problem in checked
             )
-            result.failures.append(_outcome(data, index, reasons))
+            failures.append(_outcome(data, index, reasons))
             continue
         try:
             admitted.append(origin.admit(checked, received_from=partner, posted=posted))
         except SignatureError as error:
-            result.failures.append(_outcome(data, index, error.reason))
+            failures.append(_outcome(data, index, error.reason))
         except AlliedError as error:  # e.g. a number with no canonical form to sign
-            result.failures.append(_outcome(data, index, error.message))
+            failures.append(_outcome(data, index, error.message))
+    return Admission(admitted, failures)
+
+
+def store_objects(
+    node: Node,
+    admission: Admission,
+    *,
+    partner: str,
+    collection: str | None = None,
+    record: Callable[[Writer, PostResult], None] | None = None,
+    sees: Callable[[str, str, int | None, int], bool] | None = None,
+    posted: bool = True,
+) -> PostResult:
+    """The rest of :func:`post_objects`: store what was admitted, in one transaction."""
+    result = PostResult(failures=list(admission.failures))
+    admitted = list(admission.admitted)
     if posted:
         admitted = _within_label_sets(node, admitted, partner, result)
     conflicts = 0
