@@ -39,12 +39,15 @@ from allied.integrity.origin import Origin
 from allied.integrity.signing import SignatureError, TrustedKey
 from allied.node import Node
 from allied.stix.checks import TIMESTAMP, timestamp_key
+from allied.stix.model import StixObject
 from allied.store import schema
 from allied.store.store import Writer, now
 from allied.taxii.service import own_collection_id
 
 log = logging.getLogger("allied.sync")
 _P = schema.peers
+#: pages stored per transaction: each commit signs a tree head and syncs the disk
+_PAGES_PER_COMMIT = 4
 OK, FAILED, FLAGGED, SKIPPED = "ok", "failed", "flagged", "skipped"
 
 
@@ -178,24 +181,36 @@ def _apply_pages(
     versions served again are no replay."""
     exact = not full and not overlapping
 
-    def apply(page: Page, admission: Future[Admission]) -> None:
-        done = _apply(node, peer, page, admission.result(), exact=exact)
-        result.pages += 1
-        result.received += done.stored
-        result.rejected += len(done.failures)
+    def apply(group: list[tuple[Page, Future[Admission]]]) -> None:
+        """Pages stored in one transaction, with the cursor after the last of them."""
+        last = group[-1][0]
+        admitted: list[StixObject] = []
+        failures: list[Outcome] = []
+        objects: list[Any] = []
+        for page, admission in group:
+            done = admission.result()
+            admitted += done.admitted
+            failures += done.failures
+            objects += page.objects
+        merged = Page(objects, last.last_added, last.more, last.next)
+        stored = _apply(node, peer, merged, Admission(admitted, failures), exact=exact)
+        result.pages += len(group)
+        result.received += stored.stored
+        result.rejected += len(stored.failures)
 
-    # a page is admitted (validated, signatures checked) while the one before is stored
+    # pages are admitted (validated, signatures checked) while those before are stored
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="admit") as admitter:
-        waiting: tuple[Page, Future[Admission]] | None = None
+        waiting: list[tuple[Page, Future[Admission]]] = []
         for page in remote.pages(url, added_after=cursor, resume=resume, limit=limit):
             admission = admitter.submit(
                 admit_objects, page.objects, origin, partner=peer.partner, posted=False
             )
-            if waiting is not None:
-                apply(*waiting)
-            waiting = (page, admission)
-        if waiting is not None:
-            apply(*waiting)
+            if len(waiting) == _PAGES_PER_COMMIT:
+                apply(waiting)
+                waiting = []
+            waiting.append((page, admission))
+        if waiting:
+            apply(waiting)
 
 
 def _apply(node: Node, peer: Peer, page: Page, admission: Admission, *, exact: bool) -> PostResult:
