@@ -15,11 +15,15 @@ import uuid
 from typing import Any
 
 import orjson
+from sqlalchemy import insert
 
+from allied.ingest.envelope import post_objects
 from allied.ingest.stix_import import import_file
 from allied.integrity.signing import SIGNATURE_EXTENSION_ID
 from allied.node import Node
 from allied.stix.labels import TLP2_IDS
+from allied.store import schema
+from allied.taxii.service import TaxiiService
 from tests.conftest import TLP_AMBER, TLP_GREEN, indicator, write_bundle
 from tests.taxii.conftest import LATER, Api, World
 
@@ -225,3 +229,169 @@ def test_a_tampered_copy_is_caught_by_verify(node: Node, world: World) -> None:
         )
     problems = node.verify().problems
     assert any(p.startswith(f"est's copy of {indicator(2)['id']}") for p in problems), problems
+
+
+def _order(api: Api, world: World, ids: list[str]) -> dict[str, Any]:
+    """How objects just posted sit in the partner's views: their order in both collections,
+    whether they share a time, and the order of their ledger entries."""
+    seen: dict[str, Any] = {}
+    for name in ("nato-ccdcoe", "KOR NCSC"):
+        manifest = api.get(
+            f"/api/collections/{world.collections[name]}/manifest/",
+            params={"match[id]": ",".join(ids), "match[version]": "all"},
+        ).json()["objects"]
+        seen[name] = [ids.index(entry["id"]) for entry in manifest]
+        seen[f"{name} one time"] = len({entry["date_added"] for entry in manifest}) == 1
+    leaves = [api.get(f"/ledger/inclusion/{i}").json()["leaf_index"] for i in ids]
+    seen["ledger order"] = sorted(range(len(ids)), key=lambda n: leaves[n])
+    return seen
+
+
+def test_an_envelope_keeps_its_order_whatever_it_holds(node: Node, world: World) -> None:
+    """Copies are written in the same pass as the other objects: same time, ledger entries
+    and collection places in the envelope's order."""
+    est = Api(node, world.tokens["est"])
+    community = f"/api/collections/{world.collections['nato-ccdcoe']}/objects/"
+    for first_is_new in (True, False):
+        new = indicator(0x70 + first_is_new, object_marking_refs=[TLP_GREEN])
+        held_id = 2 if first_is_new else 5  # both withheld from est
+        probe, twin = twins(held_id, 0x72 + first_is_new, object_marking_refs=[TLP_GREEN])
+        other = indicator(0x74 + first_is_new, object_marking_refs=[TLP_GREEN])
+        held = [new, probe] if first_is_new else [probe, new]
+        unheld = [other, twin] if first_is_new else [twin, other]
+        est.post(community, {"objects": held})
+        est.post(community, {"objects": unheld})
+        a = _order(est, world, [o["id"] for o in held])
+        b = _order(est, world, [o["id"] for o in unheld])
+        assert a == b
+        assert a["nato-ccdcoe"] == a["KOR NCSC"] == a["ledger order"] == [0, 1]
+        assert a["KOR NCSC one time"] and a["nato-ccdcoe one time"]
+
+
+def test_the_first_of_two_equal_versions_in_an_envelope_counts(node: Node, world: World) -> None:
+    est = Api(node, world.tokens["est"])
+    community = f"/api/collections/{world.collections['nato-ccdcoe']}/objects/"
+    names = {}
+    for n in (2, 0x80):
+        pair = [indicator(n, name=name, object_marking_refs=[TLP_GREEN]) for name in "AB"]
+        est.post(community, {"objects": pair})
+        names[n] = est.get(f"{community}{pair[0]['id']}/").json()["objects"][0]["name"]
+    assert names[2] == names[0x80] == "A"
+
+
+def test_a_partner_reads_back_the_marking_definitions_it_posted(node: Node, world: World) -> None:
+    est = Api(node, world.tokens["est"])
+    community = f"/api/collections/{world.collections['nato-ccdcoe']}/objects/"
+    seen = []
+    for marking_id in (
+        world.secret_label,
+        "marking-definition--00000000-0000-4000-8000-0000000000aa",
+    ):
+        definition = {
+            "type": "marking-definition",
+            "spec_version": "2.1",
+            "id": marking_id,
+            "created": "2026-03-01T10:00:00.000Z",
+            "name": "est's statement",
+            "definition_type": "statement",
+            "definition": {"statement": "handle with care"},
+        }
+        size = est.get("/ledger/head").json()["tree_size"]
+        status = est.post(community, {"objects": [definition]}).json()
+        again = est.post(community, {"objects": [definition]}).json()
+        seen.append(
+            (
+                status["success_count"],
+                again["success_count"],
+                est.get("/ledger/head").json()["tree_size"] - size,
+                est.get(f"{community}{marking_id}/").status_code,
+                est.get(f"/ledger/inclusion/{marking_id}").status_code,
+            )
+        )
+    assert seen[0] == seen[1] == (1, 1, 1, 200, 200)
+
+
+def test_a_marking_definition_that_refers_is_refused_either_way(node: Node, world: World) -> None:
+    est = Api(node, world.tokens["est"])
+    community = f"/api/collections/{world.collections['nato-ccdcoe']}/objects/"
+    outcomes = []
+    for marking_id in (
+        world.secret_label,
+        "marking-definition--00000000-0000-4000-8000-0000000000ab",
+    ):
+        definition = {
+            "type": "marking-definition",
+            "spec_version": "2.1",
+            "id": marking_id,
+            "created": "2026-03-01T10:00:00.000Z",
+            "definition_type": "statement",
+            "definition": {"statement": "x"},
+            "x_probe_ref": indicator(1)["id"],
+        }
+        status = est.post(community, {"objects": [definition]}).json()
+        outcomes.append((status["success_count"], status["failure_count"]))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_copies_count_towards_the_partner_s_label_sets(node: Node, world: World) -> None:
+    text = (world.directory / "node.toml").read_text()
+    (world.directory / "node.toml").write_text(
+        text.replace('max_partner_label_sets = "1000"', 'max_partner_label_sets = "2"')
+    )
+    accepted = []
+    for probe_id in (2, 0x90):
+        with Node.open(world.directory) as capped:
+            est = Api(capped, world.tokens["est"])
+            community = f"/api/collections/{world.collections['nato-ccdcoe']}/objects/"
+            n = 0x91 + 4 * (probe_id == 2)
+            markings = [marking(f"00000000-0000-4000-8000-{n + k:012x}") for k in range(3)]
+            est.post(community, {"objects": [indicator(n, object_marking_refs=[markings[0]])]})
+            est.post(
+                community, {"objects": [indicator(probe_id, object_marking_refs=[markings[1]])]}
+            )
+            last = est.post(
+                community, {"objects": [indicator(n + 1, object_marking_refs=[markings[2]])]}
+            )
+            accepted.append(last.json()["success_count"])
+    assert accepted == [0, 0]
+
+
+def marking(suffix: str) -> str:
+    return f"marking-definition--{suffix}"
+
+
+def test_a_post_racing_a_new_label_set_is_judged_on_the_store_as_it_is(
+    node: Node, world: World
+) -> None:
+    """The request's view is taken when it is authenticated; a label set committed before
+    the write must not make the partner's own new version a copy it never sees."""
+    service = TaxiiService(node)
+    est = service.authenticate(world.tokens["est"])
+    assert est is not None
+    mine = node.partner("est").identity_id
+    fresh = "marking-definition--00000000-0000-4000-8000-0000000000cc"
+    v1 = indicator(0xA0, created_by_ref=mine, object_marking_refs=[TLP_GREEN, fresh])
+    post_objects(node, [v1], partner="est")  # meanwhile: a new label set and closure
+    v2 = indicator(0xA0, created_by_ref=mine, modified=LATER,
+                   object_marking_refs=[TLP_GREEN, fresh])  # fmt: skip
+    cid = world.collections["nato-ccdcoe"]
+    status = orjson.loads(service.post_objects(est, cid, {"objects": [v2]}, requested=LATER).body)
+    assert status["success_count"] == 1
+    api = Api(node, world.tokens["est"])
+    own = world.collections["KOR NCSC"]
+    versions = api.get(f"/api/collections/{own}/objects/{v1['id']}/versions/").json()
+    assert len(versions["versions"]) == 2  # both are its own objects, not copies
+
+
+def test_posting_onto_a_withdrawn_object_looks_like_posting_onto_a_new_one(
+    node: Node, world: World
+) -> None:
+    est = Api(node, world.tokens["est"])
+    with node.store.write() as writer:
+        writer.conn.execute(
+            insert(schema.withdrawals).values(
+                object_id=world.ids["green"], peer="x", withdrawn="2026-01-01T00:00:00.000000Z"
+            )
+        )
+    withdrawn, unheld = twins(1, 0xB0, modified=LATER, object_marking_refs=[TLP_GREEN])
+    assert observe(est, world, withdrawn) == observe(est, world, unheld)

@@ -50,7 +50,7 @@ def post_objects(
     collection: str | None = None,
     record: Callable[[Writer, PostResult], None] | None = None,
     origin: Origin | None = None,
-    sees: Callable[[str, str, int | None, int], bool] | None = None,
+    sees: Callable[[], Callable[[str, str, int | None, int], bool]] | None = None,
     posted: bool = True,
 ) -> PostResult:
     """Validate, verify (or sign as publisher), store and, for a community collection, add
@@ -58,7 +58,9 @@ def post_objects(
     outcome in the same transaction (one commit per envelope: a commit is most of a small
     envelope's cost).
 
-    ``sees`` is the partner's view (:meth:`allied.policy.egress.Visibility.sees`). An
+    ``sees`` gives the partner's view (:meth:`allied.policy.egress.Visibility.sees`), as
+    the store is inside the write transaction (a label set or closure committed since the
+    request began would otherwise count as out of sight). An
     object whose id the node holds out of that view is kept as the partner's own copy
     (:meth:`allied.store.store.Writer.add_copies`) instead of meeting the stored versions:
     as a duplicate the partner could not read back, or as a conflict with their
@@ -118,7 +120,7 @@ def store_objects(
     partner: str,
     collection: str | None = None,
     record: Callable[[Writer, PostResult], None] | None = None,
-    sees: Callable[[str, str, int | None, int], bool] | None = None,
+    sees: Callable[[], Callable[[str, str, int | None, int], bool]] | None = None,
     posted: bool = True,
 ) -> PostResult:
     """The rest of :func:`post_objects`: store what was admitted, in one transaction."""
@@ -130,15 +132,11 @@ def store_objects(
     while admitted:
         try:
             with node.write() as writer:
-                hidden = writer.withheld((obj.id for obj in admitted), sees) if sees else set()
-                shared = [obj for obj in admitted if obj.id not in hidden]
-                added = writer.add(shared, received_from=partner)
-                copies = writer.add_copies((o for o in admitted if o.id in hidden), partner)
+                hidden = writer.withheld((obj.id for obj in admitted), sees()) if sees else set()
+                added = writer.add(admitted, received_from=partner, copies=hidden)
                 if collection is not None:
-                    writer.add_to_collection(
-                        collection, ((obj.id, obj.version) for obj in shared), partner
-                    )
-                    writer.join_collection(collection, copies, partner)
+                    keys = writer.collection_keys(admitted, hidden, partner)
+                    writer.join_collection(collection, keys, partner)
                 done = _with_successes(result, admitted)
                 done.stored = added.stored
                 if record is not None:

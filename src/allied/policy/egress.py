@@ -89,8 +89,8 @@ class Visibility:
         """Whether the partner may see a stored row that is its object's latest version
         (and so, by the version rule, whether it may see the object at all): the same test
         :func:`allied.store.pages._sees_object` writes in SQL."""
-        if type_ == "marking-definition":
-            return object_id in self.markings
+        if type_ == "marking-definition":  # those it sent itself come back to it too
+            return object_id in self.markings or label_set in self.own_sets
         return closure in self.closures or label_set in self.own_sets
 
 

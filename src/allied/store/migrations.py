@@ -107,8 +107,12 @@ def _v5_taxii(conn: Connection) -> None:
 
 
 def _v6_posted_copies(conn: Connection) -> None:
-    """Partners' private copies of objects whose id the node holds out of their sight."""
+    """Partners' private copies of objects whose id the node holds out of their sight, and
+    the order they share with objects: (date added, ledger index)."""
     schema.posted_copies.create(conn, checkfirst=True)
+    for index in schema.objects.indexes:
+        if index.name == "ix_objects_added_ledger":
+            index.create(conn, checkfirst=True)
 
 
 def _v7_federation(conn: Connection) -> None:

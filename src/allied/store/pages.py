@@ -203,7 +203,8 @@ def _compile(
     values = _values(dialect.name)
     posted: Any
     if selection.collection is None:
-        position, added, posted = _O.c.pk, _O.c.date_added, literal_column("NULL")
+        # ledger entries number objects and posted copies together, in the order added
+        position, added, posted = _O.c.ledger_index, _O.c.date_added, literal_column("NULL")
         base: Any = select()
     else:
         position, added, posted = _M.c.seq, _M.c.date_added, _M.c.posted_by
@@ -243,8 +244,8 @@ def _compile(
         query = query.where(_O.c.pk.in_(select(named.c.pk).where(named.c.id.in_(values("ids")))))
     if selection.types is not None:
         query = query.where(_O.c.type.in_(values("types")))
-    # rows are added in time order, so (date added, position) is the order of the index on
-    # date_added (position being the row id it ends with): pages and added_after need no sort
+    # rows are added in time order, so (date added, position) is the order of an index
+    # (ledger index, or a membership's seq, after the date): pages and added_after need no sort
     return _finish(query, selection, added, position, dialect)
 
 
@@ -270,7 +271,7 @@ def _compile_copies(
         position, pk, added, posted = _M.c.seq, _M.c.pk, _M.c.date_added, _M.c.posted_by
         base: Any = select().select_from(_M.join(_C, _M.c.pk == -_C.c.seq))
     else:
-        position = pk = -_C.c.seq
+        position, pk = _C.c.ledger_index, -_C.c.seq
         added, posted = _C.c.date_added, literal_column("NULL")
         base = select().select_from(_C)
     columns = [
@@ -373,12 +374,17 @@ def _visible(
     it; every version stays withheld when the object's latest version (anywhere) is."""
     wanted = set(versions)
     marking_rows: Any = false()
-    if markings and wanted & {LAST, FIRST, ALL}:  # a marking definition has one version
-        marking_rows = and_(_O.c.type == _MARKING, _O.c.id.in_(_texts(markings)))
-    elif markings and keys is not None:
-        marking_rows = and_(
-            _O.c.type == _MARKING, _O.c.id.in_(_texts(markings)), _O.c.version.in_(keys)
-        )
+    # marking definitions travel with what the partner may receive, and those it sent
+    # itself come back to it (a marking definition has one version)
+    shown = []
+    if markings:
+        shown.append(_O.c.id.in_(_texts(markings)))
+    if own_sets:
+        shown.append(_O.c.label_set.in_(_numbers(own_sets)))
+    if shown and wanted & {LAST, FIRST, ALL}:
+        marking_rows = and_(_O.c.type == _MARKING, or_(*shown))
+    elif shown and keys is not None:
+        marking_rows = and_(_O.c.type == _MARKING, or_(*shown), _O.c.version.in_(keys))
     if not closures and not own_sets:
         return marking_rows
 
@@ -449,7 +455,15 @@ def _sees_object(
         terms.append(and_(object_type != _MARKING, _latest_seen(object_id, closures, own_sets)))
     if markings:
         terms.append(and_(object_type == _MARKING, object_id.in_(_texts(markings))))
-    return or_(*terms) if terms else false()
+    if own_sets:
+        sent = _O.alias("sent")
+        terms.append(
+            and_(
+                object_type == _MARKING,
+                exists().where(sent.c.id == object_id, sent.c.label_set.in_(_numbers(own_sets))),
+            )
+        )
+    return and_(or_(*terms), not_withdrawn(object_id)) if terms else false()
 
 
 def not_withdrawn(object_id: Any) -> Any:

@@ -57,6 +57,9 @@ objects = Table(
     UniqueConstraint("id", "version", name="uq_objects_id_version"),
     Index("ix_objects_type", "type"),
     Index("ix_objects_date_added", "date_added"),
+    # the order of the node's own TAXII collection: objects and partners' posted copies
+    # (their ledger entries are numbered together) in the order they were added
+    Index("ix_objects_added_ledger", "date_added", "ledger_index"),
 )
 
 label_sets = Table(
@@ -187,7 +190,7 @@ posted_copies = Table(
     Column("ledger_index", Integer, nullable=False),
     Column("json", Text, nullable=False),
     UniqueConstraint("partner", "id", "version", name="uq_posted_copies"),
-    Index("ix_posted_copies_added", "partner", "date_added"),
+    Index("ix_posted_copies_added", "partner", "date_added", "ledger_index"),
 )
 
 # TAXII status resources: the outcome of each POST, readable by the partner who posted.

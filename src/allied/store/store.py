@@ -673,10 +673,23 @@ class Writer:
         self._recent: dict[str, int] = {}
         self._closure_by_members: Mapping[Closure, int] = {}
         self._new_closure_numbers: dict[Closure, int] = {}
-        self._last_added: str | None = None
+        self._stamp: str | None = None
 
-    def add(self, batch: Iterable[StixObject], *, received_from: str | None = None) -> AddResult:
-        """Store object versions; one already stored (same id and version) is a duplicate."""
+    def add(
+        self,
+        batch: Iterable[StixObject],
+        *,
+        received_from: str | None = None,
+        copies: Collection[str] = (),
+    ) -> AddResult:
+        """Store object versions; one already stored (same id and version) is a duplicate,
+        and so is a repeat within the batch (the first counts).
+
+        Objects whose id is in ``copies`` are kept as ``received_from``'s own copies
+        (``schema.posted_copies``) instead, and never meet the stored versions of that id
+        (see :func:`allied.ingest.envelope.post_objects`). They go through this same pass,
+        in the batch's order, so nothing (ledger positions, times, checks, label sets) tells
+        one kind from the other."""
         if self._labels is None:
             self._labels = self._store.label_markings()
         labels = self._labels
@@ -694,11 +707,12 @@ class Writer:
                         "and marking definitions",
                         object_id=obj.id,
                     )
-                self._check_marking_unchanged(obj)
-                label = read_label(obj.data)
-                if label is not None:
-                    labels[obj.id] = label
-                    seen.clear()
+                if obj.id not in copies:
+                    self._check_marking_unchanged(obj)
+                    label = read_label(obj.data)
+                    if label is not None:
+                        labels[obj.id] = label
+                        seen.clear()
             data = obj.data
             markings = obj.marking_refs
             summary = seen.get(markings)
@@ -729,29 +743,42 @@ class Writer:
             )
         if not rows:
             return AddResult(0, 0)
-        stored_versions, referred = self._lookup({row[0] for row in rows})
+        stored_versions, referred = self._lookup({row[0] for row in rows if row[0] not in copies})
+        held_copies = self._copies_held({row[0] for row in rows if row[0] in copies}, received_from)
         fresh: list[int] = []  # what this batch adds: neither stored nor repeated
         keys: set[tuple[str, str]] = set()
         for n, row in enumerate(rows):
             key = (row[0], row[2])
-            if key not in keys and row[2] not in stored_versions.get(row[0], ()):
-                keys.add(key)
+            if key in keys:
+                continue
+            keys.add(key)
+            if key not in held_copies if row[0] in copies else (
+                row[2] not in stored_versions.get(row[0], ())
+            ):  # fmt: skip
                 fresh.append(n)
         duplicates = len(rows) - len(fresh)
         if not fresh:
             return AddResult(0, duplicates)
+        ledger = self._ledger()
+        first = ledger.size
+        for place, n in enumerate(fresh):  # ledger entries in the batch's order, both kinds
+            rows[n][_LEDGER_INDEX] = first + place
+        leaves = [object_leaf(objects[n].data) for n in fresh]
+        kept = [objects[n] for n in fresh if objects[n].id in copies]
+        if kept:
+            self._insert_copies(kept, [rows[n] for n in fresh if objects[n].id in copies], added,
+                                received_from)  # fmt: skip
+        fresh = [n for n in fresh if objects[n].id not in copies]
+        if not fresh:
+            ledger.append(leaves)
+            return AddResult(len(kept), duplicates)
         if len(fresh) < len(rows):
             rows = [rows[n] for n in fresh]
             refs = [refs[n] for n in fresh]
             objects = [objects[n] for n in fresh]
         self._check_one_signer(objects, stored_versions, received_from)
         newest = {object_id: max(versions) for object_id, versions in stored_versions.items()}
-        ledger = self._ledger()
-        first = ledger.size
-        for n, (row, number) in enumerate(
-            zip(rows, self._closures(rows, refs, newest, referred), strict=True)
-        ):
-            row[_LEDGER_INDEX] = first + n
+        for row, number in zip(rows, self._closures(rows, refs, newest, referred), strict=True):
             row.append(number)
         store = self._store
         order = store._insert_order
@@ -774,7 +801,7 @@ class Writer:
                 f"{len(rows) - stored} object versions were stored by another writer during "
                 "this import; run it again"
             )
-        ledger.append(object_leaf(obj.data) for obj in objects)
+        ledger.append(leaves)
         edges = [(target, row[0]) for row, out in zip(rows, refs, strict=True) for target in out]
         if edges:
             if not store._insert_positional:
@@ -785,7 +812,64 @@ class Writer:
                 self.conn.exec_driver_sql(store._insert_refs_sql, edges)
             else:
                 self.conn.exec_driver_sql(store._insert_refs_sql, [(s, t) for t, s in edges])
-        return AddResult(stored, duplicates)
+        return AddResult(stored + len(kept), duplicates)
+
+    def _copies_held(self, ids: Collection[str], partner: str | None) -> set[tuple[str, str]]:
+        """(id, version) of the copies ``partner`` already has of ``ids``."""
+        copies = schema.posted_copies
+        wanted, held = sorted(ids), set[tuple[str, str]]()
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            query = select(copies.c.id, copies.c.version).where(
+                copies.c.partner == partner, copies.c.id.in_(wanted[start : start + _IDS_PER_QUERY])
+            )
+            held.update((i, v) for i, v in self.conn.execute(query))
+        return held
+
+    def _insert_copies(
+        self, objects: list[StixObject], rows: list[list[Any]], added: str, partner: str | None
+    ) -> None:
+        if partner is None:
+            raise ValueError("copies belong to the partner that posted them")
+        self.conn.execute(
+            insert(schema.posted_copies),
+            [
+                {
+                    "partner": partner,
+                    "id": obj.id,
+                    "type": obj.type,
+                    "version": obj.version,
+                    "created": obj.data.get("created"),
+                    "modified": obj.data.get("modified"),
+                    "date_added": added,
+                    "ledger_index": row[_LEDGER_INDEX],
+                    "json": obj.json,
+                }
+                for obj, row in zip(objects, rows, strict=True)
+            ],
+        )
+
+    def collection_keys(
+        self, objects: Sequence[StixObject], copies: Collection[str], partner: str | None
+    ) -> list[int]:
+        """The keys :meth:`join_collection` takes for ``objects`` (stored by :meth:`add`),
+        in their order, each once: an object version's pk, or minus a copy's seq."""
+        wanted = list(dict.fromkeys((obj.id, obj.version) for obj in objects))
+        found: dict[tuple[str, str], int] = {}
+        tables = ((False, [k for k in wanted if k[0] not in copies]),
+                  (True, [k for k in wanted if k[0] in copies]))  # fmt: skip
+        for is_copy, keys in tables:
+            ids = sorted({object_id for object_id, _ in keys})
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[start : start + _IDS_PER_QUERY]
+                if is_copy:
+                    table = schema.posted_copies
+                    query = select(table.c.id, table.c.version, -table.c.seq).where(
+                        table.c.partner == partner, table.c.id.in_(chunk)
+                    )
+                else:
+                    query = select(_O.c.id, _O.c.version, _O.c.pk).where(_O.c.id.in_(chunk))
+                found.update({(i, v): key for i, v, key in self.conn.execute(query)})
+        return [found[key] for key in wanted if key in found]
 
     def _check_one_signer(
         self,
@@ -826,29 +910,31 @@ class Writer:
                 )
 
     def date_added(self) -> str:
-        """The time objects are added now, strictly later than every time given out before:
-        TAXII clients page and sync with ``added_after`` (strictly after), so two batches
-        must never share a time, even if the clock steps back. Writers take turns, so the
-        last time given out is read once per transaction."""
-        if self._last_added is None:
-            members = schema.collection_objects
-            self._last_added = max(
-                self.conn.execute(select(func.max(_O.c.date_added))).scalar() or "",
-                self.conn.execute(select(func.max(members.c.date_added))).scalar() or "",
-            )
+        """The time this transaction adds objects, strictly later than every time given out
+        before: TAXII clients page and sync with ``added_after`` (strictly after), so two
+        transactions must never share a time, even if the clock steps back. One time for
+        the whole transaction: what it adds becomes visible at once, and nothing in it can
+        be told apart by its time. Writers take turns, so the last time given out is read
+        once per transaction."""
+        if self._stamp is not None:
+            return self._stamp
+        last = max(
+            self.conn.execute(select(func.max(table.c.date_added))).scalar() or ""
+            for table in (_O, schema.collection_objects, schema.posted_copies)
+        )
         stamp = now()
-        if stamp <= self._last_added:
-            stamp = _one_tick_after(self._last_added)
-        self._last_added = stamp
+        if stamp <= last:
+            stamp = _one_tick_after(last)
+        self._stamp = stamp
         return stamp
 
     def withheld(
         self, ids: Iterable[str], sees: Callable[[str, str, int | None, int], bool]
     ) -> set[str]:
         """The ids among ``ids`` that the store holds and whose latest version ``sees``
-        (a partner's :meth:`allied.policy.egress.Visibility.sees`) refuses: objects the
-        partner may not know the node holds. Read in the writer's transaction, so a row
-        another writer adds meanwhile is judged too."""
+        (a partner's :meth:`allied.policy.egress.Visibility.sees`) refuses, or that a peer
+        withdrew: objects the partner may not know the node holds. Read in the writer's
+        transaction, so a row another writer adds meanwhile is judged too."""
         wanted = sorted(set(ids))
         latest: dict[str, tuple[str, str, int | None, int]] = {}
         for start in range(0, len(wanted), _IDS_PER_QUERY):
@@ -859,56 +945,17 @@ class Writer:
                 best = latest.get(object_id)
                 if best is None or version > best[0]:
                     latest[object_id] = (version, type_, closure, label_set)
+        gone = schema.withdrawals
+        withdrawn = set(
+            self.conn.execute(
+                select(gone.c.object_id).where(gone.c.object_id.in_(sorted(latest)))
+            ).scalars()
+        ) if latest else set()  # fmt: skip
         return {
             object_id
             for object_id, (_, type_, closure, label_set) in latest.items()
-            if not sees(type_, object_id, closure, label_set)
+            if object_id in withdrawn or not sees(type_, object_id, closure, label_set)
         }
-
-    def add_copies(self, batch: Iterable[StixObject], partner: str) -> list[int]:
-        """Keep ``partner``'s own copies of objects (see ``schema.posted_copies``), each with
-        a ledger entry like any object version; one it already has (same id and version) is
-        a duplicate, as in :meth:`add`. Returns their keys for :meth:`join_collection`:
-        minus their seq, so that they never meet an object's pk."""
-        copies = schema.posted_copies
-        objects = list({(obj.id, obj.version): obj for obj in batch}.values())
-        if not objects:
-            return []
-        held: dict[tuple[str, str], int] = {}
-        ids = sorted({obj.id for obj in objects})
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            query = select(copies.c.id, copies.c.version, copies.c.seq).where(
-                copies.c.partner == partner, copies.c.id.in_(ids[start : start + _IDS_PER_QUERY])
-            )
-            held.update({(i, v): seq for i, v, seq in self.conn.execute(query)})
-        fresh = [obj for obj in objects if (obj.id, obj.version) not in held]
-        if fresh:
-            ledger = self._ledger()
-            first, added = ledger.size, self.date_added()
-            self.conn.execute(
-                insert(copies),
-                [
-                    {
-                        "partner": partner,
-                        "id": obj.id,
-                        "type": obj.type,
-                        "version": obj.version,
-                        "created": obj.data.get("created"),
-                        "modified": obj.data.get("modified"),
-                        "date_added": added,
-                        "ledger_index": first + n,
-                        "json": obj.json,
-                    }
-                    for n, obj in enumerate(fresh)
-                ],
-            )
-            ledger.append(object_leaf(obj.data) for obj in fresh)
-            keys = [(obj.id, obj.version) for obj in fresh]
-            query = select(copies.c.id, copies.c.version, copies.c.seq).where(
-                copies.c.partner == partner, copies.c.ledger_index >= first
-            )
-            held.update({(i, v): seq for i, v, seq in self.conn.execute(query) if (i, v) in keys})
-        return [-held[(obj.id, obj.version)] for obj in objects]
 
     def add_to_collection(
         self, collection: str, keys: Iterable[tuple[str, str]], posted_by: str | None
@@ -944,7 +991,7 @@ class Writer:
                 )
             ).scalars()
         )
-        fresh = [pk for pk in sorted(set(pks)) if pk not in held]
+        fresh = [pk for pk in dict.fromkeys(pks) if pk not in held]  # in the order given
         if fresh:
             added = self.date_added()
             self.conn.execute(

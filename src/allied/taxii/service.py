@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +94,8 @@ class _State:
     visibility: dict[str, Visibility]
     #: the signing and verifying gate for posted objects (keys are those of the directory)
     origin: Origin
+    #: the service it belongs to: a request's state is never another node's
+    owner: Any = None
 
 
 class TaxiiService:
@@ -148,9 +150,16 @@ class TaxiiService:
                 if state is None or state.generation != generation:
                     egress = Egress(self.node)
                     partners = {p.name: p for p in self.node.partners()}
-                    state = _State(generation, partners, egress, {}, self.node.origin())
+                    state = _State(
+                        generation, partners, egress, {}, self.node.origin(), owner=self
+                    )
                     self._state = state
         return state
+
+    def _request_state(self) -> _State:
+        """The state the current request authenticated with (or the current one)."""
+        state = _REQUEST_STATE.get()
+        return state if state is not None and state.owner is self else self._current()
 
     def authenticate(self, token: str) -> Partner | None:
         """The partner whose token this is. Every enrolled token is compared, in constant
@@ -170,7 +179,7 @@ class TaxiiService:
         return found[0] if len(found) == 1 else None
 
     def _visibility(self, partner: Partner) -> Visibility:
-        state = _REQUEST_STATE.get() or self._current()
+        state = self._request_state()
         seen = state.visibility.get(partner.name)
         if seen is None:
             seen = state.visibility[partner.name] = state.egress.visibility(partner.name)
@@ -447,6 +456,14 @@ class TaxiiService:
             )
         status_id = str(uuid.uuid4())
         document = b""
+        state = self._request_state()
+
+        def current_view() -> Callable[[str, str, int | None, int], bool]:
+            """The partner's view as the store is now, inside the write transaction: the
+            request's, unless a label set, closure or partner changed since it began."""
+            if self._generation() == state.generation:
+                return self._visibility(partner).sees
+            return Egress(self.node).visibility(partner.name).sees
 
         def record(writer: Writer, result: PostResult) -> None:
             nonlocal document
@@ -472,8 +489,8 @@ class TaxiiService:
             partner=partner.name,
             collection=_scope(collection),
             record=record,
-            origin=(_REQUEST_STATE.get() or self._current()).origin,
-            sees=self._visibility(partner).sees,
+            origin=state.origin,
+            sees=current_view,
         )
         return Answer(document, {}, 202)
 
