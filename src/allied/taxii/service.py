@@ -150,9 +150,7 @@ class TaxiiService:
                 if state is None or state.generation != generation:
                     egress = Egress(self.node)
                     partners = {p.name: p for p in self.node.partners()}
-                    state = _State(
-                        generation, partners, egress, {}, self.node.origin(), owner=self
-                    )
+                    state = _State(generation, partners, egress, {}, self.node.origin(), owner=self)
                     self._state = state
         return state
 
