@@ -108,7 +108,9 @@ class Federation:
             self.stop(name)
 
 
-def build(root: Path) -> Federation:
+def build(root: Path, pulls: dict[str, list[str]] | None = None) -> Federation:
+    """The three nodes, each pulling from the nodes ``pulls`` names (the chain by default)."""
+    pulls = PEERS if pulls is None else pulls
     directories = {name: root / name.lower() for name in NODES}
     identities: dict[str, str] = {}
     keys: dict[str, Path] = {}
@@ -123,7 +125,7 @@ def build(root: Path) -> Federation:
             for other, (nation, communities, clearance) in NODES.items():
                 if other == name:
                     continue
-                direct = other in PEERS[name] or name in PEERS[other]
+                direct = other in pulls[name] or name in pulls[other]
                 token_file = root / f"{other}-at-{name}.token" if direct else None
                 node.add_partner(
                     other,
@@ -138,9 +140,9 @@ def build(root: Path) -> Federation:
                     tokens[(name, other)] = token_file
     for name in NODES:
         federation.start(name)
-    for name, pulls in PEERS.items():
+    for name, sources in pulls.items():
         with federation.node(name) as node:
-            for other in pulls:
+            for other in sources:
                 add_peer(
                     node,
                     other,

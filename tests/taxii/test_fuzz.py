@@ -78,7 +78,7 @@ def test_no_server_error_and_no_schema_violation(node: Node, world: World) -> No
                 run()
             except Exception as error:  # every failing operation is reported, not the first
                 failures.append(f"{operation.label} ({mode.value}): {error}")
-    assert operations == 15
+    assert operations == 16
     assert not failures, "\n\n".join(failures)
 
 

@@ -42,6 +42,7 @@ def endpoints(world: World) -> list[tuple[str, str]]:
         ("GET", f"/ledger/inclusion/{world.ids['green']}"),
         ("GET", "/ledger/consistency?first=1"),
         ("GET", "/federation/withdrawn"),
+        ("GET", "/ledger/peers?signer=identity--00000000-0000-4000-8000-000000000000"),
         ("GET", "/openapi.json"),
     ]
 

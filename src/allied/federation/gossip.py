@@ -5,6 +5,12 @@ A peer's heads are verified with the key pinned for its partner entry only: a he
 by anyone else is no head of that peer. What a peer proves is checked here, locally; a
 peer that cannot prove that its new tree extends the old one is treated as one that
 rewrote history, since an honest peer always can.
+
+Partners also compare notes: after each sync, this node asks the peer for the heads it holds
+of this node's other peers (:func:`collect_views`), and at each of those peers' next sync
+checks that what the peer showed the other one and what it shows this node are one history
+(:func:`check_views`). A node showing different histories to different partners cannot
+prove that, and is flagged.
 """
 
 from __future__ import annotations
@@ -73,3 +79,39 @@ def check_head(
 
 def _b64(proof: dict[str, Any], name: str) -> bytes:
     return base64.b64decode(proof[name], validate=True)
+
+
+def check_extends(name: str, first: TreeHead, second: TreeHead, remote: Remote) -> None:
+    """Raise HistoryError unless the smaller of two verified heads of ``remote``'s node is
+    a prefix of the larger (one history), as the node itself proves."""
+    small, large = (first, second) if first.size <= second.size else (second, first)
+    if small.size == large.size:
+        if small.root != large.root:
+            raise HistoryError(
+                f"peer {remote.name} signed two different heads of {small.size} entries "
+                f"({name}): it shows partners different histories"
+            )
+        return
+    if small.size == 0:
+        return
+    try:
+        proof = remote.consistency(small.size, large.size)
+    except RemoteError as error:
+        if error.status not in (400, 404):
+            raise  # unreachable: try again later
+        raise HistoryError(
+            f"peer {remote.name} denies a head of {large.size} entries it signed ({name}): "
+            f"it shows partners different histories"
+        ) from None
+    try:
+        old_root, root = _b64(proof, "old_root_hash"), _b64(proof, "root_hash")
+        path = [base64.b64decode(step, validate=True) for step in proof["proof"]]
+        if old_root != small.root or root != large.root:
+            raise ProofError("the roots it proves are not those it signed")
+        verify_consistency(small.size, large.size, small.root, large.root, path)
+    except (KeyError, TypeError, ValueError, binascii.Error, ProofError) as error:
+        raise HistoryError(
+            f"peer {remote.name} cannot prove that its heads of {small.size} and {large.size} "
+            f"entries are one history ({name}): it shows partners different histories "
+            f"({error})"
+        ) from None

@@ -105,6 +105,20 @@ class Remote:
             raise RemoteError(f"peer {self.name}: a consistency proof is not a JSON object")
         return body
 
+    def peer_head(self, signer: str) -> TreeHead | None:
+        """The latest head the peer verified of another node ``signer`` (not yet verified
+        here), or None if it has none."""
+        try:
+            body = self._json("ledger/peers", {"signer": signer})
+        except RemoteError as error:
+            if error.status == 404:
+                return None
+            raise
+        try:
+            return TreeHead.from_dict(body, source=f"peer {self.name}: head of {signer}")
+        except SignatureError as error:
+            raise RemoteError(error.message) from None
+
     def withdrawn(self, after: str | None) -> list[tuple[str, str]]:
         """(id, when) of what the peer may no longer release to this node, since ``after``."""
         body = self._json("federation/withdrawn", {"added_after": after} if after else None)

@@ -30,11 +30,12 @@ from sqlalchemy import delete, insert, select, update
 
 from allied.errors import AlliedError
 from allied.federation import peers as peer_table
-from allied.federation.gossip import HistoryError, check_head
+from allied.federation.gossip import HistoryError, check_extends, check_head
 from allied.federation.peers import Peer
 from allied.federation.remote import Page, Remote, RemoteError
 from allied.ingest.envelope import Admission, Outcome, PostResult, admit_objects, store_objects
 from allied.integrity.keys import parse_public_key
+from allied.integrity.ledger import TreeHead, verify_head
 from allied.integrity.origin import Origin
 from allied.integrity.signing import SignatureError, TrustedKey
 from allied.node import Node
@@ -109,9 +110,11 @@ def sync_peer(node: Node, name: str, *, force: bool = False, full: bool = False)
         with Remote(name, peer.url, peer_table.token(node, name), timeout=timeout) as remote:
             head = remote.head()
             check_head(partner, key, head, peer.tree_head, remote)
+            _check_views(node, peer, head, remote)
             url = remote.collection_url(peer.collection or own_collection_id(partner.identity_id))
             _pull(node, peer, remote, url, result, full=full)
             _withdraw(node, peer, remote.withdrawn(peer.withdrawn_cursor), result)
+            _collect_views(node, peer, remote)
     except (HistoryError, SignatureError) as error:
         message = error.message
         log.error("peer %s flagged: %s", name, message)
@@ -318,6 +321,67 @@ def _withdraw(node: Node, peer: Peer, notices: list[tuple[str, str]], result: Sy
     result.withdrawn += len(fresh)
     for object_id in fresh:
         log.info("peer %s withdrew %s: no longer released to anyone", peer.name, object_id)
+
+
+def _check_views(node: Node, peer: Peer, head: TreeHead, remote: Remote) -> None:
+    """The heads other peers were shown of this one must be one history with ``head``."""
+    views = schema.peer_views
+    with node.store.engine.connect() as conn:
+        rows = conn.execute(select(views.c.via, views.c.head).where(views.c.peer == peer.name))
+        seen = [(via, TreeHead.from_dict(orjson.loads(text), source=via)) for via, text in rows]
+    for via, view in seen:
+        check_extends(f"one shown to {via}, one to this node", view, head, remote)
+    if seen:
+        with node.store.write() as writer:
+            writer.conn.execute(delete(views).where(views.c.peer == peer.name))
+
+
+def _collect_views(node: Node, via: Peer, remote: Remote) -> None:
+    """Ask ``via`` which heads it holds of this node's other peers, for :func:`_check_views`
+    at their next sync; two heads of one size with different roots need no proof."""
+    for other in peer_table.peers(node):
+        if other.name == via.name or other.flagged:
+            continue
+        try:
+            partner = node.partner(other.partner)
+            if partner.public_key is None:
+                continue
+            key = TrustedKey.of(
+                parse_public_key(partner.public_key, source=f"partner {partner.name}"),
+                partner.identity_id,
+            )
+            view = remote.peer_head(partner.identity_id)
+            if view is None:
+                continue
+            if view.signer != partner.identity_id:
+                raise SignatureError(f"peer {via.name}", f"a head of {other.name} signed by "
+                                     f"{view.signer}")  # fmt: skip
+            verify_head(view, {key.key_id: key}, source=f"peer {via.name}: head of {other.name}")
+        except AlliedError as error:  # what via serves about others is no fault of theirs
+            log.warning("peer %s: no usable head of %s: %s", via.name, other.name, error.message)
+            continue
+        mine = other.tree_head
+        if mine is not None and mine.size == view.size and mine.root != view.root:
+            message = (
+                f"peer {other.name} signed two different heads of {view.size} entries (one "
+                f"shown to {via.name}, one to this node): it shows partners different histories"
+            )
+            log.error("peer %s flagged: %s", other.name, message)
+            _update(node, other.name, flagged=message, last_error=message)
+            continue
+        with node.store.write() as writer:
+            views = schema.peer_views
+            writer.conn.execute(
+                delete(views).where(views.c.peer == other.name, views.c.via == via.name)
+            )
+            writer.conn.execute(
+                insert(views).values(
+                    peer=other.name,
+                    via=via.name,
+                    head=orjson.dumps(view.as_dict()).decode(),
+                    seen=now(),
+                )
+            )
 
 
 def _backoff(node: Node, failures: int) -> str:

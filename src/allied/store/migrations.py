@@ -120,6 +120,7 @@ def _v7_federation(conn: Connection) -> None:
     journal of what was released to whom (allied.federation)."""
     for table in (
         schema.peers,
+        schema.peer_views,
         schema.peer_rejections,
         schema.withdrawals,
         schema.release_journal,

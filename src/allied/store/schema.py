@@ -236,6 +236,18 @@ peers = Table(
     Column("rejected", Integer, nullable=False, default=0),
 )
 
+# Heads of a peer as another peer saw them (ledger gossip): checked against what the peer
+# shows this node at its next sync, so that a node showing different histories to different
+# partners is caught.
+peer_views = Table(
+    "peer_views",
+    metadata,
+    Column("peer", String(100), primary_key=True),
+    Column("via", String(100), primary_key=True),
+    Column("head", Text, nullable=False),
+    Column("seen", String(32), nullable=False),
+)
+
 # What a peer served that this node refused, and why: the evidence of a tampering peer.
 peer_rejections = Table(
     "peer_rejections",

@@ -122,6 +122,7 @@ class TaxiiApp:
             route("/ledger/inclusion/{object_id}", self.ledger_inclusion, ["GET"]),
             route("/ledger/consistency", self.ledger_consistency, ["GET"]),
             route("/federation/withdrawn", self.withdrawn, ["GET"]),
+            route("/ledger/peers", self.peer_head, ["GET"]),
             route("/openapi.json", self.openapi, ["GET"]),
         ]
         app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
@@ -291,6 +292,10 @@ class TaxiiApp:
         assert first is not None
         proof = await run_in_threadpool(proofs.consistency, self.node.store, first, second)
         return _json(proof)
+
+    async def peer_head(self, request: Request, partner: Partner | None) -> Answer:
+        params = request.query_params.multi_items()
+        return await run_in_threadpool(self.service.peer_head, _known(partner), params)
 
     async def withdrawn(self, request: Request, partner: Partner | None) -> Answer:
         params = request.query_params.multi_items()

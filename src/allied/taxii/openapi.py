@@ -359,6 +359,20 @@ def openapi_document(base_url: str = "/") -> dict[str, Any]:
                 ],
             )
         },
+        "/ledger/peers": {
+            "get": _get(
+                "The latest tree head this node verified of one of its peers (gossip)",
+                "TreeHead",
+                [
+                    {
+                        "name": "signer",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^identity--[0-9a-f-]{36}$"},
+                    }
+                ],
+            )
+        },
         "/federation/withdrawn": {
             "get": _get(
                 "Objects the partner may no longer receive (for peers that hold them)",

@@ -502,6 +502,27 @@ class TaxiiService:
         headers = {"X-TAXII-Date-Added-Last": found[-1][1]} if found else {}
         return Answer(orjson.dumps(body), headers)
 
+    def peer_head(self, partner: Partner, params: list[tuple[str, str]]) -> Answer:
+        """The latest tree head this node verified of its peer ``signer`` (ledger gossip:
+        partners compare the heads a node showed each of them). Only for a signer the
+        asking partner names, and never its own."""
+        signer = dict(params).get("signer", "")
+        if set(dict(params)) - {"signer"} or not signer.startswith("identity--"):
+            raise bad_request("give signer=IDENTITY (a STIX identity id), and nothing else")
+        if signer == partner.identity_id:
+            raise not_found(f"a tree head of {signer}")
+        table, known = schema.peers, schema.partners
+        with self.node.store.engine.connect() as conn:
+            head = conn.execute(
+                select(table.c.head)
+                .select_from(table.join(known, known.c.name == table.c.partner))
+                .where(known.c.identity_id == signer, table.c.head.is_not(None))
+                .order_by(table.c.last_success.desc())
+            ).first()
+        if head is None:
+            raise not_found(f"a tree head of {signer}")
+        return Answer(str(head[0]).encode(), {})
+
     def get_status(self, partner: Partner, status_id: str) -> Answer:
         table = schema.taxii_status
         with self.node.store.engine.connect() as conn:
