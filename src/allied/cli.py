@@ -563,6 +563,11 @@ def peer() -> None:
     help="The token the peer gave this node (copied into the node, 0600).",
 )
 @click.option("--collection", help="A TAXII collection id; default: the peer's own collection.")
+@click.option(
+    "--push-to",
+    metavar="COLLECTION",
+    help="Also post to this collection of the peer what the partner may receive.",
+)
 @click.pass_obj
 def peer_add(
     obj: _Obj,
@@ -571,14 +576,16 @@ def peer_add(
     partner_name: str,
     token_file: Path,
     collection: str | None,
+    push_to: str | None,
 ) -> None:
     """Add peer NAME: the node of partner --partner, whose API is at URL."""
     from allied.federation.peers import add_peer
 
     with obj.node() as node:
         added = add_peer(
-            node, name, url, partner=partner_name, token_file=token_file, collection=collection
-        )
+            node, name, url, partner=partner_name, token_file=token_file,
+            collection=collection, push_to=push_to,
+        )  # fmt: skip
     click.echo(f"added peer {added.name} at {added.url} (partner {added.partner})")
 
 
@@ -696,7 +703,7 @@ def sync(
         for r in results:
             line = (
                 f"{r.peer}: {r.status}, {r.received} new, {r.rejected} refused, "
-                f"{r.withdrawn} withdrawn, {r.pages} pages"
+                f"{r.withdrawn} withdrawn, {r.pushed} pushed, {r.pages} pages"
             )
             click.echo(line + (f": {r.message}" if r.message else ""))
     if any(r.status == FLAGGED for r in results):

@@ -28,6 +28,7 @@ from allied.store.store import Partner, now
 
 PEERS_DIR = "peers"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
+_COLLECTION = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _P = schema.peers
 
 
@@ -41,6 +42,10 @@ class Peer:
     cursor: str | None = None
     resume: str | None = None
     withdrawn_cursor: str | None = None
+    push_to: str | None = None
+    push_added: str | None = None
+    push_position: int | None = None
+    pushed: int = 0
     head: dict[str, Any] | None = None
     last_attempt: str | None = None
     last_success: str | None = None
@@ -71,9 +76,12 @@ def add_peer(
     partner: str,
     token_file: Path,
     collection: str | None = None,
+    push_to: str | None = None,
 ) -> Peer:
     """Register peer ``name`` at ``url``, the node of enrolled ``partner``; the token in
-    ``token_file`` is copied into the node's peers folder (0600)."""
+    ``token_file`` is copied into the node's peers folder (0600). With ``push_to`` (a
+    TAXII collection id at the peer), each sync also posts there what this node may give
+    the partner."""
     if _NAME.match(name) is None:
         raise ConfigError(f"peer name {name!r}: use letters, digits, '.', '_' or '-'")
     url = _base_url(url)
@@ -101,7 +109,10 @@ def add_peer(
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(token)
-    peer = Peer(name, url, partner, collection, now())
+    for value, option in ((collection, "--collection"), (push_to, "--push-to")):
+        if value is not None and _COLLECTION.match(value) is None:
+            raise ConfigError(f"{option} {value!r}: expected a TAXII collection id (a UUID)")
+    peer = Peer(name, url, partner, collection, now(), push_to=push_to)
     with node.store.write() as writer:
         writer.conn.execute(
             insert(_P).values(
@@ -113,6 +124,8 @@ def add_peer(
                 failures=0,
                 received=0,
                 rejected=0,
+                push_to=push_to,
+                pushed=0,
             )
         )
     return peer

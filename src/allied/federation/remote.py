@@ -105,6 +105,28 @@ class Remote:
             raise RemoteError(f"peer {self.name}: a consistency proof is not a JSON object")
         return body
 
+    def post(self, collection_url: str, body: bytes) -> dict[str, Any]:
+        """POST an envelope (already JSON) to a collection; the peer's status resource."""
+        path = urljoin(collection_url, "objects/")
+        try:
+            response = self._client.post(path, content=body, headers={"Content-Type": TAXII})
+        except httpx.TimeoutException:
+            raise RemoteError(f"peer {self.name}: POST {path}: timed out") from None
+        except httpx.HTTPError as error:
+            raise RemoteError(f"peer {self.name}: POST {path}: {error}") from None
+        if response.status_code != 202:
+            raise RemoteError(
+                f"peer {self.name}: POST {path}: HTTP {response.status_code}",
+                response.status_code,
+            )
+        try:
+            status = orjson.loads(response.content)
+        except orjson.JSONDecodeError as error:
+            raise RemoteError(f"peer {self.name}: a status is not JSON ({error})") from None
+        if not isinstance(status, dict):
+            raise RemoteError(f"peer {self.name}: a status is not a JSON object")
+        return status
+
     def peer_head(self, signer: str) -> TreeHead | None:
         """The latest head the peer verified of another node ``signer`` (not yet verified
         here), or None if it has none."""

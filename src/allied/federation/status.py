@@ -40,6 +40,8 @@ def status(node: Node) -> list[dict[str, Any]]:
                 "last_error": peer.last_error,
                 "received": peer.received,
                 "rejected": peer.rejected,
+                "push_to": peer.push_to,
+                "pushed": peer.pushed,
                 "recent_rejections": rejections(node, peer.name),
                 "cursor": peer.cursor,
                 "tree_size": head.get("tree_size"),

@@ -222,6 +222,12 @@ peers = Table(
     Column("resume", Text),
     # withdrawals the peer announced up to this time are applied
     Column("withdrawn_cursor", String(32)),
+    # the peer's TAXII collection this node pushes to (NULL: no push), and how far it got:
+    # the (date added, position) of the last of this node's rows it pushed
+    Column("push_to", String(100)),
+    Column("push_added", String(32)),
+    Column("push_position", Integer),
+    Column("pushed", Integer, nullable=False, default=0),
     # the peer's latest signed tree head this node verified (JSON)
     Column("head", Text),
     Column("last_attempt", String(32)),

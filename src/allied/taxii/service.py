@@ -62,6 +62,11 @@ def own_collection_id(identity_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{identity_id}/own"))
 
 
+def community_collection_id(identity_id: str, community: str) -> str:
+    """The id of a node's collection for ``community``, derived like the own one."""
+    return str(uuid.uuid5(_NAMESPACE, f"{identity_id}/community/{community}"))
+
+
 @dataclass(frozen=True)
 class Collection:
     id: str
@@ -118,7 +123,7 @@ class TaxiiService:
         )
         self.collections = [own] + [
             Collection(
-                str(uuid.uuid5(_NAMESPACE, f"{identity}/community/{name}")),
+                community_collection_id(identity, name),
                 name,
                 f"Objects posted to the {name} community at {config.name}",
                 name,
@@ -574,4 +579,11 @@ def _envelope(found: Page, token: str | None) -> Answer:
     return Answer(body, _date_headers(found.entries))
 
 
-__all__ = ["Answer", "Collection", "TaxiiService", "now", "own_collection_id"]
+__all__ = [
+    "Answer",
+    "Collection",
+    "TaxiiService",
+    "community_collection_id",
+    "now",
+    "own_collection_id",
+]
