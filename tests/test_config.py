@@ -33,6 +33,7 @@ def test_defaults_cast() -> None:
         "sync_backoff": 2,
         "sync_backoff_max": 300,
         "sync_page_size": 1000,
+        "sync_max_pages": 1000,
         "import_batch_size": 2000,
     }
 

@@ -175,6 +175,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "sync_max_pages",
+        "1000",
+        "Most pages pulled from one peer in one sync; the rest follow at the next, so a peer "
+        "that never stops saying there is more holds up nothing.",
+        _positive_int,
+    ),
+    Setting(
         "import_batch_size",
         "2000",
         "Objects written to the store per statement during an import.",

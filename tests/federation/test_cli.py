@@ -96,3 +96,57 @@ def test_a_flagged_peer_makes_status_exit_3_until_accepted(node_dir: Path) -> No
     assert run(node_dir, "sync", "--once").exit_code == 3
     assert run(node_dir, "peer", "accept", "usa").exit_code == 0
     assert run(node_dir, "peer", "status").exit_code == 0
+
+
+def test_the_token_never_goes_to_a_host_discovery_names() -> None:
+    """A discovery answer naming another host (``//host/...``) is refused before any page
+    is asked for with the token."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from allied.federation.remote import Remote, RemoteError
+
+    class Discovery(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"default": "http://x//127.0.0.1:1/api/"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/taxii+json;version=2.1")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Discovery)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        with (
+            Remote("evil", url, "secret-token", timeout=5) as remote,
+            pytest.raises(RemoteError, match="another host"),
+        ):
+            remote.collection_url("00000000-0000-4000-8000-000000000000")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("stamp", "before", "problem"),
+    [
+        ("yesterday", None, "not a timestamp"),
+        ("2099-12-31T00:00:00.000000Z", None, "in the future"),
+        ("2026-01-01T00:00:00.000000Z", "2026-02-01T00:00:00.000000Z", "goes back"),
+    ],
+)
+def test_a_peer_cannot_push_a_cursor_where_it_would_skip_objects(
+    stamp: str, before: str | None, problem: str
+) -> None:
+    from allied.federation.peers import Peer
+    from allied.federation.remote import RemoteError
+    from allied.federation.sync import _checked_time
+
+    peer = Peer("usa", "http://127.0.0.1:9/", "USA", None, "2026-01-01T00:00:00.000000Z")
+    with pytest.raises(RemoteError, match=problem):
+        _checked_time(peer, stamp, before)

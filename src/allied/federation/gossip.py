@@ -47,34 +47,7 @@ def check_head(
             f"peer {remote.name} rolled its ledger back: it signed {old.size} entries at "
             f"{old.timestamp}, and now signs {new.size}"
         )
-    if new.size == old.size:
-        if new.root != old.root:
-            raise HistoryError(
-                f"peer {remote.name} rewrote its history: two signed heads of {new.size} "
-                f"entries with different roots ({old.timestamp} and {new.timestamp})"
-            )
-        return
-    if old.size == 0:
-        return
-    proof = remote.consistency(old.size, new.size)
-    try:
-        old_root = _b64(proof, "old_root_hash")
-        root = _b64(proof, "root_hash")
-        path = [base64.b64decode(step, validate=True) for step in proof["proof"]]
-    except (KeyError, TypeError, ValueError, binascii.Error) as error:
-        raise RemoteError(f"peer {remote.name}: a malformed consistency proof ({error})") from None
-    if old_root != old.root or root != new.root:
-        raise HistoryError(
-            f"peer {remote.name} rewrote its history: the first {old.size} entries of its "
-            f"ledger no longer have the root it signed at {old.timestamp}"
-        )
-    try:
-        verify_consistency(old.size, new.size, old.root, new.root, path)
-    except ProofError as error:
-        raise HistoryError(
-            f"peer {remote.name} cannot prove that its ledger of {new.size} entries extends "
-            f"the {old.size} it signed at {old.timestamp}: {error}"
-        ) from None
+    check_extends(f"one signed at {old.timestamp}, one now", old, new, remote)
 
 
 def _b64(proof: dict[str, Any], name: str) -> bytes:
@@ -89,7 +62,7 @@ def check_extends(name: str, first: TreeHead, second: TreeHead, remote: Remote) 
         if small.root != large.root:
             raise HistoryError(
                 f"peer {remote.name} signed two different heads of {small.size} entries "
-                f"({name}): it shows partners different histories"
+                f"({name}): it rewrote its history, or shows partners different histories"
             )
         return
     if small.size == 0:
@@ -101,7 +74,7 @@ def check_extends(name: str, first: TreeHead, second: TreeHead, remote: Remote) 
             raise  # unreachable: try again later
         raise HistoryError(
             f"peer {remote.name} denies a head of {large.size} entries it signed ({name}): "
-            f"it shows partners different histories"
+            f"it rewrote its history, or shows partners different histories"
         ) from None
     try:
         old_root, root = _b64(proof, "old_root_hash"), _b64(proof, "root_hash")
@@ -112,6 +85,6 @@ def check_extends(name: str, first: TreeHead, second: TreeHead, remote: Remote) 
     except (KeyError, TypeError, ValueError, binascii.Error, ProofError) as error:
         raise HistoryError(
             f"peer {remote.name} cannot prove that its heads of {small.size} and {large.size} "
-            f"entries are one history ({name}): it shows partners different histories "
-            f"({error})"
+            f"entries are one history ({name}; {error}): it rewrote its history, or shows "
+            "partners different histories"
         ) from None

@@ -161,6 +161,8 @@ class Remote:
         # only the path counts: the token goes to the peer this node was told of, whatever
         # host a discovery answer (or a proxy rewriting it) names
         url = urljoin(urljoin(self.url, urlsplit(root).path), f"collections/{collection_id}/")
+        if _origin(url) != _origin(self.url):
+            raise RemoteError(f"peer {self.name}: its API root {root!r} is on another host")
         self._json(url)  # the collection exists and this node may read it
         return url
 
@@ -206,3 +208,8 @@ class Remote:
             more,
             token if more else None,
         )
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port

@@ -51,6 +51,8 @@ log = logging.getLogger("allied.sync")
 _P = schema.peers
 #: pages stored per transaction: each commit signs a tree head and syncs the disk
 _PAGES_PER_COMMIT = 4
+#: how far ahead of this node's clock a peer's time may be
+_SKEW = timedelta(minutes=5)
 OK, FAILED, FLAGGED, SKIPPED = "ok", "failed", "flagged", "skipped"
 
 
@@ -116,6 +118,9 @@ def sync_peer(node: Node, name: str, *, force: bool = False, full: bool = False)
             head = remote.head()
             check_head(partner, key, head, peer.tree_head, remote)
             _check_views(node, peer, head, remote)
+            # kept before anything is pulled: whatever fails later, the next sync checks
+            # the peer's history against this head
+            _update(node, name, head=orjson.dumps(head.as_dict()).decode())
             url = remote.collection_url(peer.collection or own_collection_id(partner.identity_id))
             _pull(node, peer, remote, url, result, full=full)
             _withdraw(node, peer, remote.withdrawn(peer.withdrawn_cursor), result)
@@ -128,17 +133,19 @@ def sync_peer(node: Node, name: str, *, force: bool = False, full: bool = False)
         _update(node, name, flagged=message, last_error=message)
         result.status, result.message = FLAGGED, message
         return result
-    except AlliedError as error:
+    except Exception as error:
+        message = error.message if isinstance(error, AlliedError) else f"internal error: {error!r}"
+        if not isinstance(error, AlliedError):
+            log.exception("peer %s: sync failed", name)
         failures = peer.failures + 1
         retry = _backoff(node, failures)
-        log.warning("peer %s: %s (attempt %d; next at %s)", name, error.message, failures, retry)
-        _update(node, name, failures=failures, next_attempt=retry, last_error=error.message)
-        result.status, result.message = FAILED, error.message
+        log.warning("peer %s: %s (attempt %d; next at %s)", name, message, failures, retry)
+        _update(node, name, failures=failures, next_attempt=retry, last_error=message)
+        result.status, result.message = FAILED, message
         return result
     _update(
         node,
         name,
-        head=orjson.dumps(head.as_dict()).decode(),
         last_success=now(),
         failures=0,
         next_attempt=None,
@@ -190,10 +197,18 @@ def _apply_pages(
     """``overlapping``: pulling from the cursor again, over pages applied before, so that
     versions served again are no replay."""
     exact = not full and not overlapping
+    budget = int(node.config.setting("sync_max_pages"))
+    latest = cursor  # when the last page with objects ended
 
     def apply(group: list[tuple[Page, Future[Admission]]]) -> None:
         """Pages stored in one transaction, with the cursor after the last of them."""
+        nonlocal latest
         last = group[-1][0]
+        for page, _ in group:
+            if page.objects and page.last_added is not None:
+                latest = _checked_time(peer, page.last_added, latest)
+        if full:  # a pull from the beginning that stops is not resumed: it overlaps
+            last = Page(last.objects, last.last_added, last.more, None)
         admitted: list[StixObject] = []
         failures: list[Outcome] = []
         objects: list[Any] = []
@@ -202,7 +217,7 @@ def _apply_pages(
             admitted += done.admitted
             failures += done.failures
             objects += page.objects
-        merged = Page(objects, last.last_added, last.more, last.next)
+        merged = Page(objects, latest, last.more, last.next)
         stored = _apply(node, peer, merged, Admission(admitted, failures), exact=exact)
         result.pages += len(group)
         result.received += stored.stored
@@ -211,7 +226,9 @@ def _apply_pages(
     # pages are admitted (validated, signatures checked) while those before are stored
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="admit") as admitter:
         waiting: list[tuple[Page, Future[Admission]]] = []
-        for page in remote.pages(url, added_after=cursor, resume=resume, limit=limit):
+        for count, page in enumerate(
+            remote.pages(url, added_after=cursor, resume=resume, limit=limit), start=1
+        ):
             admission = admitter.submit(
                 admit_objects, page.objects, origin, partner=peer.partner, posted=False
             )
@@ -219,8 +236,25 @@ def _apply_pages(
                 apply(waiting)
                 waiting = []
             waiting.append((page, admission))
+            if count >= budget and page.more:  # the rest next time, from the resume token
+                log.info("peer %s: %d pages this time, the rest at the next sync", peer.name,
+                         count)  # fmt: skip
+                break
         if waiting:
             apply(waiting)
+
+
+def _checked_time(peer: Peer, stamp: str, before: str | None) -> str:
+    """A time the peer gives for a cursor: a timestamp, not going back, not in the future
+    (a cursor pushed ahead would skip what is added until then, silently)."""
+    if TIMESTAMP.match(stamp) is None:
+        raise RemoteError(f"peer {peer.name}: {stamp!r} is not a timestamp")
+    if before is not None and stamp < before:
+        raise RemoteError(f"peer {peer.name}: time {stamp} goes back before {before}")
+    limit = (datetime.now(UTC) + _SKEW).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if stamp > limit:
+        raise RemoteError(f"peer {peer.name}: time {stamp} is in the future")
+    return stamp
 
 
 def _apply(node: Node, peer: Peer, page: Page, admission: Admission, *, exact: bool) -> PostResult:
@@ -304,12 +338,16 @@ def _key(obj: Any) -> tuple[str, str] | None:
 
 
 def _withdraw(node: Node, peer: Peer, notices: list[tuple[str, str]], result: SyncResult) -> None:
-    """Stop releasing what the peer withdrew: only objects this node received from it (a
-    peer cannot silence what others sent). The peer serving a version again lifts it."""
+    """Stop releasing what the peer withdrew: only objects whose latest version this node
+    received from it (a peer cannot silence what others sent). The peer serving a version
+    again lifts it."""
     if not notices:
         return
+    last = peer.withdrawn_cursor
+    for _, when in notices:
+        last = _checked_time(peer, when, last)
     ids = sorted({object_id for object_id, _ in notices})
-    mine = {i for i, _ in node.store.received_versions(ids, peer.partner)}
+    mine = node.store.latest_received_from(ids, peer.partner)
     gone = schema.withdrawals
     with node.store.write() as writer:
         held = set(
@@ -322,9 +360,7 @@ def _withdraw(node: Node, peer: Peer, notices: list[tuple[str, str]], result: Sy
                 insert(gone),
                 [{"object_id": i, "peer": peer.name, "withdrawn": stamp} for i in fresh],
             )
-        writer.conn.execute(
-            update(_P).where(_P.c.name == peer.name).values(withdrawn_cursor=notices[-1][1])
-        )
+        writer.conn.execute(update(_P).where(_P.c.name == peer.name).values(withdrawn_cursor=last))
     result.withdrawn += len(fresh)
     for object_id in fresh:
         log.info("peer %s withdrew %s: no longer released to anyone", peer.name, object_id)

@@ -500,6 +500,17 @@ class Store:
                 for p, i, v, r, w in conn.execute(query)
             ]
 
+    def latest_received_from(self, ids: Sequence[str], source: str) -> set[str]:
+        """Those of ``ids`` whose latest stored version came from partner ``source``."""
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                query = select(_O.c.id, _O.c.received_from).where(
+                    _O.c.id.in_(ids[start : start + _IDS_PER_QUERY]), self._is_latest()
+                )
+                found.update(i for i, r in conn.execute(query) if r == source)
+        return found
+
     def received_versions(self, ids: Sequence[str], source: str) -> set[tuple[str, str]]:
         """(id, version key) of the versions of ``ids`` received from partner ``source``."""
         found: set[tuple[str, str]] = set()
