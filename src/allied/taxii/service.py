@@ -509,8 +509,9 @@ class TaxiiService:
 
     def peer_head(self, partner: Partner, params: list[tuple[str, str]]) -> Answer:
         """The latest tree head this node verified of its peer ``signer`` (ledger gossip:
-        partners compare the heads a node showed each of them). Only for a signer the
-        asking partner names, and never its own."""
+        partners compare the heads a node showed each of them). Any partner may ask about
+        any identity it names (never its own): the answer says that this node syncs from
+        that node, and how large its ledger was (docs/federation.md)."""
         signer = dict(params).get("signer", "")
         if set(dict(params)) - {"signer"} or not signer.startswith("identity--"):
             raise bad_request("give signer=IDENTITY (a STIX identity id), and nothing else")
