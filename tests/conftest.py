@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -133,3 +136,17 @@ def signed_as(
     """Objects as the partner owning ``identity`` publishes them: signed with its key."""
     signer = Signer.of(key, identity)
     return [sign(obj, signer) for obj in objects]
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until ``process`` (an ``allied serve``) accepts connections on ``port`` of 127.0.0.1;
+    its log in the error if it ends or takes over 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"allied serve did not start:\n{log.read_text()}") from None
+            time.sleep(0.05)

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from allied.federation.peers import add_peer
 from allied.federation.sync import SyncResult, sync_all
 from allied.node import Node, init_node
 from allied.store import schema
+from tests.conftest import wait_listening
 
 ALLIED = str(Path(sys.executable).parent / "allied")
 
@@ -84,15 +84,7 @@ class Federation:
             )
         self.processes[name] = process
         self.urls[name] = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not start:\n{log.read_text()}") from None
-                time.sleep(0.05)
+        wait_listening(port, process, log)
 
     def stop(self, name: str) -> None:
         process = self.processes.pop(name)

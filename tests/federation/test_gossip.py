@@ -35,15 +35,20 @@ def show_usa_a_head_of_nato(federation: Federation, size: int) -> None:
         )
 
 
+def kor_knows_nato(federation: Federation, root: Path) -> int:
+    """NATO holds an object, USA and KOR have synced from it: the size of NATO's ledger."""
+    with federation.node("NATO") as nato:
+        import_file(nato, write_bundle(root / "n.json", [indicator(1)]))
+    federation.sync("USA")
+    with federation.node("KOR") as kor:
+        assert sync_peer(kor, "NATO", force=True).status == "ok"
+        return int(peer(kor, "NATO").head["tree_size"])  # type: ignore[index]
+
+
 def test_two_heads_of_one_size_flag_the_node_at_once(tmp_path: Path) -> None:
     federation = build(tmp_path, TRIANGLE)
     try:
-        with federation.node("NATO") as nato:
-            import_file(nato, write_bundle(tmp_path / "n.json", [indicator(1)]))
-        federation.sync("USA")
-        with federation.node("KOR") as kor:
-            assert sync_peer(kor, "NATO", force=True).status == "ok"
-            size = peer(kor, "NATO").head["tree_size"]  # type: ignore[index]
+        size = kor_knows_nato(federation, tmp_path)
         show_usa_a_head_of_nato(federation, size)
         with federation.node("KOR") as kor:
             assert sync_peer(kor, "USA", force=True).status == "ok"
@@ -57,12 +62,7 @@ def test_two_heads_of_one_size_flag_the_node_at_once(tmp_path: Path) -> None:
 def test_a_larger_head_it_cannot_prove_flags_the_node_at_its_next_sync(tmp_path: Path) -> None:
     federation = build(tmp_path, TRIANGLE)
     try:
-        with federation.node("NATO") as nato:
-            import_file(nato, write_bundle(tmp_path / "n.json", [indicator(1)]))
-        federation.sync("USA")
-        with federation.node("KOR") as kor:
-            assert sync_peer(kor, "NATO", force=True).status == "ok"
-            size = peer(kor, "NATO").head["tree_size"]  # type: ignore[index]
+        size = kor_knows_nato(federation, tmp_path)
         show_usa_a_head_of_nato(federation, size + 5)
         with federation.node("KOR") as kor:
             assert sync_peer(kor, "USA", force=True).status == "ok"

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from allied.taxii.protocol import MEDIA_TYPE
+from tests.conftest import wait_listening
 from tests.taxii.conftest import World
 
 ALLIED = str(Path(sys.executable).parent / "allied")
@@ -53,15 +54,7 @@ def serving(
         )
     url = f"{scheme}://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"allied serve did not start:\n{log.read_text()}") from None
-                time.sleep(0.1)
+        wait_listening(port, process, log)
         yield url, log
     finally:
         process.send_signal(signal.SIGINT)
