@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import copy
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from allied.federation.peers import peer, rejections
@@ -107,22 +109,30 @@ def test_a_replayed_old_version_is_refused_and_changes_nothing(federation: Feder
         assert nato.store.latest(first["id"]).json.find('"revoked":true') > 0
 
 
-def test_a_peer_that_rewrites_its_history_is_flagged(federation: Federation) -> None:
-    publish(federation, "USA", [indicator(60)])
+@contextmanager
+def usa_restored_later(federation: Federation, first: int, then: int) -> Iterator[None]:
+    """USA publishes indicator ``first``, saves a copy of itself, publishes ``then``, NATO
+    syncs; inside the block USA is stopped and back on the saved copy, started after it."""
+    publish(federation, "USA", [indicator(first)])
     federation.stop("USA")
     usa_dir = federation.directories["USA"]
     saved = federation.root / "usa-before"
     shutil.copytree(usa_dir, saved)
     federation.start("USA")
-    publish(federation, "USA", [indicator(61)])
-    [first] = federation.sync("NATO")
-    assert first.status == "ok"
-    # USA's operator restores the older copy and goes on: a different history
+    publish(federation, "USA", [indicator(then)])
+    [synced] = federation.sync("NATO")
+    assert synced.status == "ok"
     federation.stop("USA")
     shutil.rmtree(usa_dir)
     shutil.copytree(saved, usa_dir)
-    publish(federation, "USA", [indicator(62), indicator(63), indicator(64)])
+    yield
     federation.start("USA")
+
+
+def test_a_peer_that_rewrites_its_history_is_flagged(federation: Federation) -> None:
+    # USA's operator restores the older copy and goes on: a different history
+    with usa_restored_later(federation, 60, 61):
+        publish(federation, "USA", [indicator(62), indicator(63), indicator(64)])
     [flagged] = federation.sync("NATO")
     assert flagged.status == "flagged"
     assert "rewrote its history" in flagged.message
@@ -135,17 +145,7 @@ def test_a_peer_that_rewrites_its_history_is_flagged(federation: Federation) -> 
 
 
 def test_a_peer_that_rolls_its_ledger_back_is_flagged(federation: Federation) -> None:
-    publish(federation, "USA", [indicator(70)])
-    federation.stop("USA")
-    usa_dir = federation.directories["USA"]
-    saved = federation.root / "usa-before"
-    shutil.copytree(usa_dir, saved)
-    federation.start("USA")
-    publish(federation, "USA", [indicator(71)])
-    federation.sync("NATO")
-    federation.stop("USA")
-    shutil.rmtree(usa_dir)
-    shutil.copytree(saved, usa_dir)
-    federation.start("USA")
+    with usa_restored_later(federation, 70, 71):
+        pass
     [flagged] = federation.sync("NATO")
     assert flagged.status == "flagged" and "rolled its ledger back" in flagged.message

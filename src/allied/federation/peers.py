@@ -188,12 +188,15 @@ def rejections(node: Node, name: str, limit: int = 5) -> list[dict[str, str]]:
 
 
 def _partner(node: Node, name: str) -> Partner:
-    for known in node.partners():
-        if known.name == name:
-            if known.revoked:
-                raise ConfigError(f"--partner {name}: the partner is revoked")
-            return known
-    raise ConfigError(f"--partner {name}: no such partner; enrol it first (allied partner add)")
+    try:
+        known = node.partner(name)
+    except NotFound as error:
+        raise ConfigError(
+            f"--partner {name}: no such partner to sync with ({error.message})"
+        ) from None
+    if known.revoked:
+        raise ConfigError(f"--partner {name}: the partner is revoked")
+    return known
 
 
 def _base_url(url: str) -> str:

@@ -40,8 +40,8 @@ from allied.integrity.origin import Origin
 from allied.integrity.signing import SignatureError, TrustedKey
 from allied.node import Node
 from allied.policy.egress import Egress
-from allied.stix.checks import TIMESTAMP, timestamp_key
-from allied.stix.model import StixObject
+from allied.stix.checks import TIMESTAMP
+from allied.stix.model import StixObject, version_key
 from allied.store import schema
 from allied.store.pages import ALL, Selection, page
 from allied.store.store import Writer, now
@@ -329,12 +329,10 @@ def _key(obj: Any) -> tuple[str, str] | None:
     """(id, version key) as the store keeps them, of an object that has them."""
     if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
         return None
-    version = obj.get("modified", obj.get("created"))
-    if version is None:
-        return obj["id"], ""  # a cyber observable: one version
-    if not isinstance(version, str) or TIMESTAMP.match(version) is None:
-        return None
-    return obj["id"], timestamp_key(version)
+    stamp = obj.get("modified") or obj.get("created")
+    if stamp is not None and (not isinstance(stamp, str) or TIMESTAMP.match(stamp) is None):
+        return None  # not valid: refused when it is admitted
+    return obj["id"], version_key(obj)
 
 
 def _withdraw(node: Node, peer: Peer, notices: list[tuple[str, str]], result: SyncResult) -> None:
@@ -384,7 +382,7 @@ def _push(node: Node, peer: Peer, remote: Remote, result: SyncResult) -> None:
             return
         node.store.journal(
             peer.partner,
-            [(e.id, e.modified or e.created or "") for e in found.entries],
+            [(e.id, e.version) for e in found.entries],
             f"push {peer.name}",
         )
         body = b'{"objects":[' + ",".join(e.json or "" for e in found.entries).encode() + b"]}"

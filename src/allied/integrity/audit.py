@@ -106,21 +106,12 @@ def audit(
         problems.extend(found)
         if parsed is not None:
             graph.add(name, object_id, version, label_set, parsed.refs, closure)
-        if is_standard_id(object_id):
-            if not is_standard(data):
-                problems.append(f"{name}: not the standard object of that id")
-        else:
-            try:
-                signer = verify(data, keys)
-                result.signatures += 1
-            except SignatureError as error:
-                problems.append(f"{name}: {error.reason}")
-            else:
-                if own_identity is not None and source is None and signer != own_identity:
-                    problems.append(
-                        f"{name}: signed by {signer} but recorded as this node's own, so it "
-                        "would be forwarded as if this node originated it"
-                    )
+        signer = _check_origin(name, object_id, data, keys, result)
+        if own_identity is not None and source is None and signer not in (None, own_identity):
+            problems.append(
+                f"{name}: signed by {signer} but recorded as this node's own, so it "
+                "would be forwarded as if this node originated it"
+            )
         if index is None:
             problems.append(f"{name}: not in the ledger")
             continue
@@ -142,15 +133,7 @@ def audit(
             continue
         if data.get("id") != object_id:
             problems.append(f"{name}: the stored JSON is that of {data.get('id')}")
-        if is_standard_id(object_id):
-            if not is_standard(data):
-                problems.append(f"{name}: not the standard object of that id")
-        else:
-            try:
-                verify(data, keys)
-                result.signatures += 1
-            except SignatureError as error:
-                problems.append(f"{name}: {error.reason}")
+        _check_origin(name, object_id, data, keys, result)
         _claim(name, int(index), data, claimed, leaves, problems)
     problems.extend(graph.check(read_label_closures(conn)))
     size = max(leaves, default=-1) + 1
@@ -197,6 +180,28 @@ def audit(
     elif heads:
         problems.append(f"{head_source}: missing, so a rolled-back store would go unnoticed")
     return result
+
+
+def _check_origin(
+    name: str,
+    object_id: str,
+    data: Mapping[str, Any],
+    keys: Mapping[str, TrustedKey],
+    result: Audit,
+) -> str | None:
+    """A stored object is exactly the standard one of its id, or carries a signature a
+    trusted key made over it; its signer, if it verifies."""
+    if is_standard_id(object_id):
+        if not is_standard(data):
+            result.problems.append(f"{name}: not the standard object of that id")
+        return None
+    try:
+        signer = verify(data, keys)
+    except SignatureError as error:
+        result.problems.append(f"{name}: {error.reason}")
+        return None
+    result.signatures += 1
+    return signer
 
 
 def _claim(

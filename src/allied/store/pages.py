@@ -84,6 +84,12 @@ class Entry:
     posted_by: str | None
     json: str | None
 
+    @property
+    def version(self) -> str:
+        """How TAXII names this version: by ``modified``; an object without one by
+        ``created``, and a cyber observable (which has neither) by the time it was added."""
+        return self.modified or self.created or self.date_added
+
 
 @dataclass(frozen=True)
 class Page:

@@ -282,7 +282,7 @@ class TaxiiService:
         if with_json:  # what leaves with its content is journaled before it leaves
             self.node.store.journal(
                 partner.name,
-                [(entry.id, _version(entry)) for entry in found.entries],
+                [(entry.id, entry.version) for entry in found.entries],
                 f"taxii {collection.title}",
             )
         return found, token
@@ -364,7 +364,7 @@ class TaxiiService:
         if token is not None:
             body["next"] = token
         if found.entries:
-            body["versions"] = [_version(entry) for entry in found.entries]
+            body["versions"] = [entry.version for entry in found.entries]
         return Answer(orjson.dumps(body), _date_headers(found.entries))
 
     def get_manifest(
@@ -381,7 +381,7 @@ class TaxiiService:
                 {
                     "id": entry.id,
                     "date_added": entry.date_added,
-                    "version": _version(entry),
+                    "version": entry.version,
                     "media_type": STIX_MEDIA_TYPE,
                 }
                 for entry in found.entries
@@ -550,12 +550,6 @@ def _detail(outcome: Outcome) -> dict[str, str]:
     if outcome.message:
         detail["message"] = outcome.message
     return detail
-
-
-def _version(entry: Entry) -> str:
-    """TAXII names a version by ``modified``; an object without one by ``created``, and a
-    cyber observable (which has neither) by the time it was added."""
-    return entry.modified or entry.created or entry.date_added
 
 
 def _date_headers(entries: Sequence[Entry]) -> dict[str, str]:
