@@ -117,7 +117,7 @@ def main() -> None:
             fresh = Egress(node)
             started = time.perf_counter()
             allowed_cached = sum(
-                fresh.decide(r.markings, r.received_from, who).allowed
+                fresh.decide(r.markings, r.received_from, r.signer, who).allowed
                 for who in recipients
                 for r in rows
             )

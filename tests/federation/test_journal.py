@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 
 from click.testing import CliRunner
 
 from allied.cli import main
 from allied.ingest.stix_import import import_file
 from allied.stix.labels import TLP2_IDS
+from allied.store.journal import SUFFIX
 from allied.taxii.service import own_collection_id
 from tests.conftest import indicator, write_bundle
 from tests.federation.conftest import Federation
@@ -72,3 +75,49 @@ def test_an_export_for_a_partner_is_journaled(federation: Federation) -> None:
         ids = {row["id"] for row in kor.store.releases(partner="USA") if row["via"] == "export"}
     assert indicator(6)["id"] in ids
     assert ids == {o["id"] for o in json.loads(out.read_text())["objects"]}
+
+
+def test_reads_are_journaled_while_a_long_write_holds_the_store(
+    federation: Federation,
+) -> None:
+    """The journal is written on every read with content; it must not wait for the store's
+    write lock, which a large import holds for minutes."""
+    with federation.node("USA") as usa:
+        import_file(usa, write_bundle(federation.root / "usa.json", [indicator(6)]))
+        api = Api(usa, (federation.root / "NATO-at-USA.token").read_text().strip())
+        path = f"/api/collections/{own_collection_id(usa.config.identity_id)}/objects/"
+        with sqlite3.connect(federation.directories["USA"] / "store.db", timeout=1) as other:
+            other.execute("BEGIN IMMEDIATE")  # another process's import, mid-way
+            started = time.monotonic()
+            response = api.get(f"{path}{indicator(6)['id']}/")
+            waited = time.monotonic() - started
+            other.rollback()
+        assert response.status_code == 200, response.text
+        assert waited < 10, f"the read waited {waited:.1f} s for the store's write lock"
+        assert [r["id"] for r in usa.store.releases(partner="NATO")] == [indicator(6)["id"]]
+
+
+def test_entries_kept_in_the_store_by_an_older_version_are_carried_over(
+    federation: Federation,
+) -> None:
+    directory = federation.directories["USA"]
+    with sqlite3.connect(directory / "store.db") as conn:
+        conn.executemany(
+            "INSERT INTO release_journal (partner, object_id, version, released, via) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                ("NATO", indicator(7)["id"], "v1", "2026-01-01T00:00:00.000000Z", "taxii USA"),
+                ("KOR", indicator(8)["id"], "v2", "2026-01-02T00:00:00.000000Z", "export"),
+            ],
+        )
+    journal = directory / ("store.db" + SUFFIX)
+    journal.unlink(missing_ok=True)
+    with federation.node("USA") as usa:
+        assert [(r["partner"], r["via"]) for r in usa.store.releases()] == [
+            ("KOR", "export"),
+            ("NATO", "taxii USA"),
+        ]
+        usa.store.journal("KOR", [(indicator(9)["id"], "v3")], "export")
+    with federation.node("USA") as usa:  # carried over once, not again
+        assert len(usa.store.releases()) == 3
+    assert journal.exists()

@@ -8,6 +8,7 @@ denies, and nothing that references what the oracle denies, ever leaves.
 from __future__ import annotations
 
 import json
+import sqlite3
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -484,3 +485,69 @@ def test_import_from_a_partner_is_not_forwarded_when_amber(cli: Cli, tmp_path: P
     assert amber["id"] not in {o["id"] for o in exported(cli, "--for", "kr")}
     reasons = json.loads(cli("explain", amber["id"], "--for", "kr", "--json").output)["reasons"]
     assert reasons == ["denied: TLP:AMBER received from us is never forwarded"]
+
+
+def _relay(node: Node, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """us relays a GREEN indicator kr signed, and a GREEN one of its own; ee shares a
+    community with us only, nl with kr only."""
+    us_pem, us_key = peer_key(tmp_path, "us")
+    kr_pem, kr_key = peer_key(tmp_path, "kr")
+    us = node.add_partner("us", nation="USA", communities=["us-ee"], key_file=us_pem)
+    kr = node.add_partner("kr", nation="KOR", communities=["kr-nl"], key_file=kr_pem)
+    node.add_partner("ee", nation="EST", communities=["us-ee"])
+    node.add_partner("nl", nation="NLD", communities=["kr-nl"])
+    green = [TLP2_IDS["green"]]
+    from_kr = signed_as([indicator(1, object_marking_refs=green)], kr_key, kr.identity_id)[0]
+    from_us = signed_as([indicator(2, object_marking_refs=green)], us_key, us.identity_id)[0]
+    import_file(
+        node, write_lines(tmp_path / "relayed.jsonl", [from_kr, from_us]), received_from="us"
+    )
+    return from_kr, from_us
+
+
+def test_green_is_judged_on_the_originator_communities_not_the_relay(
+    node: Node, tmp_path: Path
+) -> None:
+    from_kr, from_us = _relay(node, tmp_path)
+    egress = Egress(node)
+    for_ee = {json.loads(t)["id"] for t in egress.release("ee")}
+    for_nl = {json.loads(t)["id"] for t in egress.release("nl")}
+    assert for_ee >= {from_us["id"]} and from_kr["id"] not in for_ee
+    assert for_nl >= {from_kr["id"]} and from_us["id"] not in for_nl
+    assert egress.explain(from_kr["id"], "ee").reasons == (
+        "denied: TLP:GREEN and no community shared with the originator kr",
+    )
+    assert egress.explain(from_kr["id"], "nl").allowed
+
+
+def test_upgrading_a_store_splits_label_sets_by_signer(node_dir: Path, tmp_path: Path) -> None:
+    """A store written before label sets knew their signer (one set for both relayed
+    objects) is upgraded: each object gets its signer's set and releases follow."""
+    with Node.open(node_dir) as node:
+        from_kr, from_us = _relay(node, tmp_path)
+    with sqlite3.connect(node_dir / "store.db") as conn:
+        sets = dict(conn.execute("SELECT signer, id FROM label_sets WHERE received_from = 'us'"))
+        kept = min(sets.values())
+        conn.execute("UPDATE objects SET label_set = ? WHERE received_from = 'us'", (kept,))
+        conn.execute("DELETE FROM label_sets WHERE id != ? AND received_from = 'us'", (kept,))
+        conn.execute(  # the table as it was, without signers
+            "CREATE TABLE old (id INTEGER NOT NULL PRIMARY KEY, markings TEXT NOT NULL, "
+            "received_from VARCHAR(200), CONSTRAINT uq_label_sets UNIQUE (markings, received_from))"
+        )
+        conn.execute("INSERT INTO old SELECT id, markings, received_from FROM label_sets")
+        conn.execute("DROP TABLE label_sets")
+        conn.execute("ALTER TABLE old RENAME TO label_sets")
+        conn.execute(
+            "UPDATE objects SET closure = (SELECT id FROM label_closures "
+            "WHERE label_sets = json_array(?)) WHERE received_from = 'us'",
+            (kept,),
+        )
+        conn.execute("DELETE FROM schema_migrations WHERE version = 8")
+    with Node.open(node_dir) as node:
+        egress = Egress(node)
+        for_ee = {json.loads(t)["id"] for t in egress.release("ee")}
+        for_nl = {json.loads(t)["id"] for t in egress.release("nl")}
+        assert from_us["id"] in for_ee and from_kr["id"] not in for_ee
+        assert from_kr["id"] in for_nl and from_us["id"] not in for_nl
+        signers = {key[2] for key in node.store.label_sets().values() if key[1] == "us"}
+        assert len(signers) == 2 and None not in signers

@@ -105,7 +105,7 @@ def test_the_store_keeps_closures_and_the_migration_rebuilds_them(tmp_path: Path
         writer.add([parse_object(indicator(1))])
     with store.write() as writer:
         writer.add([parse_object(malware(1, object_marking_refs=[amber]))])
-    sets = {markings: n for n, (markings, _source) in store.label_sets().items()}
+    sets = {key[0]: n for n, key in store.label_sets().items()}
     assert len(sets) == 3  # the report's (none), the indicator's (green), the malware's (amber)
     expected = frozenset(sets.values())
     kept = {i: _closure_of(store, i) for i in (report["id"], indicator(1)["id"])}

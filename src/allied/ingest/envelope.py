@@ -171,7 +171,7 @@ def _within_label_sets(
     release decision and page query considers: a partner must not mint them by the
     thousand."""
     cap = int(node.config.setting("max_partner_label_sets"))
-    used = {marks for marks, source in node.store.label_sets().values() if source == partner}
+    used = {key[0] for key in node.store.label_sets().values() if key[1] == partner}
     kept: list[StixObject] = []
     for obj in admitted:
         marks = orjson.dumps(list(obj.marking_refs)).decode()

@@ -9,7 +9,7 @@ marking definitions travel with the objects that use them. A reference to an obj
 does not hold reveals nothing the referring object does not already say, so it does not
 withhold.
 
-The decision is pure, so it is memoised per (markings, provenance, partner): a node holds
+The decision is pure, so it is memoised per (label set, partner): a node holds
 millions of objects but few distinct label sets. The reference rule is applied through the
 label closures the store keeps (:mod:`allied.store.closure`) when exporting many objects, and
 by following references when explaining one.
@@ -34,7 +34,7 @@ from allied.policy.release import (
     decide,
     resolve_labels,
 )
-from allied.store.store import IndexRow, Partner
+from allied.store.store import IndexRow, Partner, SetKey
 
 _MARKING = "marking-definition"
 
@@ -108,8 +108,10 @@ class Egress:
         )
         self._labels = node.store.label_markings()
         self._partners = {p.name: p for p in node.partners()}  # only entries the node signed
+        self._by_identity = {p.identity_id: p for p in self._partners.values()}
+        self._identity = node.config.identity_id
         self._own_communities = frozenset(config.communities)
-        self._cache: dict[tuple[str, str | None, str], Decision] = {}
+        self._cache: dict[tuple[str, str | None, str | None, str], Decision] = {}
 
     def recipient(self, name: str) -> Recipient:
         partner = self._partners.get(name)
@@ -117,20 +119,33 @@ class Egress:
             raise NotFound(f"no partner named {name!r} (see 'allied partner list')")
         return recipient(partner)
 
-    def provenance(self, received_from: str | None) -> Provenance:
+    def provenance(self, received_from: str | None, signer: str | None = None) -> Provenance:
+        """Where an object came from and whose communities TLP:GREEN is judged on: those
+        of its originator, the partner whose signature it carries. What this node signed
+        for a partner that posted it unsigned is that partner's; an originator this node
+        does not know shares no community with anyone (fail closed)."""
         if received_from is None:
             return Provenance(True, self._own_communities)
-        source = self._partners.get(received_from)
-        communities = frozenset(source.communities) if source is not None else frozenset()
-        return Provenance(False, communities, received_from)
+        if signer is None or signer == self._identity:
+            originator = self._partners.get(received_from)
+        else:
+            originator = self._by_identity.get(signer)
+        if originator is None:
+            return Provenance(False, frozenset(), received_from, signer or received_from)
+        communities = frozenset(originator.communities)
+        return Provenance(False, communities, received_from, originator.name)
 
-    def decide(self, markings: str, received_from: str | None, partner: Recipient) -> Decision:
-        """The decision for an object by its stored markings (JSON) and provenance."""
-        key = (markings, received_from, partner.name)
+    def decide(
+        self, markings: str, received_from: str | None, signer: str | None, partner: Recipient
+    ) -> Decision:
+        """The decision for an object by its label set: stored markings (JSON), the partner
+        it came from and the identity that signed it."""
+        key = (markings, received_from, signer, partner.name)
         found = self._cache.get(key)
         if found is None:
             labels = resolve_labels(orjson.loads(markings), self._labels)
-            found = decide(labels, self.provenance(received_from), partner, self._policy)
+            provenance = self.provenance(received_from, signer)
+            found = decide(labels, provenance, partner, self._policy)
             self._cache[key] = found
         return found
 
@@ -153,7 +168,7 @@ class Egress:
                 True, ("allowed: marking definitions travel with the objects using them",)
             )
         else:
-            own = self.decide(index.markings, index.received_from, partner)
+            own = self.decide(index.markings, index.received_from, index.signer, partner)
         if own.allowed and index.received_from == partner.name:
             return Explanation(object_id, partner.name, own)  # its own text, whatever it cites
         return Explanation(object_id, partner.name, own, self._reference_reasons(index, partner))
@@ -173,7 +188,9 @@ class Egress:
                 if target is None or target.type == _MARKING:
                     continue
                 chain = f"{via}{ref}"
-                decision = self.decide(target.markings, target.received_from, partner)
+                decision = self.decide(
+                    target.markings, target.received_from, target.signer, partner
+                )
                 if not decision.allowed:
                     reasons.append(
                         f"denied: references {chain}, which is withheld ({decision.reasons[0]})"
@@ -197,9 +214,7 @@ class Egress:
         partner = self.recipient(partner_name)
         sets = self._store.label_sets()
         allowed_sets = {
-            number
-            for number, (marks, source) in sets.items()
-            if self.decide(marks, source, partner).allowed
+            number for number, key in sets.items() if self.decide(*key, partner).allowed
         }
         closures = frozenset(
             number
@@ -211,7 +226,7 @@ class Egress:
 
     @staticmethod
     def _companions(
-        numbers: Iterable[int], sets: Mapping[int, tuple[str, str | None]], partner: str
+        numbers: Iterable[int], sets: Mapping[int, SetKey], partner: str
     ) -> frozenset[str]:
         """The marking definitions that travel with objects of these label sets. A partner
         gets back what it gave, but a classification label is released on its own terms:

@@ -51,6 +51,8 @@ class Provenance:
     #: Communities of the originating node, as this node knows them.
     originator_communities: frozenset[str]
     received_from: str | None = None
+    #: The originator's name, when it is not this node (for the reasons given).
+    originator: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,10 +191,13 @@ def _tlp(
         allowed.append("allowed: TLP:CLEAR")
     elif tlp == "green":
         shared = sorted(partner.communities & provenance.originator_communities)
+        originator = "the originator"
+        if provenance.originator is not None:
+            originator += f" {provenance.originator}"
         if shared:
-            allowed.append(f"allowed: TLP:GREEN, shares community {shared[0]} with the originator")
+            allowed.append(f"allowed: TLP:GREEN, shares community {shared[0]} with {originator}")
         else:
-            denied.append("denied: TLP:GREEN and no community shared with the originator")
+            denied.append(f"denied: TLP:GREEN and no community shared with {originator}")
     elif not provenance.originated_here:
         source = provenance.received_from or "another node"
         denied.append(f"denied: {shown} received from {source} is never forwarded")

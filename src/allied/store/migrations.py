@@ -7,13 +7,15 @@ published ones are never edited.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, bindparam, inspect, select, text, update
 
 from allied.integrity.ledger import Appender, object_leaf
+from allied.integrity.signing import signer_of
 from allied.store import schema
 from allied.store.closure import closures
 
@@ -47,14 +49,26 @@ def _v2_label_closures(conn: Connection) -> None:
         conn.execute(
             schema.object_refs.insert(), [{"target": t, "source": s} for t, s in sorted(edges)]
         )
+    _fill_closures(conn, rows, targets)
+
+
+def _fill_closures(conn: Connection, rows: Sequence[Any], targets: list[tuple[str, ...]]) -> None:
+    """Compute the closure of every row (pk, id, version, label_set, …) from scratch and
+    store it; ``targets`` are the ids each row refers to. Closures are append-only: one
+    already numbered keeps its number."""
+    objects = schema.objects
     latest: dict[str, int] = {}
     for index, row in enumerate(rows):
         best = latest.get(row.id)
         if best is None or row.version > rows[best].version:
             latest[row.id] = index
     computed = closures([row.label_set for row in rows], targets, latest, {})
-    numbers: dict[frozenset[int], int] = {}
-    for members in sorted(set(computed), key=sorted):
+    table = schema.label_closures
+    numbers = {
+        frozenset(orjson.loads(text)): int(number)
+        for number, text in conn.execute(select(table.c.id, table.c.label_sets))
+    }
+    for members in sorted(set(computed) - numbers.keys(), key=sorted):
         inserted = conn.execute(
             schema.label_closures.insert().values(label_sets=orjson.dumps(sorted(members)).decode())
         )
@@ -128,6 +142,93 @@ def _v7_federation(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v8_label_set_signers(conn: Connection) -> None:
+    """Label sets keyed by the signer of the objects too (for objects received from a
+    partner), so that TLP:GREEN is decided on the originator's communities and not on those
+    of the peer that relayed it. Each stored object gets the set of its own signer; a set
+    shared by objects of several signers is split, and then every closure is computed
+    again."""
+    columns = {column["name"] for column in inspect(conn).get_columns("label_sets")}
+    if "signer" not in columns:
+        _add_signer_column(conn)
+    objects, sets = schema.objects, schema.label_sets
+    known = {
+        (row.markings, row.received_from, row.signer): row.id
+        for row in conn.execute(
+            select(sets.c.id, sets.c.markings, sets.c.received_from, sets.c.signer)
+        )
+    }
+    keys = {number: key for key, number in known.items()}
+    moves: list[dict[str, int]] = []  # objects moved to a new set: closures change
+    query = select(objects.c.pk, objects.c.label_set, objects.c.json).where(
+        objects.c.received_from.is_not(None)
+    )
+    for row in conn.execute(query).all():
+        markings, source, signer = keys[row.label_set]
+        wanted = signer_of(orjson.loads(row.json))
+        if signer == wanted:
+            continue
+        key = (markings, source, wanted)
+        number = known.get(key)
+        if number is None and signer is None:  # the first signer found takes the set
+            conn.execute(update(sets).where(sets.c.id == row.label_set).values(signer=wanted))
+            del known[keys[row.label_set]]
+            known[key], keys[row.label_set] = row.label_set, key
+            continue
+        if number is None:
+            inserted = conn.execute(
+                sets.insert().values(markings=markings, received_from=source, signer=wanted)
+            )
+            assert inserted.inserted_primary_key is not None
+            number = known[key] = int(inserted.inserted_primary_key[0])
+            keys[number] = key
+        moves.append({"row": row.pk, "n": number})
+    if moves:
+        conn.execute(
+            update(objects)
+            .where(objects.c.pk == bindparam("row"))
+            .values(label_set=bindparam("n")),
+            moves,
+        )
+        rows = conn.execute(
+            select(
+                objects.c.pk, objects.c.id, objects.c.version, objects.c.label_set, objects.c.refs
+            )
+        ).all()
+        targets = [tuple(orjson.loads(row.refs)) if row.refs else () for row in rows]
+        _fill_closures(conn, rows, targets)
+
+
+def _add_signer_column(conn: Connection) -> None:
+    """The signer column, and the unique key that now includes it. SQLite cannot change a
+    table's constraints: the table is copied into a new one (its documented procedure)."""
+    if conn.dialect.name == "sqlite":
+        conn.execute(
+            text(
+                "CREATE TABLE label_sets_next (id INTEGER NOT NULL PRIMARY KEY, "
+                "markings TEXT NOT NULL, received_from VARCHAR(200), signer VARCHAR(300), "
+                "CONSTRAINT uq_label_sets UNIQUE (markings, received_from, signer))"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO label_sets_next (id, markings, received_from) "
+                "SELECT id, markings, received_from FROM label_sets"
+            )
+        )
+        conn.execute(text("DROP TABLE label_sets"))
+        conn.execute(text("ALTER TABLE label_sets_next RENAME TO label_sets"))
+        return
+    conn.execute(text("ALTER TABLE label_sets ADD COLUMN signer VARCHAR(300)"))
+    conn.execute(text("ALTER TABLE label_sets DROP CONSTRAINT uq_label_sets"))
+    conn.execute(
+        text(
+            "ALTER TABLE label_sets ADD CONSTRAINT uq_label_sets "
+            "UNIQUE (markings, received_from, signer)"
+        )
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "initial tables: objects, label_sets, partners, labels", _v1_initial),
     (2, "label closures and the reverse reference index", _v2_label_closures),
@@ -136,6 +237,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (5, "TAXII community collections and status resources", _v5_taxii),
     (6, "partners' private copies of posted objects", _v6_posted_copies),
     (7, "peers, refusals, withdrawals and the release journal", _v7_federation),
+    (8, "label sets keyed by the signer of what partners sent", _v8_label_set_signers),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -44,7 +44,8 @@ objects = Table(
     Column("originator", String(300)),
     Column("tlp", String(16)),
     Column("markings", Text, nullable=False),
-    # (markings, received_from) as a small integer: all the release decision needs of a row
+    # (markings, received_from, signer) as a small integer: all the release decision needs
+    # of a row
     Column("label_set", Integer, nullable=False),
     # ids referred to (JSON list), NULL when none: what the reference rule follows
     Column("refs", Text),
@@ -68,7 +69,11 @@ label_sets = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("markings", Text, nullable=False),
     Column("received_from", String(200)),
-    UniqueConstraint("markings", "received_from", name="uq_label_sets"),
+    # the identity whose origin signature the objects carry, for objects received from a
+    # partner: TLP:GREEN goes to partners sharing a community with the originator, and a
+    # relaying peer is not the originator
+    Column("signer", String(300)),
+    UniqueConstraint("markings", "received_from", "signer", name="uq_label_sets"),
 )
 
 label_closures = Table(

@@ -48,6 +48,7 @@ from allied.stix.labels import LABEL_EXTENSION_ID, Label, read_label, resolve_la
 from allied.stix.model import StixObject
 from allied.store import migrations, schema
 from allied.store.closure import Closure, closures
+from allied.store.journal import ReleaseJournal
 
 _O = schema.objects
 _ROW_KEYS = (
@@ -56,6 +57,7 @@ _ROW_KEYS = (
 )  # fmt: skip
 _LEDGER_INDEX = _ROW_KEYS.index("ledger_index")
 _R = schema.object_refs
+_S = schema.label_sets
 _MARKING = "marking-definition"
 _RECENT_LIMIT = 200_000
 _WRITE_OPTION = "allied_write"
@@ -85,6 +87,12 @@ class StoredObject:
         return parsed
 
 
+#: A label set: (markings JSON, the partner it came from, the identity that signed it).
+#: The signer is kept for objects received from a partner only (None for the node's own):
+#: TLP:GREEN is decided on the originator's communities, which a relay does not change.
+SetKey = tuple[str, str | None, str | None]
+
+
 @dataclass(frozen=True, slots=True)
 class IndexRow:
     id: str
@@ -92,6 +100,7 @@ class IndexRow:
     markings: str
     received_from: str | None
     refs: str | None
+    signer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,7 @@ class Store:
         self.engine = engine
         self._grown_rows = _Grown()
         self._grown_lock = threading.Lock()
+        self._journal: ReleaseJournal | None = None
         dialect = engine.dialect.name
         if dialect == "sqlite":
             insert_into: Any = sqlite.insert
@@ -222,6 +232,8 @@ class Store:
         return store
 
     def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
         self.engine.dispose()
 
     @contextmanager
@@ -290,7 +302,8 @@ class Store:
     def index_row(self, object_id: str) -> IndexRow | None:
         """The release index entry of the latest version of ``object_id``."""
         query = (
-            select(_O.c.id, _O.c.type, _O.c.markings, _O.c.received_from, _O.c.refs)
+            select(*_index_columns())
+            .join(_S, _S.c.id == _O.c.label_set)
             .where(_O.c.id == object_id)
             .order_by(_O.c.version.desc())
             .limit(1)
@@ -303,15 +316,18 @@ class Store:
         """What the release decision needs of every object's latest version, without its JSON:
         id, type, markings, where it came from, and what it refers to."""
         with self.engine.connect() as conn:
-            query = select(_O.c.id, _O.c.type, _O.c.markings, _O.c.received_from, _O.c.refs).where(
-                self._is_latest()
+            query = (
+                select(*_index_columns())
+                .join(_S, _S.c.id == _O.c.label_set)
+                .where(self._is_latest())
             )
             result = conn.execution_options(yield_per=5000).execute(query)
             for row in result:
                 yield IndexRow(*row)
 
-    def label_sets(self) -> Mapping[int, tuple[str, str | None]]:
-        """Every distinct (markings JSON, received_from) of stored objects, by number."""
+    def label_sets(self) -> Mapping[int, SetKey]:
+        """Every distinct (markings JSON, received_from, signer) of stored objects, by
+        number."""
         return self._grown().sets
 
     def label_closures(self) -> Mapping[int, Closure]:
@@ -342,10 +358,14 @@ class Store:
                 labels = dict(grown.labels)
                 if last_set > grown.set:
                     cursor.execute(
-                        f"SELECT id, markings, received_from FROM label_sets WHERE id > {mark}",
+                        "SELECT id, markings, received_from, signer FROM label_sets "
+                        f"WHERE id > {mark}",
                         (grown.set,),
                     )
-                    sets.update((int(n), (marks, source)) for n, marks, source in cursor.fetchall())
+                    sets.update(
+                        (int(n), (marks, source, signer))
+                        for n, marks, source, signer in cursor.fetchall()
+                    )
                 if last_closure > grown.closure:
                     cursor.execute(
                         f"SELECT id, label_sets FROM label_closures WHERE id > {mark}",
@@ -461,44 +481,21 @@ class Store:
 
     def journal(self, partner: str, released: Sequence[tuple[str, str]], via: str) -> None:
         """Record that ``partner`` was given these (id, version) now, ``via`` what; committed
-        before the caller hands them out, so nothing leaves unrecorded. A transaction of its
-        own, outside the writers' turn: it touches neither objects nor ledger."""
-        if not released:
-            return
-        stamp = now()
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(schema.release_journal),
-                [
-                    {
-                        "partner": partner,
-                        "object_id": object_id,
-                        "version": version,
-                        "released": stamp,
-                        "via": via,
-                    }
-                    for object_id, version in released
-                ],
-            )
+        before the caller hands them out, so nothing leaves unrecorded. Outside the writers'
+        turn (:mod:`allied.store.journal`): a read never waits for an import."""
+        self._release_journal().record(partner, released, via, now())
 
     def releases(
         self, *, partner: str | None = None, object_id: str | None = None, limit: int = 1000
     ) -> list[dict[str, str]]:
         """The journal, newest first: who received which version of what, when, how."""
-        table = schema.release_journal
-        query = select(
-            table.c.partner, table.c.object_id, table.c.version, table.c.released, table.c.via
-        )
-        if partner is not None:
-            query = query.where(table.c.partner == partner)
-        if object_id is not None:
-            query = query.where(table.c.object_id == object_id)
-        query = query.order_by(table.c.seq.desc()).limit(limit)
-        with self.engine.connect() as conn:
-            return [
-                {"partner": p, "id": i, "version": v, "released": r, "via": w}
-                for p, i, v, r, w in conn.execute(query)
-            ]
+        return self._release_journal().entries(partner=partner, object_id=object_id, limit=limit)
+
+    def _release_journal(self) -> ReleaseJournal:
+        with self._grown_lock:
+            if self._journal is None:
+                self._journal = ReleaseJournal.beside(self.engine)
+            return self._journal
 
     def latest_received_from(self, ids: Sequence[str], source: str) -> set[str]:
         """Those of ``ids`` whose latest stored version came from partner ``source``."""
@@ -535,8 +532,8 @@ class Store:
         """Every Allied classification label the store holds, by marking id."""
         return dict(self._grown().labels)
 
-    def label_set_numbers(self) -> Mapping[tuple[str, str | None], int]:
-        """The numbers of :meth:`label_sets`, by (markings JSON, received_from)."""
+    def label_set_numbers(self) -> Mapping[SetKey, int]:
+        """The numbers of :meth:`label_sets`, by key."""
         return self._grown().set_numbers
 
     def closure_numbers(self) -> Mapping[Closure, int]:
@@ -618,8 +615,8 @@ class _Grown:
     """Rows of the store's append-only tables read so far (see :meth:`Store._grown`),
     both ways round, and the last id or pk read of each. Replaced, never changed."""
 
-    sets: dict[int, tuple[str, str | None]] = field(default_factory=dict)
-    set_numbers: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    sets: dict[int, SetKey] = field(default_factory=dict)
+    set_numbers: dict[SetKey, int] = field(default_factory=dict)
     closures: dict[int, Closure] = field(default_factory=dict)
     closure_numbers: dict[Closure, int] = field(default_factory=dict)
     labels: dict[str, Label] = field(default_factory=dict)
@@ -633,6 +630,11 @@ def read_label_closures(conn: Connection) -> dict[int, Closure]:
     table = schema.label_closures
     rows = conn.execute(select(table.c.id, table.c.label_sets))
     return {int(number): frozenset(orjson.loads(text)) for number, text in rows}
+
+
+def _index_columns() -> tuple[Any, ...]:
+    """The columns of an :class:`IndexRow` (objects joined with their label set)."""
+    return (_O.c.id, _O.c.type, _O.c.markings, _O.c.received_from, _O.c.refs, _S.c.signer)
 
 
 def _stored_columns() -> tuple[Any, ...]:
@@ -674,8 +676,8 @@ class Writer:
         self._labels: dict[str, Label] | None = None
         # label sets and closures as committed when first needed (the store's, shared),
         # and those this transaction adds
-        self._set_numbers: Mapping[tuple[str, str | None], int] | None = None
-        self._new_sets: dict[tuple[str, str | None], int] = {}
+        self._set_numbers: Mapping[SetKey, int] | None = None
+        self._new_sets: dict[SetKey, int] = {}
         self._markings: dict[str, dict[str, Any]] = {}
         self._closure_by_number: Mapping[int, Closure] | None = None
         self._new_closures: dict[int, Closure] = {}
@@ -708,7 +710,8 @@ class Writer:
         rows: list[list[Any]] = []
         refs: list[tuple[str, ...]] = []
         objects: list[StixObject] = []
-        seen: dict[tuple[str, ...], tuple[str | None, str, int]] = {}  # markings repeat a lot
+        # markings (and signers) repeat a lot
+        seen: dict[tuple[tuple[str, ...], str | None], tuple[str | None, str, int]] = {}
         for obj in batch:
             if obj.type == "marking-definition":
                 if obj.refs:
@@ -726,11 +729,13 @@ class Writer:
                         seen.clear()
             data = obj.data
             markings = obj.marking_refs
-            summary = seen.get(markings)
+            signer = signer_of(data) if received_from is not None else None
+            summary = seen.get((markings, signer))
             if summary is None:
                 tlp = resolve_labels(markings, labels).tlp if markings else None
                 text = orjson.dumps(markings).decode()
-                summary = seen[markings] = (tlp, text, self._label_set(text, received_from))
+                number = self._label_set((text, received_from, signer))
+                summary = seen[markings, signer] = (tlp, text, number)
             refs.append(obj.refs)
             objects.append(obj)
             rows.append(
@@ -1220,15 +1225,14 @@ class Writer:
                 object_id=obj.id,
             )
 
-    def _label_set(self, markings: str, received_from: str | None) -> int:
+    def _label_set(self, key: SetKey) -> int:
         if self._set_numbers is None:
             self._set_numbers = self._store.label_set_numbers()
-        key = (markings, received_from)
         number = self._set_numbers.get(key) or self._new_sets.get(key)
         if number is None:
-            table = schema.label_sets
+            markings, received_from, signer = key
             inserted = self.conn.execute(
-                insert(table).values(markings=markings, received_from=received_from)
+                insert(_S).values(markings=markings, received_from=received_from, signer=signer)
             )
             primary = inserted.inserted_primary_key
             assert primary is not None
