@@ -16,11 +16,16 @@ and peers are synced in parallel, so one never holds up the others.
 
 from __future__ import annotations
 
+import gc
 import logging
+import queue
 import random
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +35,7 @@ from sqlalchemy import delete, insert, select, update
 
 from allied.errors import AlliedError
 from allied.federation import peers as peer_table
+from allied.federation import workers
 from allied.federation.gossip import HistoryError, check_extends, check_head
 from allied.federation.peers import Peer
 from allied.federation.remote import Page, Remote, RemoteError
@@ -51,6 +57,12 @@ log = logging.getLogger("allied.sync")
 _P = schema.peers
 #: pages stored per transaction: each commit signs a tree head and syncs the disk
 _PAGES_PER_COMMIT = 4
+#: pages fetched and admitted ahead of the one being stored
+_PAGES_AHEAD = 8
+#: pages waiting at the admission worker before this process admits one itself
+_WORKER_BACKLOG = 2
+#: allocations between runs of the cycle collector during a pull (the default is 700)
+_RARE_COLLECTIONS = 100_000
 #: how far ahead of this node's clock a peer's time may be
 _SKEW = timedelta(minutes=5)
 OK, FAILED, FLAGGED, SKIPPED = "ok", "failed", "flagged", "skipped"
@@ -200,48 +212,141 @@ def _apply_pages(
     budget = int(node.config.setting("sync_max_pages"))
     latest = cursor  # when the last page with objects ended
 
-    def apply(group: list[tuple[Page, Future[Admission]]]) -> None:
+    def apply(group: list[tuple[Page, Future[Admission] | workers.Admitting]]) -> None:
         """Pages stored in one transaction, with the cursor after the last of them."""
         nonlocal latest
         last = group[-1][0]
-        for page, _ in group:
-            if page.objects and page.last_added is not None:
-                latest = _checked_time(peer, page.last_added, latest)
+        for fetched, _ in group:
+            if fetched.objects and fetched.last_added is not None:
+                latest = _checked_time(peer, fetched.last_added, latest)
         if full:  # a pull from the beginning that stops is not resumed: it overlaps
             last = Page(last.objects, last.last_added, last.more, None)
         admitted: list[StixObject] = []
         failures: list[Outcome] = []
         objects: list[Any] = []
-        for page, admission in group:
-            done = admission.result()
+        for fetched, admission in group:
+            try:
+                done = admission.result()
+            except BrokenProcessPool:  # the worker died: this page is admitted here
+                workers.forget_broken()
+                done = admit_objects(fetched.objects, origin, partner=peer.partner, posted=False)
             admitted += done.admitted
             failures += done.failures
-            objects += page.objects
+            objects += fetched.objects
         merged = Page(objects, latest, last.more, last.next)
         stored = _apply(node, peer, merged, Admission(admitted, failures), exact=exact)
         result.pages += len(group)
         result.received += stored.stored
         result.rejected += len(stored.failures)
 
-    # pages are admitted (validated, signatures checked) while those before are stored
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="admit") as admitter:
-        waiting: list[tuple[Page, Future[Admission]]] = []
-        for count, page in enumerate(
-            remote.pages(url, added_after=cursor, resume=resume, limit=limit), start=1
-        ):
-            admission = admitter.submit(
-                admit_objects, page.objects, origin, partner=peer.partner, posted=False
-            )
-            if len(waiting) == _PAGES_PER_COMMIT:
+    # Pages are fetched and admitted (validated, signatures checked) ahead, by a thread of
+    # their own, while those before are stored: admission in a thread, or in a worker
+    # process once one is ready if the pull is long (allied.federation.workers)
+    ahead: queue.Queue[
+        tuple[Page, Future[Admission] | workers.Admitting] | BaseException | None
+    ] = queue.Queue(_PAGES_AHEAD)
+    stop = threading.Event()
+    verifier = origin.verifier()
+
+    def hand(
+        item: tuple[Page, Future[Admission] | workers.Admitting] | BaseException | None,
+    ) -> bool:
+        """Queue ``item`` for the storing thread, unless it stopped (then False)."""
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce(admitter: ThreadPoolExecutor) -> None:
+        worker: Future[bool] | None = None
+        sent: list[workers.Admitting] = []  # pages the worker has not admitted yet
+        kept: list[Future[Admission]] = []  # the last page admitted here
+        try:
+            pages = remote.pages(url, added_after=cursor, resume=resume, limit=limit)
+            for count, fetched in enumerate(pages, start=1):
+                if worker is None and fetched.more:
+                    worker = workers.start()
+                admission: Future[Admission] | workers.Admitting | None = None
+                ready = worker is not None and worker.done() and worker.exception() is None
+                # the worker takes the pages, and this process those it can while the
+                # worker has a backlog: both cores then admit
+                backlog = sum(not pending.done() for pending in sent)
+                if ready and (backlog < _WORKER_BACKLOG or not all(p.done() for p in kept)):
+                    admitting = workers.admit(fetched.objects, verifier, peer.partner)
+                    if admitting is not None:
+                        sent[:] = [pending for pending in sent if not pending.done()]
+                        sent.append(admitting)
+                        admission = admitting
+                if admission is None:
+                    local = admitter.submit(
+                        admit_objects, fetched.objects, origin, partner=peer.partner,
+                        posted=False,
+                    )  # fmt: skip
+                    kept[:] = [local]
+                    admission = local
+                if not hand((fetched, admission)):
+                    return
+                if count >= budget and fetched.more:  # the rest next time, from the resume token
+                    log.info("peer %s: %d pages this time, the rest at the next sync",
+                             peer.name, count)  # fmt: skip
+                    break
+        except BaseException as error:  # handed to the storing thread, which raises it
+            hand(error)
+            return
+        hand(None)
+
+    with _rare_collections(), ThreadPoolExecutor(1, thread_name_prefix="admit") as admitter:
+        producer = threading.Thread(
+            target=produce, args=(admitter,), name=f"pull-{peer.name}", daemon=True
+        )
+        producer.start()
+        try:
+            waiting: list[tuple[Page, Future[Admission] | workers.Admitting]] = []
+            while True:
+                item = ahead.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item is None:
+                    break
+                waiting.append(item)
+                if len(waiting) == _PAGES_PER_COMMIT:
+                    apply(waiting)
+                    waiting = []
+            if waiting:
                 apply(waiting)
-                waiting = []
-            waiting.append((page, admission))
-            if count >= budget and page.more:  # the rest next time, from the resume token
-                log.info("peer %s: %d pages this time, the rest at the next sync", peer.name,
-                         count)  # fmt: skip
-                break
-        if waiting:
-            apply(waiting)
+        finally:
+            stop.set()
+            producer.join()
+
+
+_collecting = threading.Lock()
+_pulls = 0  # pulls under way in this process
+_threshold: tuple[int, int, int] = (0, 0, 0)
+
+
+@contextmanager
+def _rare_collections() -> Iterator[None]:
+    """Fewer runs of the cycle collector while pages flow. A pull allocates dicts by the
+    million that live for a page or two and form no cycles; the collector, by default every
+    700 allocations, would scan them over and over (a fifth of the storing thread's time).
+    The threshold is the process's: pulls running together share one raise, and the last
+    to end sets it back."""
+    global _pulls, _threshold
+    with _collecting:
+        if _pulls == 0:
+            _threshold = gc.get_threshold()
+            gc.set_threshold(_RARE_COLLECTIONS, *_threshold[1:])
+        _pulls += 1
+    try:
+        yield
+    finally:
+        with _collecting:
+            _pulls -= 1
+            if _pulls == 0:
+                gc.set_threshold(*_threshold)
 
 
 def _checked_time(peer: Peer, stamp: str, before: str | None) -> str:

@@ -85,6 +85,8 @@ class Admission:
 
     admitted: list[StixObject]
     failures: list[Outcome]
+    #: where each admitted object is in the input (when admitted by :func:`admit_objects`)
+    positions: list[int] = field(default_factory=list)
 
 
 def admit_objects(
@@ -95,6 +97,7 @@ def admit_objects(
     admit its next page while it stores this one."""
     admitted: list[StixObject] = []
     failures: list[Outcome] = []
+    positions: list[int] = []
     for index, data in enumerate(objects):
         checked = check(data, index=index)
         if isinstance(checked, list):
@@ -110,7 +113,9 @@ def admit_objects(
             failures.append(_outcome(data, index, error.reason))
         except AlliedError as error:  # e.g. a number with no canonical form to sign
             failures.append(_outcome(data, index, error.message))
-    return Admission(admitted, failures)
+        else:
+            positions.append(index)
+    return Admission(admitted, failures, positions)
 
 
 def store_objects(

@@ -54,14 +54,28 @@ class Origin:
 
     def __init__(
         self,
-        signer: Signer,
+        signer: Signer | None,
         keys: Mapping[str, TrustedKey],
         partners: Mapping[str, str] | None = None,
+        *,
+        identity: str | None = None,
     ) -> None:
+        #: None for a gate that only verifies (:meth:`verifier`)
         self.signer = signer
-        self.keys = keys
+        self.identity = signer.identity if signer is not None else identity
+        self.keys = dict(keys)
         #: partner identity id -> partner name
         self.partners = dict(partners or {})
+
+    def verifier(self) -> Origin:
+        """The same gate without the node's private key: all that admitting what peers
+        signed needs, and safe to hand to a worker process."""
+        return Origin(None, self.keys, self.partners, identity=self.identity)
+
+    def _key(self) -> Signer:
+        if self.signer is None:
+            raise RuntimeError("this gate only verifies: it holds no key to sign with")
+        return self.signer
 
     def admit(
         self, obj: StixObject, *, received_from: str | None = None, posted: bool = False
@@ -80,7 +94,7 @@ class Origin:
             return obj
         if has_signature(data):
             signer = verify(data, self.keys)
-            if received_from is None and signer != self.signer.identity:
+            if received_from is None and signer != self.identity:
                 partner = self.partners.get(signer, signer)
                 raise SignatureError(
                     obj.id,
@@ -100,7 +114,7 @@ class Origin:
                 f"created by partner {owner} but not signed: import the copy it signed, "
                 f"with --from {owner}",
             )
-        signed = sign(data, self.signer)
+        signed = sign(data, self._key())
         # the signature adds no reference, marking or version: only the data and text change
         return replace(obj, data=MappingProxyType(signed), json=orjson.dumps(signed).decode())
 
@@ -113,7 +127,7 @@ class Origin:
         learn from it who else is enrolled."""
         creator = obj.created_by_ref
         if creator is not None and (
-            creator == self.signer.identity
+            creator == self.identity
             or (creator in self.partners and self.partners[creator] != poster)
         ):
             raise SignatureError(

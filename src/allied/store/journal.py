@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, select
-from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from allied.store import schema
 
@@ -24,44 +25,35 @@ _J = schema.release_journal
 SUFFIX = ".releases.db"
 
 
-def _pragmas(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # transactions are begun explicitly (below), as the store does: the driver's own would
+    # begin deferred and could not be told to take the write lock first
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
+def _begin(conn: Connection) -> None:
+    """Every transaction on the journal file takes its write lock at once: they are short
+    appends, and creating the table and carrying old entries over must not run twice."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _create(engine: Engine, store_engine: Engine) -> None:
-    """The table, and the entries of the store's own table if this journal has none yet;
-    under the journal file's write lock, so processes opening the node at once neither
-    fail nor copy twice."""
-    statements: list[ExecutableDDLElement] = [CreateTable(_J, if_not_exists=True)]
-    statements += [CreateIndex(index, if_not_exists=True) for index in _J.indexes]
-    raw = engine.raw_connection()
-    try:
-        raw.driver_connection.isolation_level = None  # type: ignore[union-attr]
-        cursor = raw.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in statements:
-                cursor.execute(str(statement.compile(dialect=engine.dialect)))
-            cursor.execute("SELECT count(*) FROM release_journal")
-            (count,) = cursor.fetchone() or (0,)
-            if count == 0:
-                with store_engine.connect() as source:
-                    rows = source.execute(select(_J).order_by(_J.c.seq)).all()
-                cursor.executemany(
-                    "INSERT INTO release_journal (seq, partner, object_id, version, released, "
-                    "via) VALUES (?, ?, ?, ?, ?, ?)",
-                    [tuple(row) for row in rows],
-                )
-            cursor.execute("COMMIT")
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
-    finally:
-        raw.close()
+    """The table, and the entries of the store's own table if this journal has none yet."""
+    with engine.begin() as conn:
+        conn.execute(CreateTable(_J, if_not_exists=True))
+        for index in _J.indexes:
+            conn.execute(CreateIndex(index, if_not_exists=True))
+        if conn.execute(select(func.count()).select_from(_J)).scalar():
+            return
+        with store_engine.connect() as source:
+            rows = source.execute(select(_J).order_by(_J.c.seq)).mappings().all()
+        if rows:
+            conn.execute(insert(_J), [dict(row) for row in rows])
 
 
 class ReleaseJournal:
@@ -83,6 +75,7 @@ class ReleaseJournal:
         path = Path(database)
         engine = create_engine(f"sqlite:///{path.with_name(path.name + SUFFIX)}")
         event.listen(engine, "connect", _pragmas)
+        event.listen(engine, "begin", _begin)
         _create(engine, store_engine)
         return cls(engine, owned=True)
 

@@ -510,14 +510,12 @@ class Store:
 
     def received_versions(self, ids: Sequence[str], source: str) -> set[tuple[str, str]]:
         """(id, version key) of the versions of ``ids`` received from partner ``source``."""
-        found: set[tuple[str, str]] = set()
+        values = self.id_values(ids)
+        query = select(_O.c.id, _O.c.version).where(
+            _O.c.received_from == source, _O.c.id.in_(select(values.c.value))
+        )
         with self.engine.connect() as conn:
-            for start in range(0, len(ids), _IDS_PER_QUERY):
-                query = select(_O.c.id, _O.c.version).where(
-                    _O.c.received_from == source, _O.c.id.in_(ids[start : start + _IDS_PER_QUERY])
-                )
-                found.update((object_id, version) for object_id, version in conn.execute(query))
-        return found
+            return {(object_id, version) for object_id, version in conn.execute(query)}
 
     def counts_by_type(self) -> dict[str, int]:
         query = select(_O.c.type, func.count(func.distinct(_O.c.id))).group_by(_O.c.type)
@@ -710,6 +708,7 @@ class Writer:
         rows: list[list[Any]] = []
         refs: list[tuple[str, ...]] = []
         objects: list[StixObject] = []
+        signers: list[str | None] = []  # who signed each object (verified on admission)
         # markings (and signers) repeat a lot
         seen: dict[tuple[tuple[str, ...], str | None], tuple[str | None, str, int]] = {}
         for obj in batch:
@@ -729,15 +728,17 @@ class Writer:
                         seen.clear()
             data = obj.data
             markings = obj.marking_refs
-            signer = signer_of(data) if received_from is not None else None
-            summary = seen.get((markings, signer))
+            signer = signer_of(data)
+            labelled = (markings, signer if received_from is not None else None)
+            summary = seen.get(labelled)
             if summary is None:
                 tlp = resolve_labels(markings, labels).tlp if markings else None
                 text = orjson.dumps(markings).decode()
-                number = self._label_set((text, received_from, signer))
-                summary = seen[markings, signer] = (tlp, text, number)
+                number = self._label_set((text, received_from, labelled[1]))
+                summary = seen[labelled] = (tlp, text, number)
             refs.append(obj.refs)
             objects.append(obj)
+            signers.append(signer)
             rows.append(
                 [
                     obj.id,
@@ -792,7 +793,8 @@ class Writer:
             rows = [rows[n] for n in fresh]
             refs = [refs[n] for n in fresh]
             objects = [objects[n] for n in fresh]
-        self._check_one_signer(objects, stored_versions, received_from)
+            signers = [signers[n] for n in fresh]
+        self._check_one_signer(objects, signers, stored_versions, received_from)
         newest = {object_id: max(versions) for object_id, versions in stored_versions.items()}
         for row, number in zip(rows, self._closures(rows, refs, newest, referred), strict=True):
             row.append(number)
@@ -890,6 +892,7 @@ class Writer:
     def _check_one_signer(
         self,
         objects: list[StixObject],
+        signers: list[str | None],
         stored_versions: dict[str, set[str]],
         received_from: str | None,
     ) -> None:
@@ -913,8 +916,8 @@ class Writer:
             )
             for object_id, text, source in self.conn.execute(query):
                 owners.setdefault(object_id, owner(signer_of(orjson.loads(text)), source))
-        for obj in objects:
-            signer = owner(signer_of(obj.data), received_from)
+        for obj, signed_by in zip(objects, signers, strict=True):
+            signer = owner(signed_by, received_from)
             known = owners.setdefault(obj.id, signer)
             if known != signer:
                 # the message names no signer: whoever sent this may not be allowed to know

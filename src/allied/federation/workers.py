@@ -1,0 +1,135 @@
+"""Admission of a peer's pages in a worker process, for long pulls.
+
+A sync validates every object and verifies its signature (admission) while it stores the
+page before (see :func:`allied.federation.sync._apply_pages`). In a thread, the two share
+one interpreter lock: validation and canonical forms are Python, so admission and storing
+take turns and a pull runs at the speed of their sum. A worker process admits beside the
+storing thread instead. Starting one costs most of a second, so it is started only when a
+pull turns out to have several pages, and used once it is ready: until then, and for the
+short pulls of a continuous sync, pages are admitted in a thread as before.
+
+The worker holds no private key: it gets the node's gate as :meth:`Origin.verifier`. It
+sends back, per admitted object, its place in the page and what validation derived (version,
+markings, references, JSON text); the node rebuilds the objects around the dicts of the page
+it already holds, rather than parsing each one again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from types import MappingProxyType
+from typing import Any
+
+from allied.ingest.envelope import Admission, Outcome, admit_objects
+from allied.integrity.origin import Origin
+from allied.stix.model import StixObject
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+
+
+def _ready() -> bool:
+    """Nothing: done once the worker has started and imported what admission needs."""
+    return True
+
+
+#: per admitted object: its place in the page, version, markings, references, JSON text
+Derived = tuple[int, str, tuple[str, ...], tuple[str, ...], str]
+
+
+def _admit(
+    objects: Sequence[Any], verifier: Origin, partner: str
+) -> tuple[list[Derived], list[Outcome]]:
+    done = admit_objects(objects, verifier, partner=partner, posted=False)
+    derived = [
+        (place, obj.version, obj.marking_refs, obj.refs, obj.json)
+        for place, obj in zip(done.positions, done.admitted, strict=True)
+    ]
+    return derived, done.failures
+
+
+class Admitting:
+    """A page being admitted by the worker; :meth:`result` waits for it."""
+
+    def __init__(self, future: Future[tuple[list[Derived], list[Outcome]]], objects: Sequence[Any]):
+        self._future = future
+        self._objects = objects
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> Admission:
+        """The page's admission (BrokenProcessPool if the worker died meanwhile). A page a
+        node pulls is never re-signed, so each admitted object is the page's dict as sent."""
+        derived, failures = self._future.result()
+        admitted = []
+        for place, version, markings, refs, text in derived:
+            data = self._objects[place]
+            admitted.append(
+                StixObject(
+                    data["id"],
+                    data["type"],
+                    version,
+                    data.get("created_by_ref"),
+                    markings,
+                    refs,
+                    MappingProxyType(data),
+                    text,
+                )
+            )
+        return Admission(admitted, failures, [d[0] for d in derived])
+
+
+def start() -> Future[bool]:
+    """Start the worker (once per process) if it is not running; the future is done when it
+    can take pages, and fails if it could not start."""
+    global _pool
+    with _lock:
+        if _pool is not None and _is_broken(_pool):
+            _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = None
+        if _pool is None:
+            # spawned, not forked: the node's process runs threads (HTTP, sync, fetches)
+            # whose locks a fork would copy mid-use
+            workers = max(1, (os.cpu_count() or 2) - 1)
+            context = multiprocessing.get_context("spawn")
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        try:
+            return _pool.submit(_ready)
+        except (BrokenProcessPool, RuntimeError, OSError) as error:
+            _pool = None
+            failed: Future[bool] = Future()
+            failed.set_exception(error)
+            return failed
+
+
+def admit(objects: Sequence[Any], verifier: Origin, partner: str) -> Admitting | None:
+    """Admit a page in the worker started by :func:`start`; None if it is not running (it
+    died: the caller admits the page itself, and the next :func:`start` begins anew)."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            return None
+        try:
+            return Admitting(_pool.submit(_admit, objects, verifier, partner), objects)
+        except BrokenProcessPool:
+            _pool = None
+            return None
+
+
+def forget_broken() -> None:
+    """Drop a worker pool that broke, so that the next pull starts a new one."""
+    global _pool
+    with _lock:
+        if _pool is not None and _is_broken(_pool):
+            _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = None
+
+
+def _is_broken(pool: ProcessPoolExecutor) -> bool:
+    return bool(getattr(pool, "_broken", False))

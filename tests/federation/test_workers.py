@@ -1,0 +1,135 @@
+"""Admission in a worker process (allied.federation.workers): the same verdicts as in the
+node's own process, no private key in the worker, and a worker that dies costs nothing."""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from allied.federation import workers
+from allied.ingest.envelope import admit_objects
+from allied.ingest.stix_import import import_file
+from allied.integrity.signing import SIGNATURE_EXTENSION_ID
+from allied.node import Node
+from allied.stix.model import parse_object
+from tests.conftest import indicator, malware, peer_key, signed_as, unsigned, write_bundle
+from tests.federation.conftest import Federation
+
+
+@pytest.fixture(scope="module")
+def ready() -> Iterator[None]:
+    """The worker, started once for these tests (it takes most of a second)."""
+    assert workers.start().result(timeout=120) is True
+    yield
+
+
+def _page(node: Node, tmp_path: Path) -> list[dict[str, Any]]:
+    """What a peer might serve: signed objects, one altered, one invalid, one unsigned."""
+    pem, key = peer_key(tmp_path, "us")
+    us = node.add_partner("us", nation="USA", communities=["council"], key_file=pem)
+    good = signed_as([indicator(n) for n in range(1, 6)] + [malware(7)], key, us.identity_id)
+    altered = copy.deepcopy(good[1])
+    altered["name"] = "changed on the way"
+    invalid = copy.deepcopy(good[2])
+    invalid["created"] = "yesterday"
+    return [*good, altered, invalid, unsigned(good[3]), {"not": "stix"}]
+
+
+def test_the_worker_admits_exactly_as_the_node_itself(
+    ready: None, node: Node, tmp_path: Path
+) -> None:
+    page = _page(node, tmp_path)
+    origin = node.origin()
+    here = admit_objects(page, origin, partner="us", posted=False)
+    pending = workers.admit(page, origin.verifier(), "us")
+    assert pending is not None
+    there = pending.result()
+
+    def described(objects: Any) -> list[tuple[Any, ...]]:
+        return [
+            (
+                o.id,
+                o.type,
+                o.version,
+                o.created_by_ref,
+                o.marking_refs,
+                o.refs,
+                o.json,
+                dict(o.data),
+            )
+            for o in objects
+        ]
+
+    assert described(there.admitted) == described(here.admitted)
+    assert there.failures == here.failures and there.positions == here.positions
+    assert len(here.admitted) == 6 and len(here.failures) == 4
+    reasons = " ".join(failure.message for failure in there.failures)
+    assert "does not match" in reasons and "no origin signature" in reasons
+
+
+def test_the_worker_gets_no_private_key(node: Node) -> None:
+    verifier = node.origin().verifier()
+    assert verifier.signer is None and verifier.identity == node.config.identity_id
+    assert node.signer.secret not in pickle.dumps(verifier)
+    own = node.origin().admit  # the node's own gate signs what it publishes first
+    with pytest.raises(RuntimeError, match="holds no key"):
+        verifier.admit(_checked(indicator(1)))
+    assert own(_checked(indicator(1))).data["extensions"][SIGNATURE_EXTENSION_ID]
+
+
+def _checked(data: dict[str, Any]) -> Any:
+    return parse_object(data)
+
+
+def test_a_long_pull_is_admitted_by_the_worker_even_after_it_is_killed(
+    ready: None, federation: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALLIED_SYNC_PAGE_SIZE", "5")
+    taken: list[int] = []
+    admit = workers.admit
+
+    def counted(objects: Any, verifier: Any, partner: str) -> Any:
+        pending = admit(objects, verifier, partner)
+        if pending is not None:
+            taken.append(len(objects))
+        return pending
+
+    monkeypatch.setattr(workers, "admit", counted)
+    with federation.node("USA") as usa:
+        creator = usa.config.identity_id
+    first = [indicator(n, created_by_ref=creator) for n in range(200, 260)]
+    with federation.node("USA") as usa:
+        import_file(usa, write_bundle(federation.root / "first.json", first))
+    [result] = federation.sync("NATO")
+    assert (result.status, result.rejected) == ("ok", 0)
+    assert {obj["id"] for obj in first} <= federation.ids("NATO")
+    assert taken, "no page went through the worker"
+
+    _kill_workers()
+    taken.clear()
+    second = [indicator(n, created_by_ref=creator) for n in range(300, 360)]
+    with federation.node("USA") as usa:
+        import_file(usa, write_bundle(federation.root / "second.json", second))
+    [result] = federation.sync("NATO")
+    assert (result.status, result.rejected) == ("ok", 0)
+    assert {obj["id"] for obj in second} <= federation.ids("NATO")
+    with federation.node("NATO") as nato:
+        audit = nato.verify()
+        assert audit.ok, audit.problems
+
+
+def _kill_workers() -> None:
+    """SIGKILL the worker processes, as the kernel's out-of-memory killer would."""
+    pool = workers._pool
+    assert pool is not None
+    pids = [process.pid for process in pool._processes.values()]  # type: ignore[attr-defined]
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
