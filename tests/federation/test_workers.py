@@ -7,6 +7,8 @@ import copy
 import os
 import pickle
 import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from allied.integrity.signing import SIGNATURE_EXTENSION_ID
 from allied.node import Node
 from allied.stix.model import parse_object
 from tests.conftest import indicator, malware, peer_key, signed_as, unsigned, write_bundle
-from tests.federation.conftest import Federation
+from tests.federation.conftest import ALLIED, Federation
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +135,41 @@ def _kill_workers() -> None:
     assert pids
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
+
+
+def test_the_worker_leaves_when_the_syncing_process_is_killed(federation: Federation) -> None:
+    with federation.node("USA") as usa:
+        creator = usa.config.identity_id
+        objects = [indicator(n, created_by_ref=creator) for n in range(400, 1400)]
+        import_file(usa, write_bundle(federation.root / "many.json", objects))
+    env = {**os.environ, "ALLIED_NODE": "", "ALLIED_SYNC_PAGE_SIZE": "2"}
+    process = subprocess.Popen(
+        [ALLIED, "--node", str(federation.directories["NATO"]), "sync", "--once"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (children := _children(process.pid, "spawn_main")):
+            assert process.poll() is None, "the sync ended before its worker started"
+            assert time.monotonic() < deadline, "no worker was started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in children):
+        assert time.monotonic() < deadline, f"worker {children} outlived the killed sync"
+        time.sleep(0.1)
+
+
+def _children(parent: int, marker: str) -> list[int]:
+    """The child processes of ``parent`` whose command line contains ``marker``."""
+    found = []
+    for task in Path(f"/proc/{parent}/task").glob("*/children"):
+        for pid in task.read_text().split():
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            if cmdline.exists() and marker in cmdline.read_text(errors="replace"):
+                found.append(int(pid))
+    return found

@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -30,7 +31,20 @@ from allied.integrity.origin import Origin
 from allied.stix.model import StixObject
 
 _lock = threading.Lock()
+_PARENT_CHECK = 0.5  # seconds between the worker's looks at its parent
 _pool: ProcessPoolExecutor | None = None
+
+
+def _watch(parent: int) -> None:
+    """In the worker: leave when the node's process is gone. A killed parent does not close
+    the worker's queue (the worker holds both ends), so it would wait for pages for ever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_CHECK)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _ready() -> bool:
@@ -98,7 +112,12 @@ def start() -> Future[bool]:
             # whose locks a fork would copy mid-use
             workers = max(1, (os.cpu_count() or 2) - 1)
             context = multiprocessing.get_context("spawn")
-            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            _pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=context,
+                initializer=_watch,
+                initargs=(os.getpid(),),
+            )
         try:
             return _pool.submit(_ready)
         except (BrokenProcessPool, RuntimeError, OSError) as error:
