@@ -366,7 +366,10 @@ def report(t: Throughput, latencies: list[float], command: str, interval: float)
         "Each hop waits for the next sync of the node that pulls (up to the interval), then "
         "for one pull: two hops average one interval of waiting. The baseline and the sync "
         "do the same work per object (validation, signature, labels, store, ledger); the "
-        "sync fetches the next page while it stores one.",
+        "import does it in one process, one step after the other, while the sync admits "
+        "pages (validation, signatures) in a worker process, and itself when the worker "
+        'has a backlog, beside the thread that stores them (docs/federation.md, "Pull"). '
+        "Server, sync process and worker share this machine's 2 cores.",
     ]
     return "\n".join(lines) + "\n"
 
