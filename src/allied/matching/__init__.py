@@ -1,0 +1,1 @@
+"""Big-data matching: logs against shared indicators (DESIGN.md, "Big-data matching")."""

@@ -1,0 +1,312 @@
+"""The DuckDB engine: one streaming scan of the logs per match, in this process.
+
+Each log file is read by DuckDB's own readers (CSV, JSON lines, Parquet; gzip read as it
+is), its columns mapped to the canonical fields (:data:`allied.matching.matchset.COLUMNS`)
+and normalised in SQL exactly as :func:`allied.matching.compile.normalise` does (IPv6
+through that very function, as a UDF, for the rows that hold one). Rows pass a filter of
+hash lookups (``field IN keys``, and for networks the address's leading bits) and the
+survivors are grouped by their values: only those groups reach Python
+(:class:`allied.matching.matchset.Group`). DuckDB spills to disk beyond its memory limit, so
+memory stays bounded whatever the number of rows.
+
+Malformed input is counted, never fatal: CSV rows DuckDB rejects (with their line numbers,
+from its reject tables), JSON lines that do not parse.
+"""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+from duckdb.func import FunctionNullHandling
+
+from allied.errors import AlliedError
+from allied.matching.compile import FIELDS, network_key, normalise
+from allied.matching.matchset import COLUMNS, Group, Lookups
+
+#: canonical field -> (column of a CSV or Parquet file, or JSON path of a JSON line)
+DEFAULT_MAPPINGS: dict[str, dict[str, str]] = {
+    "csv": {name: name for name in ("ts", *COLUMNS)},
+    "parquet": {name: name for name in ("ts", *COLUMNS)},
+    "jsonl": {name: f"$.{name}" for name in ("ts", *COLUMNS)},
+}
+FORMATS = tuple(DEFAULT_MAPPINGS)
+_MALFORMED_SHOWN = 20  # line numbers kept per file for the report
+
+#: an IPv4 address as a number (NULL if it is not dotted-quad)
+_V4_MACRO = """
+CREATE MACRO allied_v4(ip) AS CASE WHEN length(ip) - length(replace(ip, '.', '')) = 3 THEN
+    (TRY_CAST(split_part(ip, '.', 1) AS UTINYINT)::UBIGINT << 24)
+    + (TRY_CAST(split_part(ip, '.', 2) AS UTINYINT)::UBIGINT << 16)
+    + (TRY_CAST(split_part(ip, '.', 3) AS UTINYINT)::UBIGINT << 8)
+    + TRY_CAST(split_part(ip, '.', 4) AS UTINYINT)::UBIGINT END
+"""
+
+
+class MatchInputError(AlliedError):
+    """A log file or mapping the engine cannot read."""
+
+
+@dataclass
+class ReadReport:
+    """What reading the logs found, per file and in all."""
+
+    rows: int = 0
+    malformed: int = 0
+    #: (file, line, reason) of the first malformed lines of each file
+    problems: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+def _lines(path: Path) -> str:
+    """A file as lines of text, one column ``line`` (JSON lines are parsed in SQL, so that a
+    malformed one is a NULL to count, not an error that stops the scan)."""
+    return (
+        f"read_csv({_sql_text(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
+        "delim='\\x01', quote='', escape='', auto_detect=false, strict_mode=false)"
+    )
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _v6(value: str | None) -> str | None:
+    return None if value is None else normalise("ip", value)
+
+
+def _v6_key(value: str | None, length: int) -> str | None:
+    if value is None:
+        return None
+    try:
+        address = ipaddress.IPv6Address(value.split("%", 1)[0])
+    except ValueError:
+        return None
+    return network_key(address, length)
+
+
+class DuckDBEngine:
+    name = "duckdb"
+
+    def __init__(self, *, memory_limit: str = "1GB", threads: int | None = None) -> None:
+        self._con = duckdb.connect(config={"memory_limit": memory_limit})
+        if threads is not None:
+            self._con.execute(f"SET threads = {int(threads)}")
+        self._con.execute(_V4_MACRO)
+        # null_handling: the functions return NULL for what is not an IPv6 address
+        self._con.create_function(
+            "allied_v6",
+            _v6,
+            ["VARCHAR"],
+            "VARCHAR",
+            side_effects=False,
+            null_handling=FunctionNullHandling.SPECIAL,
+        )
+        self._con.create_function(
+            "allied_v6_key", _v6_key, ["VARCHAR", "INTEGER"], "VARCHAR", side_effects=False,
+            null_handling=FunctionNullHandling.SPECIAL,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self._con.close()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _source(
+        self, path: Path, fmt: str, mapping: Mapping[str, str], explicit: set[str], n: int
+    ) -> str:
+        """A SELECT of the canonical fields (raw text, and ``ts``) of one file."""
+        quoted = _sql_text(str(path))
+        if fmt == "jsonl":
+            paths = [mapping.get(name) for name in ("ts", *COLUMNS)]
+            listed = ", ".join(_sql_text(p) for p in paths if p)
+            parts = []
+            k = 1
+            for p in paths:
+                if p:
+                    parts.append(f"v[{k}]")
+                    k += 1
+                else:
+                    parts.append("NULL")
+            names = ("ts", *COLUMNS)
+            columns = ", ".join(
+                f"{expr} AS {name}" for expr, name in zip(parts, names, strict=True)
+            )
+            return (
+                f"SELECT {columns} FROM (SELECT CASE WHEN json_valid(line) THEN "
+                f"json_extract_string(line, [{listed}]) END AS v FROM {_lines(path)}) "
+                "WHERE v IS NOT NULL"
+            )
+        if fmt == "csv":
+            reader = (
+                f"read_csv({quoted}, header=true, all_varchar=true, store_rejects=true, "
+                f"rejects_table='rejects_{n}', rejects_scan='scans_{n}')"
+            )
+        elif fmt == "parquet":
+            reader = f"read_parquet({quoted})"
+        else:
+            raise MatchInputError(f"unknown log format {fmt!r} (one of {', '.join(FORMATS)})")
+        available = self._columns(reader)
+        selected = []
+        for name in ("ts", *COLUMNS):
+            column = mapping.get(name)
+            if column is not None and column in available:
+                selected.append(f"CAST({_ident(column)} AS VARCHAR) AS {name}")
+            elif name in explicit:
+                raise MatchInputError(
+                    f"{path}: no column {column!r} (mapped to {name}); it has "
+                    + ", ".join(sorted(available))
+                )
+            else:  # a default the file does not have: the field is simply absent
+                selected.append(f"NULL::VARCHAR AS {name}")
+        return f"SELECT {', '.join(selected)} FROM {reader}"
+
+    def _columns(self, reader: str) -> set[str]:
+        try:
+            described = self._con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+        except duckdb.Error as error:
+            raise MatchInputError(str(error).splitlines()[0]) from None
+        return {row[0] for row in described}
+
+    # -- matching --------------------------------------------------------------------------
+
+    def groups(
+        self,
+        paths: Sequence[Path],
+        fmt: str,
+        lookups: Lookups,
+        mapping: Mapping[str, str] | None = None,
+    ) -> tuple[list[Group], ReadReport]:
+        """The candidate groups of every file, and what reading found."""
+        if fmt not in DEFAULT_MAPPINGS:
+            raise MatchInputError(f"unknown log format {fmt!r} (one of {', '.join(FORMATS)})")
+        unknown = sorted(set(mapping or {}) - {"ts", *COLUMNS})
+        if unknown:
+            raise MatchInputError(
+                f"cannot map {', '.join(unknown)}: the fields are ts, {', '.join(COLUMNS)}"
+            )
+        chosen = {**DEFAULT_MAPPINGS[fmt], **(mapping or {})}
+        report = ReadReport()
+        found: list[Group] = []
+        self._load(lookups)
+        for n, path in enumerate(paths):
+            if not path.is_file():
+                raise MatchInputError(f"{path}: no such file")
+            source = self._source(path, fmt, chosen, set(mapping or {}), n)
+            query = self._query(source, lookups)
+            try:
+                result = self._con.execute(query).fetchall()
+            except duckdb.Error as error:
+                raise MatchInputError(f"{path}: {str(error).splitlines()[0]}") from None
+            for row in result:
+                *values, count, first, last, rows = row
+                if count is None:  # the total, on its own line
+                    report.rows += int(rows)
+                    continue
+                found.append(Group(dict(zip(COLUMNS, values, strict=True)), count, first, last))
+            self._malformed(path, fmt, n, report)
+        return found, report
+
+    def _load(self, lookups: Lookups) -> None:
+        """The lookup keys as tables, one per field and per network length."""
+        con = self._con
+        for name in COLUMNS:
+            keys = sorted(lookups.values.get(name, ()))
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE k_{name} AS SELECT unnest(?::VARCHAR[]) AS v", [keys]
+            )
+        for (name, version, length), networks in lookups.networks.items():
+            table = f"n_{name}_{version}_{length}"
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT unnest(?::VARCHAR[]) AS v",
+                [sorted(networks)],
+            )
+
+    def _query(self, source: str, lookups: Lookups) -> str:
+        normal = []
+        for name in COLUMNS:
+            kind = FIELDS[name]
+            raw = f"trim(r.{name})"
+            if kind == "domain":
+                expr = f"nullif(lower(rtrim({raw}, '.')), '')"
+            elif kind in ("email", "hash"):
+                expr = f"nullif(lower({raw}), '')"
+            elif kind == "ip":
+                expr = (
+                    f"CASE WHEN contains({raw}, ':') THEN allied_v6({raw}) "
+                    f"ELSE nullif({raw}, '') END"
+                )
+            elif kind == "port":
+                expr = f"CAST(TRY_CAST({raw} AS UINTEGER) AS VARCHAR)"
+            else:
+                expr = f"nullif(r.{name}, '')"
+            normal.append(f"{expr} AS {name}")
+        tests = [
+            f"{name} IN (SELECT v FROM k_{name})" for name in COLUMNS if lookups.values.get(name)
+        ]
+        for name, version, length in lookups.networks:
+            table = f"n_{name}_{version}_{length}"
+            if version == 4:
+                key = f"CAST(allied_v4({name}) >> {32 - length} AS VARCHAR)"
+            else:
+                key = f"allied_v6_key({name}, {length})"
+            tests.append(f"{key} IN (SELECT v FROM {table})")
+        where = " OR ".join(tests) or "false"
+        columns = ", ".join(COLUMNS)
+        return (
+            "WITH rows AS (SELECT " + ", ".join(normal) + ", "
+            f"TRY_CAST(r.ts AS TIMESTAMPTZ) AS ts FROM ({source}) r), "
+            f"total AS (SELECT count(*) AS rows FROM rows), "
+            f"hits AS (SELECT {columns}, count(*) AS n, min(ts) AS first, max(ts) AS last "
+            f"FROM rows WHERE {where} GROUP BY ALL) "
+            f"SELECT {columns}, n, first, last, NULL FROM hits "
+            f"UNION ALL SELECT {', '.join(['NULL'] * len(COLUMNS))}, NULL, NULL, NULL, rows "
+            "FROM total"
+        )
+
+    def _malformed(self, path: Path, fmt: str, n: int, report: ReadReport) -> None:
+        if fmt == "csv":
+            rows = self._con.execute(
+                f"SELECT DISTINCT line, first(error_message) FROM rejects_{n} GROUP BY line "
+                "ORDER BY line"
+            ).fetchall()
+            report.malformed += len(rows)
+            report.problems += [
+                (str(path), int(line), reason) for line, reason in rows[:_MALFORMED_SHOWN]
+            ]
+        elif fmt == "jsonl":
+            bad = self._con.execute(
+                f"SELECT count(*) FROM {_lines(path)} WHERE line IS NOT NULL "
+                "AND trim(line) <> '' AND NOT json_valid(line)"
+            ).fetchone()
+            count = int(bad[0]) if bad else 0
+            report.malformed += count
+            if count:
+                report.problems += _bad_json_lines(path)
+
+
+def _bad_json_lines(path: Path) -> list[tuple[str, int, str]]:
+    """The first lines of a JSON-lines file that do not parse, with the parser's reason;
+    read again only when the scan counted some."""
+    import orjson
+
+    found: list[tuple[str, int, str]] = []
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                orjson.loads(line)
+            except orjson.JSONDecodeError as error:
+                found.append((str(path), number, f"not JSON: {error}"))
+                if len(found) >= _MALFORMED_SHOWN:
+                    break
+    return found
