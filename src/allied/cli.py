@@ -322,6 +322,83 @@ def import_(
         sys.exit(1)
 
 
+@main.command("match")
+@click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--format", "format_", type=click.Choice(["csv", "jsonl", "parquet"]), default="csv",
+    show_default=True, help="Log format (gzip is read as it is).",
+)  # fmt: skip
+@click.option(
+    "--engine", type=click.Choice(["duckdb"]), default="duckdb", show_default=True,
+    help="Matching engine.",
+)  # fmt: skip
+@click.option(
+    "--map", "mappings", multiple=True, metavar="FIELD=COLUMN",
+    help="Read FIELD (ts, src_ip, dst_ip, src_port, dst_port, domain, url, email, md5, sha1, "
+    "sha256, sha512) from COLUMN (a JSON path such as $.dns.rrname for JSON lines).",
+)  # fmt: skip
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the sightings as a STIX bundle here.")  # fmt: skip
+@click.option("--share", is_flag=True, help="Mark the sightings with --label so they may leave.")
+@click.option("--label", "label_name", help="The label sightings are shared under (--share).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.pass_obj
+def match(
+    obj: _Obj,
+    logs: tuple[Path, ...],
+    format_: str,
+    engine: str,
+    mappings: tuple[str, ...],
+    output: Path | None,
+    share: bool,
+    label_name: str | None,
+    as_json: bool,
+) -> None:
+    """Match LOGS against this node's live indicators; store a signed sighting per hit.
+
+    Without --share the sightings carry no marking and stay inside this node."""
+    # imported here: DuckDB takes a while to load, and every other command would pay for it
+    from allied.matching.duck import DuckDBEngine
+    from allied.matching.run import match_logs
+
+    if share != (label_name is not None):
+        raise click.UsageError("--share and --label go together: share under which label?")
+    mapping = {}
+    for item in mappings:
+        name, sep, column = item.partition("=")
+        if not sep or not name or not column:
+            raise click.UsageError(f"--map {item!r}: expected FIELD=COLUMN")
+        mapping[name.strip()] = column.strip()
+    chosen = DuckDBEngine(progress=sys.stderr.isatty() and not as_json)
+    try:
+        with obj.node() as node:
+            report = match_logs(node, chosen, logs, format_, mapping=mapping, label=label_name)
+    finally:
+        chosen.close()
+    if output is not None:
+        bundle = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": report.objects}
+        output.write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))
+    if as_json:
+        _emit_json(report.as_dict())
+        return
+    rate = f"{report.rows / report.seconds:,.0f} rows/s" if report.seconds else "-"
+    click.echo(
+        f"{report.rows:,} rows read in {report.seconds:.1f} s ({rate}); "
+        f"{len(report.hits)} of {report.indicators} indicators hit; "
+        f"{report.stored} objects stored"
+    )
+    for hit in report.hits[:20]:
+        click.echo(f"  {hit.indicator}: {hit.count:,} rows")
+    if report.malformed:
+        click.echo(f"{report.malformed} malformed lines skipped:", err=True)
+        for path, line, reason in report.problems:
+            click.echo(f"  {path}:{line}: {reason}", err=True)
+    if report.unsupported:
+        click.echo(f"{len(report.unsupported)} indicators not matched:", err=True)
+        for indicator, _pattern, reason in report.unsupported[:20]:
+            click.echo(f"  {indicator}: {reason}", err=True)
+
+
 @main.command("list")
 @click.option("--type", "type_", help="Only objects of this STIX type.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")

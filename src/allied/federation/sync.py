@@ -16,16 +16,13 @@ and peers are synced in parallel, so one never holds up the others.
 
 from __future__ import annotations
 
-import gc
 import logging
 import queue
 import random
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +30,7 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, insert, select, update
 
+from allied.allocation import rare_collections
 from allied.errors import AlliedError
 from allied.federation import peers as peer_table
 from allied.federation import workers
@@ -61,8 +59,6 @@ _PAGES_PER_COMMIT = 4
 _PAGES_AHEAD = 8
 #: pages waiting at the admission worker before this process admits one itself
 _WORKER_BACKLOG = 2
-#: allocations between runs of the cycle collector during a pull (the default is 700)
-_RARE_COLLECTIONS = 100_000
 #: how far ahead of this node's clock a peer's time may be
 _SKEW = timedelta(minutes=5)
 OK, FAILED, FLAGGED, SKIPPED = "ok", "failed", "flagged", "skipped"
@@ -298,7 +294,7 @@ def _apply_pages(
             return
         hand(None)
 
-    with _rare_collections(), ThreadPoolExecutor(1, thread_name_prefix="admit") as admitter:
+    with rare_collections(), ThreadPoolExecutor(1, thread_name_prefix="admit") as admitter:
         producer = threading.Thread(
             target=produce, args=(admitter,), name=f"pull-{peer.name}", daemon=True
         )
@@ -320,33 +316,6 @@ def _apply_pages(
         finally:
             stop.set()
             producer.join()
-
-
-_collecting = threading.Lock()
-_pulls = 0  # pulls under way in this process
-_threshold: tuple[int, int, int] = (0, 0, 0)
-
-
-@contextmanager
-def _rare_collections() -> Iterator[None]:
-    """Fewer runs of the cycle collector while pages flow. A pull allocates dicts by the
-    million that live for a page or two and form no cycles; the collector, by default every
-    700 allocations, would scan them over and over (a fifth of the storing thread's time).
-    The threshold is the process's: pulls running together share one raise, and the last
-    to end sets it back."""
-    global _pulls, _threshold
-    with _collecting:
-        if _pulls == 0:
-            _threshold = gc.get_threshold()
-            gc.set_threshold(_RARE_COLLECTIONS, *_threshold[1:])
-        _pulls += 1
-    try:
-        yield
-    finally:
-        with _collecting:
-            _pulls -= 1
-            if _pulls == 0:
-                gc.set_threshold(*_threshold)
 
 
 def _checked_time(peer: Peer, stamp: str, before: str | None) -> str:

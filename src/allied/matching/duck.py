@@ -95,8 +95,12 @@ def _v6_key(value: str | None, length: int) -> str | None:
 class DuckDBEngine:
     name = "duckdb"
 
-    def __init__(self, *, memory_limit: str = "1GB", threads: int | None = None) -> None:
+    def __init__(
+        self, *, memory_limit: str = "1GB", threads: int | None = None, progress: bool = False
+    ) -> None:
         self._con = duckdb.connect(config={"memory_limit": memory_limit})
+        # DuckDB's own progress bar, on the terminal, for scans that take a while
+        self._con.execute(f"SET enable_progress_bar = {str(progress).lower()}")
         if threads is not None:
             self._con.execute(f"SET threads = {int(threads)}")
         self._con.execute(_V4_MACRO)
