@@ -325,8 +325,10 @@ def import_(
 @main.command("match")
 @click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
-    "--format", "format_", type=click.Choice(["csv", "jsonl", "parquet"]), default="csv",
-    show_default=True, help="Log format (gzip is read as it is).",
+    "--format", "format_", type=click.Choice(["csv", "jsonl", "parquet", "zeek", "eve"]),
+    default="csv", show_default=True,
+    help="Log format: CSV, JSON lines, Parquet, Zeek TSV (conn, dns, http, ssl, files) or "
+    "Suricata EVE JSON; gzip is read as it is.",
 )  # fmt: skip
 @click.option(
     "--engine", type=click.Choice(["duckdb"]), default="duckdb", show_default=True,

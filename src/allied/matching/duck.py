@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +29,36 @@ from allied.errors import AlliedError
 from allied.matching.compile import FIELDS, network_key, normalise
 from allied.matching.matchset import COLUMNS, Group, Lookups
 
-#: canonical field -> (column of a CSV or Parquet file, or JSON path of a JSON line)
+#: canonical field -> column of a CSV or Parquet file, or JSON path of a JSON line; ``a|b``
+#: takes the first with a value, ``{a}`` in text builds a value (a URL from host and path)
 DEFAULT_MAPPINGS: dict[str, dict[str, str]] = {
     "csv": {name: name for name in ("ts", *COLUMNS)},
     "parquet": {name: name for name in ("ts", *COLUMNS)},
     "jsonl": {name: f"$.{name}" for name in ("ts", *COLUMNS)},
+    "zeek": {},  # by the log's #path (ZEEK_MAPPINGS)
+    # Suricata EVE: one event per line, its fields by event type
+    "eve": {
+        "ts": "$.timestamp",
+        "src_ip": "$.src_ip",
+        "dst_ip": "$.dest_ip",
+        "src_port": "$.src_port",
+        "dst_port": "$.dest_port",
+        "domain": "$.dns.rrname|$.dns.queries[0].rrname|$.http.hostname|$.tls.sni",
+        "url": "http://{$.http.hostname}{$.http.url}",
+        "md5": "$.fileinfo.md5",
+        "sha1": "$.fileinfo.sha1",
+        "sha256": "$.fileinfo.sha256",
+    },
+}
+_CONN = {"ts": "ts", "src_ip": "id.orig_h", "dst_ip": "id.resp_h", "src_port": "id.orig_p",
+         "dst_port": "id.resp_p"}  # fmt: skip
+#: Zeek's logs by their #path: conn, dns, http, files, ssl
+ZEEK_MAPPINGS: dict[str, dict[str, str]] = {
+    "conn": _CONN,
+    "dns": {**_CONN, "domain": "query"},
+    "http": {**_CONN, "domain": "host", "url": "http://{host}{uri}"},
+    "ssl": {**_CONN, "domain": "server_name"},
+    "files": {"ts": "ts", "md5": "md5", "sha1": "sha1", "sha256": "sha256"},
 }
 FORMATS = tuple(DEFAULT_MAPPINGS)
 _MALFORMED_SHOWN = 20  # line numbers kept per file for the report
@@ -61,6 +87,65 @@ class ReadReport:
     problems: list[tuple[str, int, str]] = field(default_factory=list)
 
 
+def _refs(spec: str | None) -> list[str]:
+    """The columns (or JSON paths) a mapping names: ``a|b`` (the first that has a value)
+    or a template ``http://{host}{uri}``."""
+    if not spec:
+        return []
+    if "{" in spec:
+        return re.findall(r"\{([^{}]+)\}", spec)
+    return [part for part in spec.split("|") if part]
+
+
+def _expression(spec: str | None, ref: Callable[[str], str]) -> str:
+    """The SQL of a mapping, given how one column is referred to."""
+    if not spec:
+        return "NULL::VARCHAR"
+    if "{" in spec:  # a template: text and columns joined, NULL if a column is
+        parts = re.split(r"\{([^{}]+)\}", spec)
+        pieces = [
+            _sql_text(part) if k % 2 == 0 else f"CAST({ref(part)} AS VARCHAR)"
+            for k, part in enumerate(parts)
+            if part
+        ]
+        return "(" + " || ".join(pieces) + ")"
+    alternatives = [f"CAST({ref(part)} AS VARCHAR)" for part in _refs(spec)]
+    return alternatives[0] if len(alternatives) == 1 else f"coalesce({', '.join(alternatives)})"
+
+
+def _ident_of(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class ZeekHeader:
+    path: str
+    separator: str
+    fields: list[str]
+
+
+def zeek_header(path: Path) -> ZeekHeader:
+    """The ``#separator``, ``#path`` and ``#fields`` lines at the top of a Zeek log."""
+    separator, log_path, fields = "\t", "", []
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if not line.startswith("#"):
+                break
+            if line.startswith("#separator"):
+                value = line.split(None, 1)[1].strip() if " " in line else "\\x09"
+                separator = value.encode().decode("unicode_escape")
+                continue
+            key, _, rest = line.rstrip("\n").partition(separator)
+            if key == "#path":
+                log_path = rest
+            elif key == "#fields":
+                fields = rest.split(separator)
+    if not fields:
+        raise MatchInputError(f"{path}: no #fields line: not a Zeek TSV log")
+    return ZeekHeader(log_path, separator, fields)
+
+
 def _lines(path: Path) -> str:
     """A file as lines of text, one column ``line`` (JSON lines are parsed in SQL, so that a
     malformed one is a NULL to count, not an error that stops the scan)."""
@@ -72,10 +157,6 @@ def _lines(path: Path) -> str:
 
 def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _v6(value: str | None) -> str | None:
@@ -128,48 +209,52 @@ class DuckDBEngine:
     ) -> str:
         """A SELECT of the canonical fields (raw text, and ``ts``) of one file."""
         quoted = _sql_text(str(path))
-        if fmt == "jsonl":
-            paths = [mapping.get(name) for name in ("ts", *COLUMNS)]
-            listed = ", ".join(_sql_text(p) for p in paths if p)
-            parts = []
-            k = 1
-            for p in paths:
-                if p:
-                    parts.append(f"v[{k}]")
-                    k += 1
-                else:
-                    parts.append("NULL")
-            names = ("ts", *COLUMNS)
+        names = ("ts", *COLUMNS)
+        if fmt in ("jsonl", "eve"):
+            wanted = sorted({ref for name in names for ref in _refs(mapping.get(name))})
+            index = {ref: k for k, ref in enumerate(wanted, start=1)}
+            listed = ", ".join(_sql_text(ref) for ref in wanted) or "'$.none'"
             columns = ", ".join(
-                f"{expr} AS {name}" for expr, name in zip(parts, names, strict=True)
+                f"{_expression(mapping.get(name), lambda ref: f'v[{index[ref]}]')} AS {name}"
+                for name in names
             )
             return (
                 f"SELECT {columns} FROM (SELECT CASE WHEN json_valid(line) THEN "
                 f"json_extract_string(line, [{listed}]) END AS v FROM {_lines(path)}) "
                 "WHERE v IS NOT NULL"
             )
+        rejects = f"store_rejects=true, rejects_table='rejects_{n}', rejects_scan='scans_{n}'"
         if fmt == "csv":
-            reader = (
-                f"read_csv({quoted}, header=true, all_varchar=true, store_rejects=true, "
-                f"rejects_table='rejects_{n}', rejects_scan='scans_{n}')"
-            )
+            reader = f"read_csv({quoted}, header=true, all_varchar=true, {rejects})"
         elif fmt == "parquet":
             reader = f"read_parquet({quoted})"
+        elif fmt == "zeek":
+            header = zeek_header(path)
+            mapping = {**ZEEK_MAPPINGS.get(header.path, ZEEK_MAPPINGS["conn"]), **{
+                name: mapping[name] for name in explicit}}  # fmt: skip
+            columns = ", ".join(f"{_sql_text(f)}: 'VARCHAR'" for f in header.fields)
+            reader = (
+                f"read_csv({quoted}, header=false, delim={_sql_text(header.separator)}, "
+                f"quote='', escape='', comment='#', nullstr=['-', '(empty)'], "
+                f"auto_detect=false, columns={{{columns}}}, {rejects})"
+            )
         else:
             raise MatchInputError(f"unknown log format {fmt!r} (one of {', '.join(FORMATS)})")
         available = self._columns(reader)
         selected = []
-        for name in ("ts", *COLUMNS):
-            column = mapping.get(name)
-            if column is not None and column in available:
-                selected.append(f"CAST({_ident(column)} AS VARCHAR) AS {name}")
-            elif name in explicit:
+        for name in names:
+            spec = mapping.get(name)
+            missing = [ref for ref in _refs(spec) if ref not in available]
+            if missing and name in explicit:
                 raise MatchInputError(
-                    f"{path}: no column {column!r} (mapped to {name}); it has "
+                    f"{path}: no column {missing[0]!r} (mapped to {name}); it has "
                     + ", ".join(sorted(available))
                 )
-            else:  # a default the file does not have: the field is simply absent
+            if spec is None or missing:  # a default the file lacks: the field is absent
                 selected.append(f"NULL::VARCHAR AS {name}")
+            else:
+                ref = _ident_of
+                selected.append(f"{_expression(spec, ref)} AS {name}")
         return f"SELECT {', '.join(selected)} FROM {reader}"
 
     def _columns(self, reader: str) -> set[str]:
@@ -266,7 +351,9 @@ class DuckDBEngine:
         columns = ", ".join(COLUMNS)
         return (
             "WITH rows AS (SELECT " + ", ".join(normal) + ", "
-            f"TRY_CAST(r.ts AS TIMESTAMPTZ) AS ts FROM ({source}) r), "
+            "coalesce(TRY_CAST(r.ts AS TIMESTAMPTZ), "  # or seconds since 1970 (Zeek)
+            "to_timestamp(TRY_CAST(r.ts AS DOUBLE))) AS ts "
+            f"FROM ({source}) r), "
             f"total AS (SELECT count(*) AS rows FROM rows), "
             f"hits AS (SELECT {columns}, count(*) AS n, min(ts) AS first, max(ts) AS last "
             f"FROM rows WHERE {where} GROUP BY ALL) "
@@ -276,7 +363,7 @@ class DuckDBEngine:
         )
 
     def _malformed(self, path: Path, fmt: str, n: int, report: ReadReport) -> None:
-        if fmt == "csv":
+        if fmt in ("csv", "zeek"):
             rows = self._con.execute(
                 f"SELECT DISTINCT line, first(error_message) FROM rejects_{n} GROUP BY line "
                 "ORDER BY line"
@@ -285,7 +372,7 @@ class DuckDBEngine:
             report.problems += [
                 (str(path), int(line), reason) for line, reason in rows[:_MALFORMED_SHOWN]
             ]
-        elif fmt == "jsonl":
+        elif fmt in ("jsonl", "eve"):
             bad = self._con.execute(
                 f"SELECT count(*) FROM {_lines(path)} WHERE line IS NOT NULL "
                 "AND trim(line) <> '' AND NOT json_valid(line)"
