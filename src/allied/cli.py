@@ -331,8 +331,12 @@ def import_(
     "Suricata EVE JSON; gzip is read as it is.",
 )  # fmt: skip
 @click.option(
-    "--engine", type=click.Choice(["duckdb"]), default="duckdb", show_default=True,
-    help="Matching engine.",
+    "--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+    help="Matching engine: DuckDB in this process, or Apache Spark.",
+)  # fmt: skip
+@click.option(
+    "--spark-master", default="local[*]", show_default=True, metavar="URL",
+    help="Spark master for --engine spark (local mode by default).",
 )  # fmt: skip
 @click.option(
     "--map", "mappings", multiple=True, metavar="FIELD=COLUMN",
@@ -350,6 +354,7 @@ def match(
     logs: tuple[Path, ...],
     format_: str,
     engine: str,
+    spark_master: str,
     mappings: tuple[str, ...],
     output: Path | None,
     share: bool,
@@ -361,7 +366,7 @@ def match(
     Without --share the sightings carry no marking and stay inside this node."""
     # imported here: DuckDB takes a while to load, and every other command would pay for it
     from allied.matching.duck import DuckDBEngine
-    from allied.matching.run import match_logs
+    from allied.matching.run import Engine, match_logs
 
     if share != (label_name is not None):
         raise click.UsageError("--share and --label go together: share under which label?")
@@ -371,7 +376,18 @@ def match(
         if not sep or not name or not column:
             raise click.UsageError(f"--map {item!r}: expected FIELD=COLUMN")
         mapping[name.strip()] = column.strip()
-    chosen = DuckDBEngine(progress=sys.stderr.isatty() and not as_json)
+    chosen: Engine
+    if engine == "spark":
+        from allied.matching.spark import SparkEngine
+
+        try:
+            chosen = SparkEngine(spark_master)
+        except ImportError:
+            raise click.UsageError(
+                "--engine spark needs PySpark: pip install 'allied[spark]' (and Java 17+)"
+            ) from None
+    else:
+        chosen = DuckDBEngine(progress=sys.stderr.isatty() and not as_json)
     try:
         with obj.node() as node:
             report = match_logs(node, chosen, logs, format_, mapping=mapping, label=label_name)

@@ -4,10 +4,13 @@ ledger, shared with the indicator's originator only under the label chosen."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import stix2validator
 from click.testing import Result
 
@@ -16,6 +19,7 @@ from allied.node import Node
 from allied.policy.egress import Egress
 from allied.stix.labels import TLP2_IDS
 from tests.conftest import indicator, peer_key, signed_as, write_bundle
+from tests.federation.conftest import ALLIED
 
 Cli = Callable[..., Result]
 GREEN = [TLP2_IDS["green"]]
@@ -115,3 +119,25 @@ def test_match_errors(cli: Cli, node_dir: Path, tmp_path: Path) -> None:
     assert mapped.exit_code == 1 and "no column 'source'" in mapped.stderr
     wrong = cli("match", str(tmp_path / "log.csv"), "--map", "nonsense")
     assert wrong.exit_code == 2 and "expected FIELD=COLUMN" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_both_engines_give_the_same_sightings(node_dir: Path, tmp_path: Path) -> None:
+    """`allied match --engine spark` as a process, beside the default engine."""
+    made = _world(node_dir, tmp_path)
+    reports = {}
+    for engine in ("duckdb", "spark"):
+        done = subprocess.run(
+            [ALLIED, "--node", str(node_dir), "match", str(tmp_path / "log.csv"), "--engine",
+             engine, "--spark-master", "local[1]", "--json"],
+            capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "ALLIED_NODE": ""},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        reports[engine] = json.loads(done.stdout)
+    assert reports["duckdb"]["hits"] == reports["spark"]["hits"]
+    assert {h["indicator"] for h in reports["spark"]["hits"]} == {
+        made["ip"]["id"],
+        made["domain"]["id"],
+    }
+    assert reports["spark"]["malformed"] == 1 and reports["spark"]["rows"] == 3

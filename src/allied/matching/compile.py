@@ -272,6 +272,22 @@ def network_key(address: ipaddress.IPv4Address | ipaddress.IPv6Address, length: 
     return str(int(address) >> (width - length))
 
 
+def log_ip(value: str | None) -> str | None:
+    """An IP address from a log, as it is compared (what the engines' SQL calls for IPv6)."""
+    return None if value is None else normalise("ip", value)
+
+
+def log_ipv6_network(value: str | None, length: int) -> str | None:
+    """The network key of an IPv6 address from a log, None if it is not one."""
+    if value is None:
+        return None
+    try:
+        address = ipaddress.IPv6Address(value.strip().split("%", 1)[0])
+    except ValueError:
+        return None
+    return network_key(address, length)
+
+
 def signatures_of(compiled: Iterable[Compiled]) -> list[tuple[str, ...]]:
     """Every key a row must be looked up by, for these patterns, in a stable order."""
     found: set[tuple[str, ...]] = set()

@@ -16,7 +16,6 @@ from its reject tables), JSON lines that do not parse.
 from __future__ import annotations
 
 import gzip
-import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import duckdb
 from duckdb.func import FunctionNullHandling
 
 from allied.errors import AlliedError
-from allied.matching.compile import FIELDS, network_key, normalise
+from allied.matching.compile import FIELDS, log_ip, log_ipv6_network
 from allied.matching.matchset import COLUMNS, Group, Lookups
 
 #: canonical field -> column of a CSV or Parquet file, or JSON path of a JSON line; ``a|b``
@@ -87,7 +86,7 @@ class ReadReport:
     problems: list[tuple[str, int, str]] = field(default_factory=list)
 
 
-def _refs(spec: str | None) -> list[str]:
+def mapping_refs(spec: str | None) -> list[str]:
     """The columns (or JSON paths) a mapping names: ``a|b`` (the first that has a value)
     or a template ``http://{host}{uri}``."""
     if not spec:
@@ -109,7 +108,7 @@ def _expression(spec: str | None, ref: Callable[[str], str]) -> str:
             if part
         ]
         return "(" + " || ".join(pieces) + ")"
-    alternatives = [f"CAST({ref(part)} AS VARCHAR)" for part in _refs(spec)]
+    alternatives = [f"CAST({ref(part)} AS VARCHAR)" for part in mapping_refs(spec)]
     return alternatives[0] if len(alternatives) == 1 else f"coalesce({', '.join(alternatives)})"
 
 
@@ -159,20 +158,6 @@ def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _v6(value: str | None) -> str | None:
-    return None if value is None else normalise("ip", value)
-
-
-def _v6_key(value: str | None, length: int) -> str | None:
-    if value is None:
-        return None
-    try:
-        address = ipaddress.IPv6Address(value.split("%", 1)[0])
-    except ValueError:
-        return None
-    return network_key(address, length)
-
-
 class DuckDBEngine:
     name = "duckdb"
 
@@ -180,23 +165,20 @@ class DuckDBEngine:
         self, *, memory_limit: str = "1GB", threads: int | None = None, progress: bool = False
     ) -> None:
         self._con = duckdb.connect(config={"memory_limit": memory_limit})
+        self._scans = 0
         # DuckDB's own progress bar, on the terminal, for scans that take a while
         self._con.execute(f"SET enable_progress_bar = {str(progress).lower()}")
         if threads is not None:
             self._con.execute(f"SET threads = {int(threads)}")
         self._con.execute(_V4_MACRO)
         # null_handling: the functions return NULL for what is not an IPv6 address
+        special = FunctionNullHandling.SPECIAL
         self._con.create_function(
-            "allied_v6",
-            _v6,
-            ["VARCHAR"],
-            "VARCHAR",
-            side_effects=False,
-            null_handling=FunctionNullHandling.SPECIAL,
+            "allied_v6", log_ip, ["VARCHAR"], "VARCHAR", side_effects=False, null_handling=special
         )
         self._con.create_function(
-            "allied_v6_key", _v6_key, ["VARCHAR", "INTEGER"], "VARCHAR", side_effects=False,
-            null_handling=FunctionNullHandling.SPECIAL,
+            "allied_v6_key", log_ipv6_network, ["VARCHAR", "INTEGER"], "VARCHAR",
+            side_effects=False, null_handling=special,
         )  # fmt: skip
 
     def close(self) -> None:
@@ -211,7 +193,7 @@ class DuckDBEngine:
         quoted = _sql_text(str(path))
         names = ("ts", *COLUMNS)
         if fmt in ("jsonl", "eve"):
-            wanted = sorted({ref for name in names for ref in _refs(mapping.get(name))})
+            wanted = sorted({ref for name in names for ref in mapping_refs(mapping.get(name))})
             index = {ref: k for k, ref in enumerate(wanted, start=1)}
             listed = ", ".join(_sql_text(ref) for ref in wanted) or "'$.none'"
             columns = ", ".join(
@@ -244,7 +226,7 @@ class DuckDBEngine:
         selected = []
         for name in names:
             spec = mapping.get(name)
-            missing = [ref for ref in _refs(spec) if ref not in available]
+            missing = [ref for ref in mapping_refs(spec) if ref not in available]
             if missing and name in explicit:
                 raise MatchInputError(
                     f"{path}: no column {missing[0]!r} (mapped to {name}); it has "
@@ -285,7 +267,9 @@ class DuckDBEngine:
         report = ReadReport()
         found: list[Group] = []
         self._load(lookups)
-        for n, path in enumerate(paths):
+        for path in paths:
+            self._scans += 1  # each scan its own reject tables, dropped once read
+            n = self._scans
             if not path.is_file():
                 raise MatchInputError(f"{path}: no such file")
             source = self._source(path, fmt, chosen, set(mapping or {}), n)
@@ -368,6 +352,8 @@ class DuckDBEngine:
                 f"SELECT DISTINCT line, first(error_message) FROM rejects_{n} GROUP BY line "
                 "ORDER BY line"
             ).fetchall()
+            self._con.execute(f"DROP TABLE IF EXISTS rejects_{n}")
+            self._con.execute(f"DROP TABLE IF EXISTS scans_{n}")
             report.malformed += len(rows)
             report.problems += [
                 (str(path), int(line), reason) for line, reason in rows[:_MALFORMED_SHOWN]
@@ -380,10 +366,10 @@ class DuckDBEngine:
             count = int(bad[0]) if bad else 0
             report.malformed += count
             if count:
-                report.problems += _bad_json_lines(path)
+                report.problems += bad_json_lines(path)
 
 
-def _bad_json_lines(path: Path) -> list[tuple[str, int, str]]:
+def bad_json_lines(path: Path) -> list[tuple[str, int, str]]:
     """The first lines of a JSON-lines file that do not parse, with the parser's reason;
     read again only when the scan counted some."""
     import orjson
