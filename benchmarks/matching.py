@@ -1,0 +1,294 @@
+"""Matching benchmark: `allied match` over millions of log rows, beside what analysts reach
+for and beside the engine's own limit, in one run:
+
+    .venv/bin/python benchmarks/matching.py [--rows 10000000] [--big 50000000]
+                                             [--indicators 100000] [--quick] [--no-spark]
+
+- 100,000 indicators stored at a node (40% IPv4 addresses, 5% /24 networks, 25% domains, 15%
+  URLs, 15% SHA-256 hashes);
+- a generated connection log (ts, src_ip, dst_ip, dst_port, domain, url, sha256) of --rows
+  rows, about 0.1% of which hit an indicator, as CSV and as Parquet;
+- measured side by side: `allied match` end to end (pattern compilation, reading, matching,
+  storing sightings) with DuckDB from CSV and from Parquet; `grep -F -f` with every literal
+  indicator value (substring semantics, no networks); a bare hand-written DuckDB query with
+  the same lookups, exact per field but without normalisation or networks (the practical
+  limit); `allied match --engine spark` (local mode) from CSV; then --big rows from Parquet and
+  CSV, to show how time and peak memory grow.
+
+Goals: at least 30x `grep -F -f`, at least 70% of the bare query's rows/s, peak memory under
+2 GB and flat from --rows to --big. Figures go into benchmarks/RESULTS.md ("Matching").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from allied.node import init_node
+from report import machine, write_section
+
+SECTION = "## Matching"
+BIN = Path(sys.executable).parent
+HIT_RATE = 0.001
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+@dataclass
+class Run:
+    name: str
+    rows: int
+    seconds: float
+    hits: int | None = None
+    peak_mb: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def timed(command: list[str], *, stdout: int | None = subprocess.PIPE) -> tuple[float, str, float]:
+    """Seconds, output and the peak RSS (MB) of one process run to its end."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, stdout=stdout, stderr=subprocess.PIPE, text=True, check=False,
+        env={**os.environ, "ALLIED_NODE": ""},
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if done.returncode not in (0, 1) or (done.returncode == 1 and "grep" not in command[0]):
+        raise RuntimeError(f"{' '.join(command[:4])}...: exit {done.returncode}\n{done.stderr}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss is the largest child so far: a run lower than an earlier one reads as that one
+    return seconds, done.stdout or "", max(peak, before) / 1024
+
+
+# --- data ----------------------------------------------------------------------------------
+
+INDICATORS_SQL = """
+SELECT i,
+  CASE WHEN i % 100 < 40 THEN 'ip' WHEN i % 100 < 45 THEN 'cidr' WHEN i % 100 < 70 THEN 'domain'
+       WHEN i % 100 < 85 THEN 'url' ELSE 'hash' END AS kind,
+  CASE WHEN i % 100 < 40 THEN '203.' || (i // 65536 % 256) || '.' || (i // 256 % 256) || '.'
+                               || (i % 256)
+       WHEN i % 100 < 45 THEN '100.' || (64 + i // 256 % 64) || '.' || (i % 256) || '.0/24'
+       WHEN i % 100 < 70 THEN 'ioc' || i || '.bad.example'
+       WHEN i % 100 < 85 THEN 'http://ioc' || i || '.bad.example/gate' || i || '.php'
+       ELSE md5(i::VARCHAR) || md5((i + 1)::VARCHAR) END AS value
+FROM range({count}) t(i)
+"""
+
+
+def indicators(root: Path, count: int) -> tuple[Path, Path]:
+    """The indicators as STIX JSON lines, and their literal values for grep."""
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE ind AS {INDICATORS_SQL.format(count=count)}")
+    stix = root / "indicators.jsonl"
+    patterns = {
+        "ip": "'[ipv4-addr:value = ''' || value || ''']'",
+        "cidr": "'[ipv4-addr:value = ''' || value || ''']'",
+        "domain": "'[domain-name:value = ''' || value || ''']'",
+        "url": "'[url:value = ''' || value || ''']'",
+        "hash": "'[file:hashes.''SHA-256'' = ''' || value || ''']'",
+    }
+    pattern = "CASE kind " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in patterns.items()) + " END"
+    con.execute(
+        f"""COPY (SELECT 'indicator' AS type, '2.1' AS spec_version,
+            'indicator--' || lpad(to_hex(i), 8, '0') || '-0000-4000-8000-000000000001' AS id,
+            '2026-01-01T00:00:00.000Z' AS created, '2026-01-01T00:00:00.000Z' AS modified,
+            {pattern} AS pattern, 'stix' AS pattern_type, '2026-01-01T00:00:00Z' AS valid_from,
+            ['marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb'] AS object_marking_refs
+            FROM ind) TO '{stix}' (FORMAT json)"""
+    )
+    literals = root / "literals.txt"
+    con.execute(f"COPY (SELECT value FROM ind WHERE kind <> 'cidr') TO '{literals}' "
+                "(HEADER false, QUOTE '', DELIMITER '\\t')")  # fmt: skip
+    con.close()
+    return stix, literals
+
+
+LOG_SQL = """
+SELECT
+  strftime(TIMESTAMP '2026-03-01 00:00:00' + to_seconds(i % 86400), '%Y-%m-%dT%H:%M:%SZ') AS ts,
+  '10.' || (i // 65536 % 256) || '.' || (i // 256 % 256) || '.' || (i % 251) AS src_ip,
+  CASE WHEN h % 10000 < 4 THEN '203.' || (k // 65536 % 256) || '.' || (k // 256 % 256) || '.'
+                               || (k % 256)
+       WHEN h % 10000 < 5 THEN '100.' || (64 + k // 256 % 64) || '.' || (k % 256) || '.7'
+       ELSE '172.' || (16 + h // 7 % 16) || '.' || (h // 11 % 256) || '.' || (h // 13 % 256) END
+    AS dst_ip,
+  (h % 3 * 8000 + 443)::VARCHAR AS dst_port,
+  CASE WHEN h % 10000 BETWEEN 5 AND 7 THEN 'ioc' || k || '.bad.example'
+       ELSE 'host' || (h // 17 % 200000) || '.example.net' END AS domain,
+  CASE WHEN h % 10000 = 8 THEN 'http://ioc' || k || '.bad.example/gate' || k || '.php'
+       ELSE 'http://site' || (h // 19 % 100000) || '.example.org/p' || (h // 23 % 1000) END
+    AS url,
+  CASE WHEN h % 10000 = 9 THEN md5(k::VARCHAR) || md5((k + 1)::VARCHAR)
+       ELSE md5((h // 29)::VARCHAR) || md5((h // 31)::VARCHAR) END AS sha256
+FROM (SELECT i, hash(i) AS h, hash(i) // 10000 % {count} AS k FROM range({rows}) t(i))
+"""
+
+
+def logs(root: Path, rows: int, count: int, name: str) -> tuple[Path, Path]:
+    """The log as CSV and Parquet (about 0.1% of rows name an indicator's value; the
+    indicator picked is of the value's kind only by chance, so fewer rows hit)."""
+    con = duckdb.connect()
+    csv_path, parquet_path = root / f"{name}.csv", root / f"{name}.parquet"
+    query = LOG_SQL.format(rows=rows, count=count)
+    con.execute(f"COPY ({query}) TO '{csv_path}' (HEADER true)")
+    con.execute(f"COPY (SELECT * FROM read_csv('{csv_path}', all_varchar=true)) "
+                f"TO '{parquet_path}' (FORMAT parquet)")  # fmt: skip
+    con.close()
+    return csv_path, parquet_path
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def allied_match(node: Path, path: Path, fmt: str, rows: int, engine: str = "duckdb") -> Run:
+    command = [str(BIN / "allied"), "--node", str(node), "match", str(path), "--format", fmt,
+               "--engine", engine, "--json"]  # fmt: skip
+    seconds, out, peak = timed(command)
+    report = json.loads(out)
+    if report["rows"] != rows:
+        raise RuntimeError(f"allied match read {report['rows']} rows of {rows}")
+    hits = sum(hit["count"] for hit in report["hits"])
+    return Run(f"`allied match` ({engine}, {fmt})", rows, seconds, hits, peak)
+
+
+def grep(path: Path, literals: Path, rows: int) -> Run:
+    command = ["grep", "-F", "-c", "-f", str(literals), str(path)]
+    seconds, out, peak = timed(command)
+    return Run("`grep -F -f` (substring, no networks)", rows, seconds, int(out.strip() or 0), peak)
+
+
+def bare(path: Path, fmt: str, root: Path, rows: int, count: int) -> Run:
+    """A hand-written DuckDB query: the same lookups, nothing else."""
+    reader = f"read_csv('{path}', header=true)" if fmt == "csv" else f"read_parquet('{path}')"
+    script = f"""
+import duckdb, time
+con = duckdb.connect()
+con.execute("CREATE TABLE ind AS {INDICATORS_SQL.format(count=count).replace(chr(10), " ")}")
+started = time.perf_counter()
+n = con.execute(\"\"\"SELECT count(*) FROM {reader}
+  WHERE dst_ip IN (SELECT value FROM ind WHERE kind = 'ip')
+     OR src_ip IN (SELECT value FROM ind WHERE kind = 'ip')
+     OR domain IN (SELECT value FROM ind WHERE kind = 'domain')
+     OR url IN (SELECT value FROM ind WHERE kind = 'url')
+     OR sha256 IN (SELECT value FROM ind WHERE kind = 'hash')\"\"\").fetchone()[0]
+print(n, time.perf_counter() - started)
+"""
+    _seconds, out, peak = timed([sys.executable, "-c", script])
+    hits, seconds = out.split()
+    return Run(f"bare DuckDB query ({fmt})", rows, float(seconds), int(hits), peak)
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def report(runs: list[Run], big: list[Run], args: argparse.Namespace, command: str) -> str:
+    by = {run.name: run for run in runs}
+    grep_run = by["`grep -F -f` (substring, no networks)"]
+    lines = [
+        SECTION,
+        "",
+        f"- date: {datetime.now(UTC):%Y-%m-%d}",
+        f"- machine: {machine()}",
+        f"- command: `{command}`",
+        f"- input: {args.indicators:,} indicators (40% IPv4, 5% /24 networks, 25% domains, "
+        "15% URLs, 15% SHA-256) stored at a node; a generated connection log (ts, src_ip, "
+        f"dst_ip, dst_port, domain, url, sha256), about {HIT_RATE:.1%} of rows naming an "
+        "indicator value",
+        "",
+        "| run | rows | seconds | rows/s | rows hit | peak memory | vs grep | vs bare query |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in [*runs, *big]:
+        fmt = "parquet" if "parquet" in run.name else "csv"
+        bare_run = by.get(f"bare DuckDB query ({fmt})")
+        vs_grep = f"{run.rate / grep_run.rate:.1f}x" if grep_run.rate else "-"
+        vs_bare = f"{run.rate / bare_run.rate:.0%}" if bare_run and bare_run.rate else "-"
+        lines.append(
+            f"| {run.name} | {run.rows:,} | {run.seconds:.1f} | {run.rate:,.0f} | "
+            f"{run.hits if run.hits is not None else '-':,} | "
+            f"{f'{run.peak_mb:,.0f} MB' if run.peak_mb else '-'} | {vs_grep} | {vs_bare} |"
+        )
+    lines += [
+        "",
+        "`allied match` counts rows that hit an indicator exactly per field (networks "
+        "included); `grep -F -f` counts lines containing any literal value anywhere (so more "
+        "lines, and no /24 networks); the bare query counts rows with an exact value in one of "
+        "the fields, without normalisation or networks. Peak memory is the largest resident "
+        "size of the process (for `allied match`, of everything up to that run).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--big", type=int, default=50_000_000, help="0: skip the large run")
+    parser.add_argument("--indicators", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--no-spark", action="store_true", help="leave the Spark engine out")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    if args.quick:
+        args.rows, args.big, args.indicators = 200_000, 400_000, 5_000
+    command = "python benchmarks/matching.py " + " ".join(sys.argv[1:])
+    with tempfile.TemporaryDirectory(prefix="allied-match-bench-") as tmp:
+        root = Path(tmp)
+        node = root / "node"
+        init_node(node, name="Bench", nation="EST", communities=["bench"])
+        say(f"{args.indicators:,} indicators ...")
+        stix, literals = indicators(root, args.indicators)
+        timed([str(BIN / "allied"), "--node", str(node), "import", str(stix)])
+        say(f"a log of {args.rows:,} rows ...")
+        csv_path, parquet_path = logs(root, args.rows, args.indicators, "log")
+        runs = []
+        for name, run in [
+            ("allied match, CSV", lambda: allied_match(node, csv_path, "csv", args.rows)),
+            ("allied match, Parquet",
+             lambda: allied_match(node, parquet_path, "parquet", args.rows)),
+            ("grep -F -f", lambda: grep(csv_path, literals, args.rows)),
+            ("bare query, CSV", lambda: bare(csv_path, "csv", root, args.rows, args.indicators)),
+            ("bare query, Parquet",
+             lambda: bare(parquet_path, "parquet", root, args.rows, args.indicators)),
+        ]:  # fmt: skip
+            say(f"{name} ...")
+            runs.append(run())
+            say(f"  {runs[-1].rate:,.0f} rows/s, {runs[-1].hits} hit, {runs[-1].seconds:.1f} s")
+        if not args.no_spark:
+            say("allied match --engine spark, CSV ...")
+            runs.append(allied_match(node, csv_path, "csv", args.rows, engine="spark"))
+            say(f"  {runs[-1].rate:,.0f} rows/s")
+        big: list[Run] = []
+        if args.big:
+            csv_path.unlink()
+            parquet_path.unlink()
+            say(f"a log of {args.big:,} rows ...")
+            big_csv, big_parquet = logs(root, args.big, args.indicators, "big")
+            for path, fmt in ((big_parquet, "parquet"), (big_csv, "csv")):
+                say(f"allied match, {args.big:,} rows, {fmt} ...")
+                big.append(allied_match(node, path, fmt, args.big))
+                say(f"  {big[-1].rate:,.0f} rows/s, peak {big[-1].peak_mb:,.0f} MB")
+    text = report(runs, big, args, command)
+    print("\n" + text)
+    if not args.no_write:
+        write_section(SECTION, text)
+
+
+if __name__ == "__main__":
+    main()
