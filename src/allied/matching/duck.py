@@ -278,12 +278,10 @@ class DuckDBEngine:
                 result = self._con.execute(query).fetchall()
             except duckdb.Error as error:
                 raise MatchInputError(f"{path}: {str(error).splitlines()[0]}") from None
-            for row in result:
-                *values, count, first, last, rows = row
-                if count is None:  # the total, on its own line
-                    report.rows += int(rows)
-                    continue
-                found.append(Group(dict(zip(COLUMNS, values, strict=True)), count, first, last))
+            for key, count, first, last in result:
+                report.rows += int(count)
+                if key is not None:
+                    found.append(Group(dict(key), int(count), first, last))
             self._malformed(path, fmt, n, report)
         return found, report
 
@@ -324,26 +322,32 @@ class DuckDBEngine:
         tests = [
             f"{name} IN (SELECT v FROM k_{name})" for name in COLUMNS if lookups.values.get(name)
         ]
-        for name, version, length in lookups.networks:
+        for (name, version, length), keys in lookups.networks.items():
             table = f"n_{name}_{version}_{length}"
             if version == 4:
                 key = f"CAST(allied_v4({name}) >> {32 - length} AS VARCHAR)"
+                if length >= 8:  # parse only addresses whose first byte some network has
+                    firsts = sorted({str(int(k) >> (length - 8)) for k in keys})
+                    listed = ", ".join(f"'{first}'" for first in firsts)
+                    key = f"CASE WHEN split_part({name}, '.', 1) IN ({listed}) THEN {key} END"
             else:
                 key = f"allied_v6_key({name}, {length})"
             tests.append(f"{key} IN (SELECT v FROM {table})")
         where = " OR ".join(tests) or "false"
         columns = ", ".join(COLUMNS)
+        # times are parsed for the rows that hit only; every other row falls into one group
+        # (key NULL), which gives the total rows read in the same single pass
+        ts = (
+            "coalesce(TRY_CAST(ts_raw AS TIMESTAMPTZ), "  # or seconds since 1970 (Zeek)
+            "to_timestamp(TRY_CAST(ts_raw AS DOUBLE)))"
+        )
         return (
-            "WITH rows AS (SELECT " + ", ".join(normal) + ", "
-            "coalesce(TRY_CAST(r.ts AS TIMESTAMPTZ), "  # or seconds since 1970 (Zeek)
-            "to_timestamp(TRY_CAST(r.ts AS DOUBLE))) AS ts "
+            "WITH rows AS (SELECT " + ", ".join(normal) + ", r.ts AS ts_raw "
             f"FROM ({source}) r), "
-            f"total AS (SELECT count(*) AS rows FROM rows), "
-            f"hits AS (SELECT {columns}, count(*) AS n, min(ts) AS first, max(ts) AS last "
-            f"FROM rows WHERE {where} GROUP BY ALL) "
-            f"SELECT {columns}, n, first, last, NULL FROM hits "
-            f"UNION ALL SELECT {', '.join(['NULL'] * len(COLUMNS))}, NULL, NULL, NULL, rows "
-            "FROM total"
+            f"flagged AS (SELECT *, ({where}) AS hit FROM rows) "
+            f"SELECT CASE WHEN hit THEN struct_pack({columns}) END AS k, count(*) AS n, "
+            f"min(CASE WHEN hit THEN {ts} END) AS first, "
+            f"max(CASE WHEN hit THEN {ts} END) AS last FROM flagged GROUP BY ALL"
         )
 
     def _malformed(self, path: Path, fmt: str, n: int, report: ReadReport) -> None:
