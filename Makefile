@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/integrity.py
 	$(BIN)/python benchmarks/taxii.py
 	$(BIN)/python benchmarks/sync.py
+	$(BIN)/python benchmarks/matching.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

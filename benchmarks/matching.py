@@ -225,7 +225,14 @@ def report(runs: list[Run], big: list[Run], args: argparse.Namespace, command: s
             f"{run.hits if run.hits is not None else '-':,} | "
             f"{f'{run.peak_mb:,.0f} MB' if run.peak_mb else '-'} | {vs_grep} | {vs_bare} |"
         )
+    ours = by["`allied match` (duckdb, csv)"]
+    bare_csv = by["bare DuckDB query (csv)"]
+    x_grep, share = ours.rate / grep_run.rate, ours.rate / bare_csv.rate
     lines += [
+        "",
+        f"Goals (DuckDB, CSV): at least 30x `grep -F -f`: {x_grep:.1f}x, "
+        f"{'met' if x_grep >= 30 else 'NOT met'}; at least 70% of the bare query: "
+        f"{share:.0%}, {'met' if share >= 0.7 else 'NOT met'}.",
         "",
         "`allied match` counts rows that hit an indicator exactly per field (networks "
         "included); `grep -F -f` counts lines containing any literal value anywhere (so more "
