@@ -265,6 +265,33 @@ def normalise(kind: str, value: str) -> str:
     return value
 
 
+#: What differs between the engines' SQL dialects in :func:`normalised_sql`.
+_DIALECTS = {
+    "duckdb": {"rtrim_dot": "rtrim({0}, '.')", "has_colon": "contains({0}, ':')",
+               "port": "CAST(TRY_CAST({0} AS UINTEGER) AS VARCHAR)"},
+    "spark": {"rtrim_dot": "trim(TRAILING '.' FROM {0})", "has_colon": "{0} LIKE '%:%'",
+              "port": "CAST(try_cast({0} AS INT) AS STRING)"},
+}  # fmt: skip
+
+
+def normalised_sql(field: str, dialect: str) -> str:
+    """:func:`normalise` in an engine's SQL, for column ``r.<field>`` (IPv6 through the
+    ``allied_v6`` function each engine registers as :func:`log_ip`)."""
+    words = _DIALECTS[dialect]
+    kind = FIELDS[field]
+    raw = f"trim(r.{field})"
+    if kind == "domain":
+        return f"nullif(lower({words['rtrim_dot'].format(raw)}), '')"
+    if kind in ("email", "hash"):
+        return f"nullif(lower({raw}), '')"
+    if kind == "ip":
+        test = words["has_colon"].format(raw)
+        return f"CASE WHEN {test} THEN allied_v6({raw}) ELSE nullif({raw}, '') END"
+    if kind == "port":
+        return words["port"].format(raw)
+    return f"nullif(r.{field}, '')"
+
+
 def network_key(address: ipaddress.IPv4Address | ipaddress.IPv6Address, length: int) -> str:
     """The network of ``length`` bits an address is in, as the number its first ``length``
     bits make (what a row's ``dst_ip/24`` key holds)."""

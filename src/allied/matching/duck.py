@@ -25,7 +25,7 @@ import duckdb
 from duckdb.func import FunctionNullHandling
 
 from allied.errors import AlliedError
-from allied.matching.compile import FIELDS, log_ip, log_ipv6_network
+from allied.matching.compile import log_ip, log_ipv6_network, normalised_sql
 from allied.matching.matchset import COLUMNS, Group, Lookups
 
 #: canonical field -> column of a CSV or Parquet file, or JSON path of a JSON line; ``a|b``
@@ -301,24 +301,7 @@ class DuckDBEngine:
             )
 
     def _query(self, source: str, lookups: Lookups) -> str:
-        normal = []
-        for name in COLUMNS:
-            kind = FIELDS[name]
-            raw = f"trim(r.{name})"
-            if kind == "domain":
-                expr = f"nullif(lower(rtrim({raw}, '.')), '')"
-            elif kind in ("email", "hash"):
-                expr = f"nullif(lower({raw}), '')"
-            elif kind == "ip":
-                expr = (
-                    f"CASE WHEN contains({raw}, ':') THEN allied_v6({raw}) "
-                    f"ELSE nullif({raw}, '') END"
-                )
-            elif kind == "port":
-                expr = f"CAST(TRY_CAST({raw} AS UINTEGER) AS VARCHAR)"
-            else:
-                expr = f"nullif(r.{name}, '')"
-            normal.append(f"{expr} AS {name}")
+        normal = [f"{normalised_sql(name, 'duckdb')} AS {name}" for name in COLUMNS]
         tests = [
             f"{name} IN (SELECT v FROM k_{name})" for name in COLUMNS if lookups.values.get(name)
         ]

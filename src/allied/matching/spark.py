@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from allied.matching.compile import FIELDS, log_ip, log_ipv6_network
+from allied.matching.compile import log_ip, log_ipv6_network, normalised_sql
 from allied.matching.duck import (
     DEFAULT_MAPPINGS,
     FORMATS,
@@ -223,23 +223,7 @@ class SparkEngine:
             ).createOrReplaceTempView(f"n_{name}_{version}_{length}")
 
     def _query(self, lookups: Lookups) -> str:
-        normal = []
-        for name in COLUMNS:
-            kind = FIELDS[name]
-            raw = f"trim(r.{name})"
-            if kind == "domain":
-                expr = f"nullif(lower(trim(TRAILING '.' FROM {raw})), '')"
-            elif kind in ("email", "hash"):
-                expr = f"nullif(lower({raw}), '')"
-            elif kind == "ip":
-                expr = (
-                    f"CASE WHEN {raw} LIKE '%:%' THEN allied_v6({raw}) ELSE nullif({raw}, '') END"
-                )
-            elif kind == "port":
-                expr = f"CAST(try_cast({raw} AS INT) AS STRING)"
-            else:
-                expr = f"nullif(r.{name}, '')"
-            normal.append(f"{expr} AS {name}")
+        normal = [f"{normalised_sql(name, 'spark')} AS {name}" for name in COLUMNS]
         ts = (
             "coalesce(try_to_timestamp(r.ts), "
             "try_to_timestamp(r.ts, \"yyyy-MM-dd'T'HH:mm:ss.SSSSSSZ\"), "
