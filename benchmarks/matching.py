@@ -35,6 +35,7 @@ from pathlib import Path
 
 import duckdb
 
+from allied.matching.index import CACHE_DIR
 from allied.node import init_node
 from report import machine, write_section
 
@@ -151,13 +152,16 @@ def logs(root: Path, rows: int, count: int, name: str) -> tuple[Path, Path]:
     con.execute(f"COPY (SELECT * FROM read_csv('{csv_path}', all_varchar=true)) "
                 f"TO '{parquet_path}' (FORMAT parquet)")  # fmt: skip
     con.close()
+    os.sync()  # written out now, not while the runs read them
     return csv_path, parquet_path
 
 
 # --- runs ----------------------------------------------------------------------------------
 
 
-def allied_match(node: Path, path: Path, fmt: str, rows: int, engine: str = "duckdb") -> Run:
+def allied_match(
+    node: Path, path: Path, fmt: str, rows: int, engine: str = "duckdb", note: str = ""
+) -> Run:
     command = [str(BIN / "allied"), "--node", str(node), "match", str(path), "--format", fmt,
                "--engine", engine, "--json"]  # fmt: skip
     seconds, out, peak = timed(command)
@@ -165,7 +169,13 @@ def allied_match(node: Path, path: Path, fmt: str, rows: int, engine: str = "duc
     if report["rows"] != rows:
         raise RuntimeError(f"allied match read {report['rows']} rows of {rows}")
     hits = sum(hit["count"] for hit in report["hits"])
-    return Run(f"`allied match` ({engine}, {fmt})", rows, seconds, hits, peak)
+    return Run(f"`allied match` ({engine}, {fmt}{note})", rows, seconds, hits, peak)
+
+
+def drop_cache(node: Path) -> None:
+    """The compiled patterns forgotten: the next run compiles all of them again."""
+    for path in (node / CACHE_DIR).glob("*.parquet"):
+        path.unlink()
 
 
 def grep(path: Path, literals: Path, rows: int) -> Run:
@@ -180,6 +190,7 @@ def bare(path: Path, fmt: str, root: Path, rows: int, count: int) -> Run:
     script = f"""
 import duckdb, time
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 con.execute("CREATE TABLE ind AS {INDICATORS_SQL.format(count=count).replace(chr(10), " ")}")
 started = time.perf_counter()
 n = con.execute(\"\"\"SELECT count(*) FROM {reader}
@@ -226,13 +237,17 @@ def report(runs: list[Run], big: list[Run], args: argparse.Namespace, command: s
             f"{f'{run.peak_mb:,.0f} MB' if run.peak_mb else '-'} | {vs_grep} | {vs_bare} |"
         )
     ours = by["`allied match` (duckdb, csv)"]
+    first = next(run for run in runs if "first run" in run.name)
     bare_csv = by["bare DuckDB query (csv)"]
     x_grep, share = ours.rate / grep_run.rate, ours.rate / bare_csv.rate
     lines += [
         "",
-        f"Goals (DuckDB, CSV): at least 30x `grep -F -f`: {x_grep:.1f}x, "
-        f"{'met' if x_grep >= 30 else 'NOT met'}; at least 70% of the bare query: "
-        f"{share:.0%}, {'met' if share >= 0.7 else 'NOT met'}.",
+        f"Goals (DuckDB, CSV, patterns compiled by an earlier run): at least 30x `grep -F -f`: "
+        f"{x_grep:.1f}x, {'met' if x_grep >= 30 else 'NOT met'}; at least 70% of the bare "
+        f"query: {share:.0%}, {'met' if share >= 0.7 else 'NOT met'}. The first run after "
+        f"indicators arrive also compiles their patterns (all {args.indicators:,} here): "
+        f"{first.rate / grep_run.rate:.1f}x grep, {first.rate / bare_csv.rate:.0%} of the bare "
+        "query.",
         "",
         "`allied match` counts rows that hit an indicator exactly per field (networks "
         "included); `grep -F -f` counts lines containing any literal value anywhere (so more "
@@ -265,7 +280,11 @@ def main() -> None:
         say(f"a log of {args.rows:,} rows ...")
         csv_path, parquet_path = logs(root, args.rows, args.indicators, "log")
         runs = []
+        cold = ", first run: compiles every pattern"
+        drop_cache(node)
         for name, run in [
+            ("allied match, CSV, cold",
+             lambda: allied_match(node, csv_path, "csv", args.rows, note=cold)),
             ("allied match, CSV", lambda: allied_match(node, csv_path, "csv", args.rows)),
             ("allied match, Parquet",
              lambda: allied_match(node, parquet_path, "parquet", args.rows)),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -58,6 +59,9 @@ FIELDS = {
 
 _HASH_FIELDS = {"MD5": "md5", "SHA-1": "sha1", "SHA1": "sha1", "SHA-256": "sha256",
                 "SHA256": "sha256", "SHA-512": "sha512", "SHA512": "sha512"}  # fmt: skip
+#: Changes whenever what :func:`compile_pattern` or :func:`normalise` makes of a pattern
+#: changes: compiled patterns cached under another version are compiled again.
+COMPILER_VERSION = 2
 #: conjunctions one pattern may expand to (an AND of long IN lists multiplies out)
 MAX_CONJUNCTIONS = 4096
 
@@ -109,6 +113,11 @@ def compile_pattern(text: str) -> Compiled:
     """The conjunctions of ``text``; :class:`Unsupported` (or PatternError for an invalid
     pattern) says why it cannot be matched."""
     pattern = parse_pattern(text)
+    root = pattern.root
+    if isinstance(root, Observation) and isinstance(root.comparison, Comparison):
+        # one comparison, the commonest pattern by far: its atoms are the conjunctions
+        atoms = dict.fromkeys(_atoms(root.comparison))
+        return Compiled(tuple((atom,) for atom in atoms))
     conjunctions: list[Conjunction] = []
     for observation in _observations(pattern.root):
         conjunctions += _dnf(observation.comparison)
@@ -224,6 +233,8 @@ def _atom(field: str, value: object, comparison: Comparison) -> Atom:
     if not isinstance(value, str):
         raise Unsupported(f"{value!r} is not a string ({comparison})")
     if kind == "ip":
+        if _DOTTED_QUAD.fullmatch(value):  # the commonest value: an address as it is
+            return Atom(field, value)
         try:
             network = ipaddress.ip_network(value.strip(), strict=False)
         except ValueError:
@@ -235,6 +246,12 @@ def _atom(field: str, value: object, comparison: Comparison) -> Atom:
     if not normal:
         raise Unsupported(f"an empty value ({comparison})")
     return Atom(field, normal)
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: an IPv4 address in the form ipaddress writes it (no leading zeros), so it is its own
+#: normal form; anything else goes through ipaddress
+_DOTTED_QUAD = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 
 
 def _satisfiable(conjunction: Conjunction) -> bool:
@@ -249,47 +266,63 @@ def _satisfiable(conjunction: Conjunction) -> bool:
 
 
 def normalise(kind: str, value: str) -> str:
-    """A value as it is compared: the same function for indicators and log values."""
+    """A value as it is compared: the same function for indicators and log values.
+
+    What the data demands and nothing more, since every log row goes through it (in the
+    engines' SQL, :func:`normalised_sql`): domains, e-mail addresses and hashes in lower
+    case, domains without their trailing dot, IPv6 addresses in their compressed form.
+    Values are not trimmed: log formats do not pad them."""
     if kind == "domain":
-        return value.strip().rstrip(".").lower()
+        return value.rstrip(".").lower()
     if kind in ("email", "hash"):
-        return value.strip().lower()
-    if kind == "ip":
-        text = value.strip()
-        if ":" in text:
-            try:
-                return str(ipaddress.IPv6Address(text.split("%", 1)[0]))
-            except ValueError:
-                return text
-        return text
+        return value.lower()
+    if kind == "ip" and ":" in value:
+        try:
+            return str(ipaddress.IPv6Address(value.split("%", 1)[0]))
+        except ValueError:
+            return value
     return value
 
 
 #: What differs between the engines' SQL dialects in :func:`normalised_sql`.
 _DIALECTS = {
-    "duckdb": {"rtrim_dot": "rtrim({0}, '.')", "has_colon": "contains({0}, ':')",
-               "port": "CAST(TRY_CAST({0} AS UINTEGER) AS VARCHAR)"},
-    "spark": {"rtrim_dot": "trim(TRAILING '.' FROM {0})", "has_colon": "{0} LIKE '%:%'",
-              "port": "CAST(try_cast({0} AS INT) AS STRING)"},
+    "duckdb": {"ends": "ends_with({0}, {1})", "has": "contains({0}, {1})",
+               "rtrim_dot": "rtrim({0}, '.')",
+               "port": "CAST(TRY_CAST(trim({0}) AS UINTEGER) AS VARCHAR)"},
+    "spark": {"ends": "endswith({0}, {1})", "has": "contains({0}, {1})",
+              "rtrim_dot": "trim(TRAILING '.' FROM {0})",
+              "port": "CAST(try_cast(trim({0}) AS INT) AS STRING)"},
 }  # fmt: skip
 
 
 def normalised_sql(field: str, dialect: str) -> str:
     """:func:`normalise` in an engine's SQL, for column ``r.<field>`` (IPv6 through the
-    ``allied_v6`` function each engine registers as :func:`log_ip`)."""
+    ``allied_v6`` function each engine registers as :func:`log_ip`).
+
+    Every row of every log goes through this, so the costly string functions run behind
+    cheap tests, only for the values that need them: a value already in normal form is
+    passed on as it is. An empty value stays an empty string; no key is empty, so it never
+    matches."""
     words = _DIALECTS[dialect]
     kind = FIELDS[field]
-    raw = f"trim(r.{field})"
+    raw = f"r.{field}"
     if kind == "domain":
-        return f"nullif(lower({words['rtrim_dot'].format(raw)}), '')"
-    if kind in ("email", "hash"):
-        return f"nullif(lower({raw}), '')"
+        dotted = words["ends"].format(raw, "'.'")
+        return (
+            f"CASE WHEN {dotted} THEN lower({words['rtrim_dot'].format(raw)}) ELSE lower({raw}) END"
+        )
+    if kind == "email":
+        return f"lower({raw})"
+    if kind == "hash":  # hexadecimal: only its six letters can be in upper case
+        upper = " OR ".join(words["has"].format(raw, f"'{letter}'") for letter in "ABCDEF")
+        return f"CASE WHEN {upper} THEN lower({raw}) ELSE {raw} END"
     if kind == "ip":
-        test = words["has_colon"].format(raw)
-        return f"CASE WHEN {test} THEN allied_v6({raw}) ELSE nullif({raw}, '') END"
+        return (
+            f"CASE WHEN {words['has'].format(raw, repr(':'))} THEN allied_v6({raw}) ELSE {raw} END"
+        )
     if kind == "port":
         return words["port"].format(raw)
-    return f"nullif(r.{field}, '')"
+    return raw
 
 
 def network_key(address: ipaddress.IPv4Address | ipaddress.IPv6Address, length: int) -> str:
@@ -309,7 +342,7 @@ def log_ipv6_network(value: str | None, length: int) -> str | None:
     if value is None:
         return None
     try:
-        address = ipaddress.IPv6Address(value.strip().split("%", 1)[0])
+        address = ipaddress.IPv6Address(value.split("%", 1)[0])
     except ValueError:
         return None
     return network_key(address, length)

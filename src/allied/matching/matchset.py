@@ -36,6 +36,11 @@ class Lookups:
     #: (field, IP version, prefix length) -> network keys (:func:`network_key`)
     networks: Mapping[tuple[str, int, int], frozenset[str]]
 
+    @property
+    def fields(self) -> frozenset[str]:
+        """The fields some atom tests: the only ones an engine must read and normalise."""
+        return frozenset(self.values) | {name for name, _, _ in self.networks}
+
 
 @dataclass
 class Hit:

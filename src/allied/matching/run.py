@@ -10,14 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
-
-from allied.matching.compile import Compiled, try_compile
-from allied.matching.matchset import Group, Hit, Lookups, MatchSet
+from allied.matching.index import PatternIndex
+from allied.matching.matchset import Group, Hit, Lookups
 from allied.matching.sightings import sighting_objects
 from allied.node import Node
 from allied.stix.labels import TLP2_IDS
@@ -75,36 +72,6 @@ class MatchReport:
         }
 
 
-def live_indicators(
-    node: Node, now: datetime | None = None
-) -> tuple[dict[str, Compiled], list[tuple[str, str, str]]]:
-    """The latest version of each indicator that is neither revoked nor out of its validity
-    window, compiled; and those that cannot be matched, with the reason."""
-    moment = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    compiled: dict[str, Compiled] = {}
-    unsupported: list[tuple[str, str, str]] = []
-    for text in node.store.latest_json("indicator"):
-        data = orjson.loads(text)
-        if data.get("revoked") or data.get("pattern_type") != "stix":
-            if data.get("pattern_type") not in (None, "stix") and not data.get("revoked"):
-                reason = f"unsupported: pattern_type {data.get('pattern_type')}"
-                unsupported.append((data["id"], str(data.get("pattern")), reason))
-            continue
-        if str(data.get("valid_from", "")) > moment:
-            continue
-        until = data.get("valid_until")
-        if until is not None and str(until) <= moment:
-            continue
-        result = try_compile(str(data["pattern"]))
-        if isinstance(result, str):
-            unsupported.append((data["id"], str(data["pattern"]), result))
-        elif result.conjunctions:
-            compiled[data["id"]] = result
-        else:
-            unsupported.append((data["id"], str(data["pattern"]), "can never match one row"))
-    return compiled, unsupported
-
-
 def match_logs(
     node: Node,
     engine: Engine,
@@ -114,22 +81,26 @@ def match_logs(
     mapping: Mapping[str, str] | None = None,
     label: str | None = None,
     store: bool = True,
+    cache: bool = True,
 ) -> MatchReport:
     """Match ``paths`` against the node's live indicators and store a sighting per hit.
     ``label`` (a label's name): the sightings are marked with it and so may leave the node
-    under it; without one they carry no marking and stay inside the node (fail closed)."""
+    under it; without one they carry no marking and stay inside the node (fail closed).
+    ``cache``: keep compiled patterns in the node's directory (:mod:`allied.matching.index`)."""
     report = MatchReport()
     markings: tuple[str, ...] = ()
     if label is not None:
         marking_id, tlp = node.store.label(label)
         markings = (TLP2_IDS[tlp], marking_id)
-    compiled, report.unsupported = live_indicators(node)
-    report.indicators = len(compiled)
-    matchset = MatchSet(compiled)
-    started = time.perf_counter()
-    groups, read = engine.groups(paths, fmt, matchset.lookups, mapping)
-    hits = matchset.hits(groups)
-    report.seconds = time.perf_counter() - started
+    index = PatternIndex.load(node.store, node.config.directory if cache else None)
+    try:
+        report.unsupported, report.indicators = index.unsupported, index.count
+        started = time.perf_counter()
+        groups, read = engine.groups(paths, fmt, index.lookups, mapping)
+        hits = index.matchset(groups).hits(groups)
+        report.seconds = time.perf_counter() - started
+    finally:
+        index.close()
     report.rows, report.malformed, report.problems = read.rows, read.malformed, read.problems
     report.hits = sorted(hits.values(), key=lambda hit: (-hit.count, hit.indicator))
     identity = node.config.identity_id

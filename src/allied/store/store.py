@@ -451,6 +451,38 @@ class Store:
         for (text,) in self.raw_rows(query):
             yield text
 
+    def latest_versions(self, type_: str) -> list[tuple[int, str, str]]:
+        """(pk, id, version) of the latest version of every object of one type: what a cache
+        of derived data (compiled patterns) is keyed by, since a stored row never changes.
+        Withdrawn ones too: :meth:`withdrawn_ids` says which, and changes on its own."""
+        query = (
+            select(_O.c.pk, _O.c.id, _O.c.version)
+            .where(_O.c.type == type_, self._is_latest())
+            .order_by(_O.c.pk)
+        )
+        return [(int(pk), str(id_), str(version)) for pk, id_, version in self.raw_rows(query)]
+
+    def versions_mark(self, type_: str) -> str:
+        """A mark that changes whenever :meth:`latest_versions` of ``type_`` may have: object
+        rows are only ever added, and a new version has a higher pk. Cheap (an index seek and
+        a count), so a cache can tell it is current without reading the versions."""
+        query = select(func.max(_O.c.pk), func.count()).where(_O.c.type == type_)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).one()
+        return f"{row[0]}:{row[1]}"
+
+    def withdrawn_ids(self) -> list[str]:
+        """The ids of the objects a peer withdrew (and has not served again)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(schema.withdrawals.c.object_id)).scalars())
+
+    def json_by_pk(self, pks: Sequence[int]) -> Iterator[tuple[int, str]]:
+        """(pk, JSON) of these stored rows."""
+        for start in range(0, len(pks), 5000):  # bound the number of parameters
+            chunk = list(pks[start : start + 5000])
+            query = select(_O.c.pk, _O.c.json).where(_O.c.pk.in_(chunk))
+            yield from self.raw_rows(query)
+
     def raw_rows(self, query: Any) -> Iterator[Any]:
         """The rows of ``query`` straight from the driver's cursor: exports read every
         object, and SQLAlchemy's per-row processing would cost a third of the time."""
