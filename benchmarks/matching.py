@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -61,20 +60,25 @@ class Run:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def timed(command: list[str], *, stdout: int | None = subprocess.PIPE) -> tuple[float, str, float]:
-    """Seconds, output and the peak RSS (MB) of one process run to its end."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    done = subprocess.run(
-        command, stdout=stdout, stderr=subprocess.PIPE, text=True, check=False,
-        env={**os.environ, "ALLIED_NODE": ""},
-    )  # fmt: skip
-    seconds = time.perf_counter() - started
-    if done.returncode not in (0, 1) or (done.returncode == 1 and "grep" not in command[0]):
-        raise RuntimeError(f"{' '.join(command[:4])}...: exit {done.returncode}\n{done.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss is the largest child so far: a run lower than an earlier one reads as that one
-    return seconds, done.stdout or "", max(peak, before) / 1024
+def timed(command: list[str]) -> tuple[float, str, float]:
+    """Seconds, output and the peak resident memory (MB) of one process run to its end: its
+    own peak (os.wait4 reports the child waited for, and the children it waited for), not
+    the largest of every run so far."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, stdout=out, stderr=err, env={**os.environ, "ALLIED_NODE": ""}
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    code = process.returncode
+    if code not in (0, 1) or (code == 1 and "grep" not in command[0]):
+        raise RuntimeError(f"{' '.join(command[:4])}...: exit {code}\n{stderr}")
+    return seconds, stdout, usage.ru_maxrss / 1024
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -253,7 +257,7 @@ def report(runs: list[Run], big: list[Run], args: argparse.Namespace, command: s
         "included); `grep -F -f` counts lines containing any literal value anywhere (so more "
         "lines, and no /24 networks); the bare query counts rows with an exact value in one of "
         "the fields, without normalisation or networks. Peak memory is the largest resident "
-        "size of the process (for `allied match`, of everything up to that run).",
+        "size of each run's own process.",
     ]
     return "\n".join(lines) + "\n"
 

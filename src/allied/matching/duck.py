@@ -89,6 +89,19 @@ class ReadReport:
     problems: list[tuple[str, int, str]] = field(default_factory=list)
 
 
+def resolve_mapping(fmt: str, mapping: Mapping[str, str] | None) -> dict[str, str]:
+    """The mapping a run reads a format with: its defaults, overridden by the user's;
+    refused if the format or a field is unknown (every engine reads through this)."""
+    if fmt not in DEFAULT_MAPPINGS:
+        raise MatchInputError(f"unknown log format {fmt!r} (one of {', '.join(FORMATS)})")
+    unknown = sorted(set(mapping or {}) - {"ts", *COLUMNS})
+    if unknown:
+        raise MatchInputError(
+            f"cannot map {', '.join(unknown)}: the fields are ts, {', '.join(COLUMNS)}"
+        )
+    return {**DEFAULT_MAPPINGS[fmt], **(mapping or {})}
+
+
 def mapping_refs(spec: str | None) -> list[str]:
     """The columns (or JSON paths) a mapping names: ``a|b`` (the first that has a value)
     or a template ``http://{host}{uri}``."""
@@ -259,14 +272,7 @@ class DuckDBEngine:
         mapping: Mapping[str, str] | None = None,
     ) -> tuple[list[Group], ReadReport]:
         """The candidate groups of every file, and what reading found."""
-        if fmt not in DEFAULT_MAPPINGS:
-            raise MatchInputError(f"unknown log format {fmt!r} (one of {', '.join(FORMATS)})")
-        unknown = sorted(set(mapping or {}) - {"ts", *COLUMNS})
-        if unknown:
-            raise MatchInputError(
-                f"cannot map {', '.join(unknown)}: the fields are ts, {', '.join(COLUMNS)}"
-            )
-        chosen = {**DEFAULT_MAPPINGS[fmt], **(mapping or {})}
+        chosen = resolve_mapping(fmt, mapping)
         report = ReadReport()
         found: list[Group] = []
         self._load(lookups)
