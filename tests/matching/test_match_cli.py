@@ -15,6 +15,7 @@ import stix2validator
 from click.testing import Result
 
 from allied.ingest.stix_import import import_file
+from allied.integrity.origin import Origin
 from allied.node import Node
 from allied.policy.egress import Egress
 from allied.stix.labels import TLP2_IDS
@@ -87,6 +88,37 @@ def test_match_stores_a_signed_sighting_per_hit(cli: Cli, node_dir: Path, tmp_pa
     with Node.open(node_dir) as node:  # unmarked: nothing of it leaves the node
         released = {json.loads(t)["id"] for t in Egress(node).release("KOR")}
         assert not released & {s["id"] for s in sightings}
+
+
+def test_a_second_run_keeps_the_stored_observables(
+    cli: Cli, node_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _world(node_dir, tmp_path)
+    signed: list[str] = []
+    admit = Origin.admit
+
+    def counted(self: Origin, obj: Any) -> Any:
+        signed.append(obj.id)
+        return admit(self, obj)
+
+    monkeypatch.setattr(Origin, "admit", counted)
+    runs = []
+    for n in (1, 2):
+        signed.clear()
+        out = tmp_path / f"run{n}.json"
+        result = cli("match", str(tmp_path / "log.csv"), "-o", str(out), "--json")
+        assert result.exit_code == 0, result.output
+        objects = json.loads(out.read_text())["objects"]
+        runs.append((json.loads(result.output)["stored"], objects, list(signed)))
+    (first, before, signed_first), (second, after, signed_second) = runs
+    observables = [o for o in before if o["type"] not in ("sighting", "observed-data")]
+    assert observables and first == len(before) == len(signed_first)
+    # new sightings and observed-data, signed and stored; the observables as they were
+    assert second == len(signed_second) == len(after) - len(observables)
+    assert not set(signed_second) & {o["id"] for o in observables}
+    kept = {o["id"]: o for o in after if o["type"] not in ("sighting", "observed-data")}
+    assert kept == {o["id"]: o for o in observables}  # as stored, signature and all
+    assert cli("verify").exit_code == 0
 
 
 def test_shared_sightings_reach_the_originator_under_the_label(

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
+
 from allied.matching.index import PatternIndex
 from allied.matching.matchset import Group, Hit, Lookups
 from allied.matching.sightings import sighting_objects
@@ -113,11 +115,22 @@ def match_logs(
 
 def _store(node: Node, objects: list[dict[str, Any]]) -> int:
     """Signed by this node, with ledger entries, in one transaction (an object that fails
-    validation is a bug here, and stores nothing)."""
+    validation is a bug here, and stores nothing). An observable already stored (its id is
+    derived from its value, and a stored id and version is never stored again) is not
+    signed anew: the stored one stands, in the bundle too."""
     origin = node.origin()
-    admitted = [origin.admit(parse_object(data)) for data in objects]
+    observed = [data["id"] for data in objects if data["type"] not in _NOT_OBSERVABLES]
+    held = node.store.latest_json_of(observed)
+    fresh = [n for n, data in enumerate(objects) if data["id"] not in held]
+    admitted = [origin.admit(parse_object(objects[n])) for n in fresh]
     with node.write() as writer:
         added = writer.add(admitted)
-    for n, obj in enumerate(admitted):  # what was stored: the signed objects
+    for n, obj in zip(fresh, admitted, strict=True):  # what was stored: the signed objects
         objects[n] = dict(obj.data)
+    for n, data in enumerate(objects):
+        if data["id"] in held:
+            objects[n] = orjson.loads(held[data["id"]])
     return added.stored
+
+
+_NOT_OBSERVABLES = ("sighting", "observed-data")

@@ -549,6 +549,17 @@ class Store:
         with self.engine.connect() as conn:
             return {(object_id, version) for object_id, version in conn.execute(query)}
 
+    def latest_json_of(self, ids: Collection[str]) -> dict[str, str]:
+        """id -> JSON of the latest stored version, for those of ``ids`` held here."""
+        if not ids:
+            return {}
+        values = self.id_values(ids)
+        query = select(_O.c.id, _O.c.json).where(
+            _O.c.id.in_(select(values.c.value)), self._is_latest()
+        )
+        with self.engine.connect() as conn:
+            return {str(object_id): str(text) for object_id, text in conn.execute(query)}
+
     def counts_by_type(self) -> dict[str, int]:
         query = select(_O.c.type, func.count(func.distinct(_O.c.id))).group_by(_O.c.type)
         with self.engine.connect() as conn:
