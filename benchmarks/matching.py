@@ -27,7 +27,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,25 +59,33 @@ class Run:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
+#: runs a command and writes its peak resident size (KB) to a file: measured from a small
+#: process, since a child's ru_maxrss counts the image it was forked from (this benchmark's,
+#: grown by generating the data) until it execs
+_PEAK = (
+    "import resource, subprocess, sys, time\n"
+    "started = time.perf_counter()\n"
+    "code = subprocess.run(sys.argv[2:]).returncode\n"
+    "seconds = time.perf_counter() - started\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "open(sys.argv[1], 'w').write(f'{seconds} {peak}')\n"
+    "sys.exit(code)\n"
+)
+
+
 def timed(command: list[str]) -> tuple[float, str, float]:
-    """Seconds, output and the peak resident memory (MB) of one process run to its end: its
-    own peak (os.wait4 reports the child waited for, and the children it waited for), not
-    the largest of every run so far."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            command, stdout=out, stderr=err, env={**os.environ, "ALLIED_NODE": ""}
-        )
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    code = process.returncode
+    """Seconds, output and the peak resident memory (MB) of one process run to its end."""
+    with tempfile.NamedTemporaryFile(suffix=".peak") as peak:
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK, peak.name, *command], capture_output=True, text=True,
+            check=False, env={**os.environ, "ALLIED_NODE": ""},
+        )  # fmt: skip
+        measured = Path(peak.name).read_text().split()
+    seconds, kilobytes = float(measured[0]), int(measured[1])
+    code = done.returncode
     if code not in (0, 1) or (code == 1 and "grep" not in command[0]):
-        raise RuntimeError(f"{' '.join(command[:4])}...: exit {code}\n{stderr}")
-    return seconds, stdout, usage.ru_maxrss / 1024
+        raise RuntimeError(f"{' '.join(command[:4])}...: exit {code}\n{done.stderr}")
+    return seconds, done.stdout, kilobytes / 1024
 
 
 # --- data ----------------------------------------------------------------------------------

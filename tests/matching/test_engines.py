@@ -36,7 +36,7 @@ def ip_in(row: Row, sides: tuple[str, ...], network: str) -> bool:
     net = ipaddress.ip_network(network, strict=False)
     for side in sides:
         try:
-            if ipaddress.ip_address(row.get(side, "").strip()) in net:
+            if ipaddress.ip_address(row.get(side, "")) in net:  # as written: no trimming
                 return True
         except ValueError:
             continue
@@ -44,7 +44,7 @@ def ip_in(row: Row, sides: tuple[str, ...], network: str) -> bool:
 
 
 def field_is(row: Row, name: str, value: str, fold: bool = False) -> bool:
-    got = row.get(name, "").strip()
+    got = row.get(name, "")
     if fold:
         return got.rstrip(".").lower() == value.lower() if got else False
     return got == value
@@ -75,7 +75,7 @@ CASES = [
     ),
     Case(
         "[file:hashes.MD5 IN ('" + "b" * 32 + "', '" + "c" * 32 + "')]",
-        lambda r: r.get("md5", "").strip().lower() in ("b" * 32, "c" * 32),
+        lambda r: r.get("md5", "").lower() in ("b" * 32, "c" * 32),
     ),
     Case(
         "[network-traffic:dst_ref.value = '203.0.113.9' AND network-traffic:dst_port = 443]",
@@ -101,13 +101,21 @@ IPS = [
     *("10.20.0.0", "10.20.255.255", "10.21.0.0", "10.19.255.255"),  # the /16's edges
     *("192.0.2.127", "192.0.2.128", "192.0.2.255"),  # the /25's
     *("2001:db8::1", "2001:DB8:0000::1", "2001:db8::2", "2001:db8:aa:ffff::5", "2001:db8:ab::1"),
-    *("not-an-ip", ""),
+    *("not-an-ip", "", " 198.51.100.7", "10.20.1.1 "),  # values are not trimmed
 ]
-DOMAINS = ["evil.example", "EVIL.EXAMPLE.", "evil.example.org", "one.example", "good.example", ""]
+DOMAINS = [
+    "evil.example",
+    "EVIL.EXAMPLE.",
+    "evil.example.org",
+    "one.example",
+    "good.example",
+    "",
+    " evil.example",
+]
 URLS = ["http://bad.example/x?y=1", "http://bad.example/x?y=2", "HTTP://bad.example/x?y=1", ""]
 EMAILS = ["boss@corp.example", "BOSS@corp.example", "other@corp.example", ""]
 SHA = ["aa" + "0" * 62, "AA" + "0" * 62, "ab" + "0" * 62, ""]
-MD5 = ["b" * 32, "C" * 32, "d" * 32, ""]
+MD5 = ["b" * 32, "C" * 32, "d" * 32, "", "bB" * 16, "G" * 32]
 PORTS = ["443", "80", " 443", "x", ""]
 
 
