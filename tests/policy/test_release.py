@@ -16,6 +16,7 @@ from allied.policy.release import (
     Recipient,
     ReleasePolicy,
     decide,
+    decide_blind_match,
     resolve_labels,
 )
 from allied.stix.labels import TLP1_IDS, TLP2_IDS, Alternative, Label
@@ -470,3 +471,67 @@ def test_an_alternative_under_the_same_policy_cannot_lower_the_classification() 
     assert check(tlp("amber", lowered)).reasons == (
         "denied: classification NATO SECRET above clearance CONFIDENTIAL",
     )
+
+
+# -- blind matching -----------------------------------------------------------------------------
+
+
+def blind(labels: LabelSet, who: Recipient | None = None, provenance: Provenance = HERE) -> str:
+    found = decide_blind_match(labels, provenance, who or partner(), POLICY)
+    return f"{found.allowed} {found.reveal}: {found}"
+
+
+def test_blind_matching_where_the_partner_may_receive_reveals_the_object() -> None:
+    assert blind(tlp("amber", label())).startswith("True object: allowed: may receive the object")
+
+
+def test_blind_match_lets_a_listed_partner_match_what_it_may_not_receive() -> None:
+    secret = label(
+        name="NATO SECRET REL NATO",
+        classification="SECRET",
+        releasable_to=("NATO",),
+        blind_match=("KOR", "c9"),
+    )
+    assert blind(tlp("amber", secret)) == "True id: allowed: KOR in blind_match of " + secret.name
+    by_community = partner(nation="EST", communities=frozenset({"c9"}))
+    assert blind(tlp("amber", secret), by_community).startswith("True id: allowed: community c9")
+    usa = partner(nation="USA", communities=frozenset())
+    assert blind(tlp("amber", secret), usa) == (
+        "False id: denied: USA not in blind_match (KOR, c9) of NATO SECRET REL NATO"
+    )
+
+
+def test_blind_matching_fails_closed() -> None:
+    listed = label(classification="SECRET", releasable_to=("NATO",), blind_match=("KOR",))
+    unlisted = label(name="KOR INTERNAL", policy="KOR", classification="INTERNAL",
+                     releasable_to=(), marking_id="marking-definition--x2")  # fmt: skip
+    assert blind(tlp("amber", listed, unlisted)) == (
+        "False id: denied: KOR not in blind_match (nobody) of KOR INTERNAL"
+    )  # every label must allow it
+    assert blind(tlp("red")).startswith("False id: denied: no label of the object")
+    revoked = partner(revoked=True)
+    assert blind(tlp("amber", listed), revoked).startswith("False id: denied: partner kr-ncsc is")
+    unknown = LabelSet(("amber",), (listed,), ("marking-definition--unknown",))
+    assert "denied: unknown marking marking-definition--unknown" in blind(unknown)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st_case(), st.data())
+def test_blind_matching_admits_only_receivers_or_listed_partners(
+    case: tuple,  # type: ignore[type-arg]
+    data: st.DataObject,
+) -> None:
+    tlps, labels, unknown, prov, who, policy = case
+    listed = [
+        replace(lab, blind_match=tuple(data.draw(st.lists(st.sampled_from(NATIONS + COMMUNITIES),
+                                                          max_size=2))))
+        for lab in labels
+    ]  # fmt: skip
+    labelset = LabelSet(tuple(tlps), tuple(listed), ("marking-definition--x",) if unknown else ())
+    found = decide_blind_match(labelset, prov, who, policy)
+    receives = decide(labelset, prov, who, policy).allowed
+    named = bool(listed) and all(
+        who.nation in lab.blind_match or set(lab.blind_match) & who.communities for lab in listed
+    )
+    assert found.allowed == (receives or (named and not who.revoked and not unknown))
+    assert found.reveal == ("object" if receives else "id")

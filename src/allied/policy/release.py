@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from allied.stix.labels import Label, LabelSet, resolve_labels
 
 __all__ = [
+    "BlindDecision",
     "Decision",
     "LabelSet",
     "Provenance",
     "Recipient",
     "ReleasePolicy",
     "decide",
+    "decide_blind_match",
     "resolve_labels",
 ]
 
@@ -93,6 +95,56 @@ def decide(
     if denied:
         return Decision(False, tuple(denied))
     return Decision(True, tuple(allowed))
+
+
+@dataclass(frozen=True, slots=True)
+class BlindDecision:
+    """May a partner blind-match its logs against an object, and what a hit tells it."""
+
+    allowed: bool
+    reasons: tuple[str, ...]
+    #: on a hit: ``"object"`` (the partner may receive the object anyway) or ``"id"`` (its
+    #: id and labels' names only; the partner already holds the value it matched)
+    reveal: str = "id"
+
+    def __str__(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def decide_blind_match(
+    labels: LabelSet, provenance: Provenance, partner: Recipient, policy: ReleasePolicy
+) -> BlindDecision:
+    """Blind matching tells the log owner, for its own values only, which hit the object:
+    less than receiving it. So a partner that may receive the object may blind-match it,
+    and a hit reveals the object; otherwise only where every label of the object names the
+    partner's nation or one of its communities under ``blind_match`` (the originator's
+    explicit word: DESIGN.md, "Blind matching"), and a hit reveals the id. Fail closed: a
+    revoked partner, an unknown marking or an object without such a label is refused."""
+    release = decide(labels, provenance, partner, policy)
+    if release.allowed:
+        return BlindDecision(True, ("allowed: may receive the object", *release.reasons), "object")
+    denied: list[str] = []
+    allowed: list[str] = []
+    if partner.revoked:
+        denied.append(f"denied: partner {partner.name} is revoked")
+    for ref in labels.unknown:
+        denied.append(f"denied: unknown marking {ref}")
+    if not labels.labels:
+        denied.append("denied: no label of the object names anyone under blind_match")
+    for label in labels.labels:
+        name = label.name or label.marking_id
+        audience = set(label.blind_match)
+        if partner.nation in audience:
+            allowed.append(f"allowed: {partner.nation} in blind_match of {name}")
+        elif audience & partner.communities:
+            community = sorted(audience & partner.communities)[0]
+            allowed.append(f"allowed: community {community} in blind_match of {name}")
+        else:
+            targets = ", ".join(label.blind_match) or "nobody"
+            denied.append(f"denied: {partner.nation} not in blind_match ({targets}) of {name}")
+    if denied:
+        return BlindDecision(False, tuple(denied))
+    return BlindDecision(True, tuple(allowed), "id")
 
 
 def _classification(
