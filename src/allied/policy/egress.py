@@ -27,11 +27,13 @@ from allied.errors import NotFound
 from allied.integrity.origin import is_standard_id
 from allied.node import Node
 from allied.policy.release import (
+    BlindDecision,
     Decision,
     Provenance,
     Recipient,
     ReleasePolicy,
     decide,
+    decide_blind_match,
     resolve_labels,
 )
 from allied.store.store import IndexRow, Partner, SetKey
@@ -148,6 +150,15 @@ class Egress:
             found = decide(labels, provenance, partner, self._policy)
             self._cache[key] = found
         return found
+
+    def decide_blind(
+        self, markings: str, received_from: str | None, signer: str | None, partner: Recipient
+    ) -> BlindDecision:
+        """Whether ``partner`` may blind-match an object with this label set, and what a hit
+        reveals (:func:`allied.policy.release.decide_blind_match`, the one home of that rule)."""
+        labels = resolve_labels(orjson.loads(markings), self._labels)
+        provenance = self.provenance(received_from, signer)
+        return decide_blind_match(labels, provenance, partner, self._policy)
 
     # -- one object ------------------------------------------------------------------------
 

@@ -1,0 +1,273 @@
+"""Blind matching: a partner's log values against indicators it may not receive.
+
+The plain core of the protocol (docs/blind-matching.md), both sides, without transport:
+
+- The indicator owner, per session and partner, makes an :class:`Offer`: for each value of
+  each live indicator the partner may blind-match (the release component decides, with
+  :meth:`allied.policy.egress.Egress.decide_blind`), a tag and a sealed payload derived from
+  the OPRF output ``F_k(value)`` under a fresh session key ``k``. The :class:`Oracle`
+  evaluates the blinded elements the partner sends, up to a cap per session and per partner,
+  logs every batch, and signs every answer with the node's key.
+- The log owner (:func:`match_values`) blinds each distinct value of its logs, has it
+  evaluated, checks the owner's signature, unblinds, and looks the tag up; a hit opens the
+  payload: which indicators, and what their labels let it learn of them.
+
+Only values an indicator tests on their own are offered (a pattern whose conjunctions are
+one value each: an address, a domain, a URL, an e-mail address, a hash); networks, ports and
+``AND`` need the row, which the owner never sees, and are counted as not offered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from allied.errors import AlliedError
+from allied.integrity.signing import Signer
+from allied.matching import oprf
+from allied.matching.compile import FIELDS
+from allied.matching.index import PatternIndex
+from allied.node import Node
+from allied.policy.egress import Egress
+
+log = logging.getLogger(__name__)
+
+#: evaluations one session may ask for, and one partner over the oracle's life: far below the
+#: 2^32 IPv4 addresses, so the oracle cannot be walked like a dictionary
+DEFAULT_SESSION_CAP = 2_000_000
+DEFAULT_PARTNER_CAP = 10_000_000
+
+
+class BlindError(AlliedError):
+    """A refused or failed step of blind matching; the message says which and why."""
+
+
+def kind_of(field_name: str) -> str:
+    """What a value is compared as: an address on either side of a connection is one kind,
+    each hash algorithm its own."""
+    kind = FIELDS[field_name]
+    return field_name if kind == "hash" else kind
+
+
+def prf_input(kind: str, value: str) -> bytes:
+    return kind.encode() + b"\x00" + value.encode()
+
+
+# -- the indicator owner -------------------------------------------------------------------
+
+
+@dataclass
+class Offer:
+    """What the owner publishes for one session: tag -> sealed payload."""
+
+    session: str
+    tags: dict[bytes, bytes]
+    #: indicators offered, and those the partner may blind-match but whose pattern needs
+    #: more than one value (networks, ports, AND)
+    offered: int = 0
+    not_offered: int = 0
+    signature: bytes = b""
+
+    def digest(self) -> bytes:
+        hashed = hashlib.sha256(self.session.encode())
+        for tag in sorted(self.tags):
+            hashed.update(tag + hashlib.sha256(self.tags[tag]).digest())
+        return hashed.digest()
+
+
+@dataclass
+class Session:
+    id: str
+    partner: str
+    key: bytes = field(repr=False)
+    cap: int
+    evaluated: int = 0
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+def build_offer(node: Node, partner_name: str, key: bytes, session: str) -> Offer:
+    """The offer for ``partner_name``; refuses an unknown or revoked partner."""
+    egress = Egress(node)
+    partner = egress.recipient(partner_name)
+    if partner.revoked:
+        raise BlindError(f"partner {partner_name} is revoked")
+    released = {
+        orjson.loads(text)["id"]: text for text in egress.release(partner_name, "indicator")
+    }
+    rows = {row.id: row for row in node.store.release_index() if row.type == "indicator"}
+    index = PatternIndex.load(node.store, node.config.directory)
+    try:
+        atoms = index.con.execute(
+            "SELECT id, conj, pos, field, value, network FROM live WHERE state = 'ok' "
+            "ORDER BY pk, conj, pos"
+        ).fetchall()
+    finally:
+        index.close()
+    values_of: dict[str, set[tuple[str, str]]] = {}
+    single: dict[str, bool] = {}
+    for indicator, _conj, pos, field_name, value, network in atoms:
+        alone = pos == 0 and not network and FIELDS[field_name] != "port"
+        single[indicator] = single.get(indicator, True) and alone
+        values_of.setdefault(indicator, set()).add((kind_of(field_name), str(value)))
+    payloads: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    offer = Offer(session, {})
+    for indicator, values in values_of.items():
+        row = rows.get(indicator)
+        if row is None:
+            continue
+        if indicator in released:
+            entry: dict[str, Any] = {"id": indicator, "object": orjson.loads(released[indicator])}
+        elif egress.decide_blind(row.markings, row.received_from, row.signer, partner).allowed:
+            entry = {"id": indicator}
+        else:
+            continue
+        if not single[indicator]:
+            offer.not_offered += 1
+            continue
+        offer.offered += 1
+        for value in values:
+            payloads.setdefault(value, []).append(entry)
+    for (kind, value), entries in payloads.items():
+        prf = oprf.output(key, prf_input(kind, value))
+        offer.tags[oprf.tag_of(prf)] = oprf.seal(prf, orjson.dumps(entries))
+    offer.signature = node.signer.sign(offer.digest())
+    return offer
+
+
+class Oracle:
+    """Evaluates blinded elements for partners, within caps; every batch is logged and every
+    answer signed. One per serving process (sessions live as long as it does)."""
+
+    def __init__(
+        self,
+        signer: Signer,
+        *,
+        session_cap: int = DEFAULT_SESSION_CAP,
+        partner_cap: int = DEFAULT_PARTNER_CAP,
+    ) -> None:
+        self._signer = signer
+        self._session_cap = session_cap
+        self._partner_cap = partner_cap
+        self._sessions: dict[str, Session] = {}
+        self._by_partner: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def open(self, partner: str) -> Session:
+        """A new session with a fresh key: outputs of one session say nothing of another's."""
+        session = Session(secrets.token_hex(16), partner, oprf.new_key(), self._session_cap)
+        with self._lock:
+            self._sessions[session.id] = session
+        log.info("blind matching: session %s opened for %s", session.id, partner)
+        return session
+
+    def evaluate(self, partner: str, session_id: str, elements: Sequence[bytes]) -> Answer:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None or session.partner != partner:
+                raise BlindError(f"no blind-matching session {session_id} for {partner}")
+            asked = self._by_partner.get(partner, 0)
+            if session.evaluated + len(elements) > session.cap:
+                raise BlindError(
+                    f"session {session_id}: {session.evaluated} values evaluated, "
+                    f"{len(elements)} more would pass the cap of {session.cap}"
+                )
+            if asked + len(elements) > self._partner_cap:
+                raise BlindError(
+                    f"{partner}: {asked} values evaluated, {len(elements)} more would pass "
+                    f"the cap of {self._partner_cap} per partner"
+                )
+            session.evaluated += len(elements)
+            self._by_partner[partner] = asked + len(elements)
+        evaluated = [oprf.evaluate(session.key, element) for element in elements]
+        log.info(
+            "blind matching: %d values evaluated for %s (session %s, %d in all)",
+            len(elements), partner, session_id, session.evaluated,
+        )  # fmt: skip
+        answer = Answer(session_id, evaluated)
+        answer.signature = self._signer.sign(answer.digest(elements))
+        return answer
+
+
+@dataclass
+class Answer:
+    session: str
+    elements: list[bytes]
+    signature: bytes = b""
+
+    def digest(self, asked: Sequence[bytes]) -> bytes:
+        """What the signature binds: the session, the elements asked and those answered."""
+        hashed = hashlib.sha256(self.session.encode())
+        for element in (*asked, *self.elements):
+            hashed.update(element)
+        return hashed.digest()
+
+
+# -- the log owner ---------------------------------------------------------------------------
+
+
+@dataclass
+class BlindHit:
+    kind: str
+    value: str
+    #: the payload's entries: each an indicator id, and the indicator where it may be received
+    indicators: list[dict[str, Any]]
+
+
+def match_values(
+    values: Iterable[tuple[str, str]],
+    offer: Offer,
+    owner_key: VerifyKey,
+    evaluate: Callable[[list[bytes]], Answer],
+    *,
+    batch: int = 10_000,
+) -> list[BlindHit]:
+    """The values (kind, value) that hit an offered indicator. ``evaluate`` sends a batch of
+    blinded elements to the owner's oracle. The offer and every answer must carry the
+    owner's signature; a tampered one is refused, never half-used."""
+    _verify(owner_key, offer.signature, offer.digest(), "the offer")
+    pending = sorted(set(values))
+    hits: list[BlindHit] = []
+    for start in range(0, len(pending), batch):
+        chunk = pending[start : start + batch]
+        blinded = [oprf.blind(prf_input(kind, value)) for kind, value in chunk]
+        asked = [element for element, _ in blinded]
+        answer = evaluate(asked)
+        _verify(owner_key, answer.signature, answer.digest(asked), "an answer")
+        if answer.session != offer.session or len(answer.elements) != len(asked):
+            raise BlindError("an answer does not belong to this session or this batch")
+        for (kind, value), (_, secret), element in zip(
+            chunk, blinded, answer.elements, strict=True
+        ):
+            prf = oprf.finalize(prf_input(kind, value), oprf.unblind(secret, element))
+            sealed = offer.tags.get(oprf.tag_of(prf))
+            if sealed is not None:
+                entries = orjson.loads(oprf.open_sealed(prf, sealed))
+                hits.append(BlindHit(kind, value, list(entries)))
+    return hits
+
+
+def _verify(key: VerifyKey, signature: bytes, digest: bytes, what: str) -> None:
+    try:
+        key.verify(digest, signature)
+    except BadSignatureError:
+        raise BlindError(f"{what} does not carry the indicator owner's signature") from None
+
+
+def distinct_values(rows: Iterable[Mapping[str, str | None]]) -> set[tuple[str, str]]:
+    """(kind, value) of normalised log rows, for the fields blind matching compares."""
+    found: set[tuple[str, str]] = set()
+    for row in rows:
+        for name, value in row.items():
+            if value and name in FIELDS and FIELDS[name] != "port":
+                found.add((kind_of(name), value))
+    return found

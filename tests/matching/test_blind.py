@@ -1,0 +1,188 @@
+"""Blind matching, both sides of the protocol on a real node: the same findings as a clear
+match for the indicators offered, nothing offered to a partner the labels do not name, no
+log value in the owner's transcript and no unmatched indicator value in the log owner's,
+the caps, and tampered messages refused."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nacl.signing import VerifyKey
+
+from allied.ingest.stix_import import import_file
+from allied.matching import blind, oprf
+from allied.matching.blind import Answer, BlindError, Oracle, build_offer, match_values
+from allied.node import Node
+from allied.stix.labels import TLP2_IDS
+from tests.conftest import indicator, write_bundle
+
+SECRET_DOMAINS = [f"c2-{n}.secret.example" for n in range(30)]
+SECRET_IPS = [f"203.0.113.{n}" for n in range(30)]
+CLEAR_URL = "http://clear.example/payload.bin"
+SHA = "ab" * 32
+
+
+def _owner(node: Node, tmp_path: Path) -> dict[str, list[str]]:
+    """NATO SECRET indicators KOR may blind-match but not receive, one it may receive, and
+    patterns that need a whole row (not offered)."""
+    node.add_partner("KOR", nation="KOR", clearances=["NATO=RESTRICTED"], communities=["c"])
+    node.add_partner("USA", nation="USA", clearances=["NATO=RESTRICTED"], communities=["c"])
+    secret = node.add_label(
+        "NATO SECRET REL NATO", tlp="amber", policy="NATO", classification="SECRET",
+        releasable_to=["NATO"], blind_match=["KOR"],
+    )  # fmt: skip
+    marks = [TLP2_IDS["amber"], secret]
+    objects: list[dict[str, Any]] = []
+    made: dict[str, list[str]] = {"secret": [], "clear": [], "row": []}
+    for n, (domain, ip) in enumerate(zip(SECRET_DOMAINS, SECRET_IPS, strict=True)):
+        pattern = f"[domain-name:value = '{domain}'] OR [ipv4-addr:value = '{ip}']"
+        objects.append(indicator(100 + n, pattern=pattern, object_marking_refs=marks))
+        made["secret"].append(objects[-1]["id"])
+    objects.append(indicator(200, pattern=f"[file:hashes.'SHA-256' = '{SHA.upper()}']",
+                             object_marking_refs=marks))  # fmt: skip
+    made["secret"].append(objects[-1]["id"])
+    objects.append(indicator(201, pattern=f"[url:value = '{CLEAR_URL}']",
+                             object_marking_refs=[TLP2_IDS["clear"]]))  # fmt: skip
+    made["clear"].append(objects[-1]["id"])
+    for n, pattern in enumerate(
+        [
+            "[ipv4-addr:value = '198.51.100.0/24']",
+            "[network-traffic:dst_ref.value = '192.0.2.1' AND network-traffic:dst_port = 443]",
+        ]
+    ):
+        objects.append(indicator(300 + n, pattern=pattern, object_marking_refs=marks))
+        made["row"].append(objects[-1]["id"])
+    import_file(node, write_bundle(tmp_path / "owner.json", objects))
+    return made
+
+
+LOG_VALUES = {
+    ("domain", SECRET_DOMAINS[3]), ("ip", SECRET_IPS[7]), ("ip", SECRET_IPS[3]),
+    ("sha256", SHA), ("url", CLEAR_URL),
+    ("domain", "harmless.example"), ("ip", "192.0.2.1"), ("ip", "198.51.100.9"),
+    ("url", "http://elsewhere.example/"), ("email", "someone@corp.example"),
+}  # fmt: skip
+
+
+class Transcripts:
+    """Everything each side receives from the other."""
+
+    def __init__(self, node: Node, partner: str, **caps: int) -> None:
+        self.oracle = Oracle(node.signer, **caps)
+        self.session = self.oracle.open(partner)
+        self.partner = partner
+        self.to_owner: list[bytes] = []
+        self.to_log_owner: list[bytes] = []
+
+    def evaluate(self, elements: list[bytes]) -> Answer:
+        self.to_owner += elements
+        answer = self.oracle.evaluate(self.partner, self.session.id, elements)
+        self.to_log_owner += [*answer.elements, answer.signature]
+        return answer
+
+
+def _owner_key(node: Node) -> VerifyKey:
+    return VerifyKey(node.signer.secret[32:])
+
+
+def test_blind_matching_finds_what_a_clear_match_finds(node: Node, tmp_path: Path) -> None:
+    made = _owner(node, tmp_path)
+    talk = Transcripts(node, "KOR")
+    offer = build_offer(node, "KOR", talk.session.key, talk.session.id)
+    assert (offer.offered, offer.not_offered) == (32, 2)  # AND and a network need the row
+
+    hits = match_values(LOG_VALUES, offer, _owner_key(node), talk.evaluate, batch=4)
+    found = {(h.kind, h.value): sorted(e["id"] for e in h.indicators) for h in hits}
+    assert found == {
+        ("domain", SECRET_DOMAINS[3]): [made["secret"][3]],
+        ("ip", SECRET_IPS[7]): [made["secret"][7]],
+        ("ip", SECRET_IPS[3]): [made["secret"][3]],
+        ("sha256", SHA): [made["secret"][30]],
+        ("url", CLEAR_URL): [made["clear"][0]],
+    }
+    # what a hit reveals: the id of what KOR may not receive, the object it may receive
+    by_value = {(h.kind, h.value): h.indicators for h in hits}
+    assert by_value[("domain", SECRET_DOMAINS[3])] == [{"id": made["secret"][3]}]
+    assert by_value[("url", CLEAR_URL)][0]["object"]["pattern"] == f"[url:value = '{CLEAR_URL}']"
+
+
+def test_a_partner_the_labels_do_not_name_is_offered_nothing_secret(
+    node: Node, tmp_path: Path
+) -> None:
+    _owner(node, tmp_path)
+    talk = Transcripts(node, "USA")
+    offer = build_offer(node, "USA", talk.session.key, talk.session.id)
+    assert offer.offered == 1  # only the TLP:CLEAR one, which USA may receive anyway
+    hits = match_values(LOG_VALUES, offer, _owner_key(node), talk.evaluate)
+    assert {(h.kind, h.value) for h in hits} == {("url", CLEAR_URL)}
+    with pytest.raises(Exception, match="no partner named"):
+        build_offer(node, "EST", oprf.new_key(), "s")
+
+
+def _traces(value: str) -> list[bytes]:
+    """The forms a value could leak in: as text, and hashed."""
+    raw = value.encode()
+    return [raw, hashlib.sha256(raw).digest(), hashlib.sha512(raw).digest()[:32]]
+
+
+def test_transcripts_hold_no_log_value_and_no_unmatched_indicator_value(
+    node: Node, tmp_path: Path
+) -> None:
+    _owner(node, tmp_path)
+    talk = Transcripts(node, "KOR")
+    offer = build_offer(node, "KOR", talk.session.key, talk.session.id)
+    match_values(LOG_VALUES, offer, _owner_key(node), talk.evaluate)
+    owner_saw = b"".join(talk.to_owner)
+    for _, value in LOG_VALUES:
+        assert not any(trace in owner_saw for trace in _traces(value)), value
+    log_owner_saw = b"".join([*talk.to_log_owner, *offer.tags, *offer.tags.values()])
+    held = {value for _, value in LOG_VALUES}
+    for value in [*SECRET_DOMAINS, *SECRET_IPS, SHA.lower(), "198.51.100.0", "192.0.2.1"]:
+        if value not in held:
+            assert not any(trace in log_owner_saw for trace in _traces(value)), value
+
+
+def test_evaluations_are_capped_per_session_and_per_partner(node: Node, tmp_path: Path) -> None:
+    _owner(node, tmp_path)
+    talk = Transcripts(node, "KOR", session_cap=5, partner_cap=8)
+    offer = build_offer(node, "KOR", talk.session.key, talk.session.id)
+    with pytest.raises(BlindError, match="would pass the cap of 5"):
+        match_values(LOG_VALUES, offer, _owner_key(node), talk.evaluate, batch=10)
+    assert talk.session.evaluated == 0  # refused whole
+    talk.evaluate([oprf.blind(b"x")[0] for _ in range(5)])
+    second = talk.oracle.open("KOR")
+    with pytest.raises(BlindError, match="cap of 8 per partner"):
+        talk.oracle.evaluate("KOR", second.id, [oprf.blind(b"y")[0] for _ in range(4)])
+    with pytest.raises(BlindError, match="no blind-matching session"):
+        talk.oracle.evaluate("USA", second.id, [oprf.blind(b"z")[0]])
+
+
+def test_tampered_offers_and_answers_are_refused(node: Node, tmp_path: Path) -> None:
+    _owner(node, tmp_path)
+    talk = Transcripts(node, "KOR")
+    offer = build_offer(node, "KOR", talk.session.key, talk.session.id)
+
+    def tampering(elements: list[bytes]) -> Answer:
+        answer = talk.evaluate(elements)
+        changed = bytearray(answer.elements[0])
+        changed[3] ^= 1
+        answer.elements[0] = bytes(changed)
+        return answer
+
+    with pytest.raises(BlindError, match="an answer does not carry the indicator owner's"):
+        match_values(LOG_VALUES, offer, _owner_key(node), tampering)
+    tag = next(iter(offer.tags))
+    offer.tags[tag] = offer.tags[tag][:-1] + bytes([offer.tags[tag][-1] ^ 1])
+    with pytest.raises(BlindError, match="the offer does not carry"):
+        match_values(LOG_VALUES, offer, _owner_key(node), talk.evaluate)
+
+
+def test_kinds_keep_fields_apart() -> None:
+    assert blind.kind_of("src_ip") == blind.kind_of("dst_ip") == "ip"
+    assert blind.kind_of("md5") != blind.kind_of("sha256")
+    assert blind.distinct_values(
+        [{"src_ip": "1.2.3.4", "dst_ip": "1.2.3.4", "dst_port": "443"}]
+    ) == {("ip", "1.2.3.4")}
