@@ -140,3 +140,9 @@ class AuthError(AlliedError):
     """A credential that is missing, wrong or revoked."""
 
     http_status = 401
+
+
+class LimitExceeded(AlliedError):
+    """A request that would pass a configured cap (blind-matching evaluations)."""
+
+    http_status = 429

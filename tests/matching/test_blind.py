@@ -6,17 +6,21 @@ the caps, and tampered messages refused."""
 from __future__ import annotations
 
 import hashlib
+import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 from nacl.signing import VerifyKey
+from sqlalchemy import select
 
+from allied.errors import LimitExceeded, NotFound
 from allied.ingest.stix_import import import_file
 from allied.matching import blind, oprf
 from allied.matching.blind import Answer, BlindError, Oracle, build_offer, match_values
 from allied.node import Node
 from allied.stix.labels import TLP2_IDS
+from allied.store import schema
 from tests.conftest import indicator, write_bundle
 
 SECRET_DOMAINS = [f"c2-{n}.secret.example" for n in range(30)]
@@ -71,15 +75,16 @@ class Transcripts:
     """Everything each side receives from the other."""
 
     def __init__(self, node: Node, partner: str, **caps: int) -> None:
-        self.oracle = Oracle(node.signer, **caps)
+        self.oracle = Oracle(node, **caps)
         self.session = self.oracle.open(partner)
+        self.key = self.oracle.key(self.session)
         self.partner = partner
         self.to_owner: list[bytes] = []
         self.to_log_owner: list[bytes] = []
 
     def evaluate(self, elements: list[bytes]) -> Answer:
         self.to_owner += elements
-        answer = self.oracle.evaluate(self.partner, self.session.id, elements)
+        answer = self.oracle.evaluate(self.partner, self.session, elements)
         self.to_log_owner += [*answer.elements, answer.signature]
         return answer
 
@@ -91,7 +96,7 @@ def _owner_key(node: Node) -> VerifyKey:
 def test_blind_matching_finds_what_a_clear_match_finds(node: Node, tmp_path: Path) -> None:
     made = _owner(node, tmp_path)
     talk = Transcripts(node, "KOR")
-    offer = build_offer(node, "KOR", talk.session.key, talk.session.id)
+    offer = build_offer(node, "KOR", talk.key, talk.session)
     assert (offer.offered, offer.not_offered) == (32, 2)  # AND and a network need the row
 
     hits = match_values(LOG_VALUES, offer, _owner_key(node), talk.evaluate, batch=4)
@@ -114,7 +119,7 @@ def test_a_partner_the_labels_do_not_name_is_offered_nothing_secret(
 ) -> None:
     _owner(node, tmp_path)
     talk = Transcripts(node, "USA")
-    offer = build_offer(node, "USA", talk.session.key, talk.session.id)
+    offer = build_offer(node, "USA", talk.key, talk.session)
     assert offer.offered == 1  # only the TLP:CLEAR one, which USA may receive anyway
     hits = match_values(LOG_VALUES, offer, _owner_key(node), talk.evaluate)
     assert {(h.kind, h.value) for h in hits} == {("url", CLEAR_URL)}
@@ -133,7 +138,7 @@ def test_transcripts_hold_no_log_value_and_no_unmatched_indicator_value(
 ) -> None:
     _owner(node, tmp_path)
     talk = Transcripts(node, "KOR")
-    offer = build_offer(node, "KOR", talk.session.key, talk.session.id)
+    offer = build_offer(node, "KOR", talk.key, talk.session)
     match_values(LOG_VALUES, offer, _owner_key(node), talk.evaluate)
     owner_saw = b"".join(talk.to_owner)
     for _, value in LOG_VALUES:
@@ -148,22 +153,28 @@ def test_transcripts_hold_no_log_value_and_no_unmatched_indicator_value(
 def test_evaluations_are_capped_per_session_and_per_partner(node: Node, tmp_path: Path) -> None:
     _owner(node, tmp_path)
     talk = Transcripts(node, "KOR", session_cap=5, partner_cap=8)
-    offer = build_offer(node, "KOR", talk.session.key, talk.session.id)
-    with pytest.raises(BlindError, match="would pass the cap of 5"):
+    offer = build_offer(node, "KOR", talk.key, talk.session)
+    with pytest.raises(LimitExceeded, match="would pass the cap of 5"):
         match_values(LOG_VALUES, offer, _owner_key(node), talk.evaluate, batch=10)
-    assert talk.session.evaluated == 0  # refused whole
+    assert talk.to_log_owner == []  # refused whole: nothing evaluated, nothing counted
     talk.evaluate([oprf.blind(b"x")[0] for _ in range(5)])
     second = talk.oracle.open("KOR")
-    with pytest.raises(BlindError, match="cap of 8 per partner"):
-        talk.oracle.evaluate("KOR", second.id, [oprf.blind(b"y")[0] for _ in range(4)])
-    with pytest.raises(BlindError, match="no blind-matching session"):
-        talk.oracle.evaluate("USA", second.id, [oprf.blind(b"z")[0]])
+    with pytest.raises(LimitExceeded, match="cap of 8 per partner"):
+        talk.oracle.evaluate("KOR", second, [oprf.blind(b"y")[0] for _ in range(4)])
+    with pytest.raises(NotFound, match="no blind-matching session"):
+        talk.oracle.evaluate("USA", second, [oprf.blind(b"z")[0]])
+    # every batch counted is in the owner's log: how many, never which
+    with node.store.engine.connect() as conn:
+        logged = conn.execute(select(schema.blind_log.c.partner, schema.blind_log.c.count)).all()
+    assert [tuple(row) for row in logged] == [("KOR", 5)]
+    secret = node.config.directory / "keys" / "blind.key"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
 
 
 def test_tampered_offers_and_answers_are_refused(node: Node, tmp_path: Path) -> None:
     _owner(node, tmp_path)
     talk = Transcripts(node, "KOR")
-    offer = build_offer(node, "KOR", talk.session.key, talk.session.id)
+    offer = build_offer(node, "KOR", talk.key, talk.session)
 
     def tampering(elements: list[bytes]) -> Answer:
         answer = talk.evaluate(elements)

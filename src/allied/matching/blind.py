@@ -20,20 +20,22 @@ one value each: an address, a domain, a URL, an e-mail address, a hash); network
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import os
 import secrets
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from allied.config import KEY_DIR
 from allied.errors import AlliedError
-from allied.integrity.signing import Signer
 from allied.matching import oprf
 from allied.matching.compile import FIELDS
 from allied.matching.index import PatternIndex
@@ -42,6 +44,7 @@ from allied.policy.egress import Egress
 
 log = logging.getLogger(__name__)
 
+SECRET_FILE = "blind.key"
 #: evaluations one session may ask for, and one partner over the oracle's life: far below the
 #: 2^32 IPv4 addresses, so the oracle cannot be walked like a dictionary
 DEFAULT_SESSION_CAP = 2_000_000
@@ -83,16 +86,6 @@ class Offer:
         for tag in sorted(self.tags):
             hashed.update(tag + hashlib.sha256(self.tags[tag]).digest())
         return hashed.digest()
-
-
-@dataclass
-class Session:
-    id: str
-    partner: str
-    key: bytes = field(repr=False)
-    cap: int
-    evaluated: int = 0
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
 def build_offer(node: Node, partner_name: str, key: bytes, session: str) -> Offer:
@@ -145,57 +138,71 @@ def build_offer(node: Node, partner_name: str, key: bytes, session: str) -> Offe
 
 
 class Oracle:
-    """Evaluates blinded elements for partners, within caps; every batch is logged and every
-    answer signed. One per serving process (sessions live as long as it does)."""
+    """Evaluates blinded elements for partners, within caps; every batch is counted and
+    logged in the store (so every serving process counts one tally) and every answer is
+    signed with the node's key.
+
+    A session's key is derived from the node's blind-matching secret (``keys/blind.key``,
+    owner-only, made on first use) and the session id: nothing secret is stored with the
+    session, and every serving process finds the same key. Outputs of one session say
+    nothing of another's."""
 
     def __init__(
         self,
-        signer: Signer,
+        node: Node,
         *,
         session_cap: int = DEFAULT_SESSION_CAP,
         partner_cap: int = DEFAULT_PARTNER_CAP,
+        window: timedelta = timedelta(days=1),
     ) -> None:
-        self._signer = signer
+        self._node = node
+        self._secret = _secret(node.config.directory / KEY_DIR / SECRET_FILE)
         self._session_cap = session_cap
         self._partner_cap = partner_cap
-        self._sessions: dict[str, Session] = {}
-        self._by_partner: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._window = window
 
-    def open(self, partner: str) -> Session:
-        """A new session with a fresh key: outputs of one session say nothing of another's."""
-        session = Session(secrets.token_hex(16), partner, oprf.new_key(), self._session_cap)
-        with self._lock:
-            self._sessions[session.id] = session
-        log.info("blind matching: session %s opened for %s", session.id, partner)
+    def open(self, partner: str) -> str:
+        """A new session for ``partner``: its id."""
+        session = secrets.token_hex(16)
+        self._node.store.open_blind_session(session, partner, self._session_cap)
+        log.info("blind matching: session %s opened for %s", session, partner)
         return session
 
-    def evaluate(self, partner: str, session_id: str, elements: Sequence[bytes]) -> Answer:
-        with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None or session.partner != partner:
-                raise BlindError(f"no blind-matching session {session_id} for {partner}")
-            asked = self._by_partner.get(partner, 0)
-            if session.evaluated + len(elements) > session.cap:
-                raise BlindError(
-                    f"session {session_id}: {session.evaluated} values evaluated, "
-                    f"{len(elements)} more would pass the cap of {session.cap}"
-                )
-            if asked + len(elements) > self._partner_cap:
-                raise BlindError(
-                    f"{partner}: {asked} values evaluated, {len(elements)} more would pass "
-                    f"the cap of {self._partner_cap} per partner"
-                )
-            session.evaluated += len(elements)
-            self._by_partner[partner] = asked + len(elements)
-        evaluated = [oprf.evaluate(session.key, element) for element in elements]
+    def key(self, session: str) -> bytes:
+        for counter in range(1000):  # about one residue in two has a clamped form
+            digest = hmac.new(self._secret, f"{session}:{counter}".encode(), "sha512").digest()
+            key = oprf.clamped(int.from_bytes(digest, "little") % oprf.L)
+            if key is not None:
+                return key
+        raise BlindError("no session key could be derived")  # pragma: no cover - 2^-1000
+
+    def evaluate(self, partner: str, session: str, elements: Sequence[bytes]) -> Answer:
+        """The answer to one batch, or :class:`LimitExceeded` for the whole batch."""
+        since = (datetime.now(UTC) - self._window).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        total = self._node.store.count_blind_evaluations(
+            session, partner, len(elements), partner_cap=self._partner_cap, since=since
+        )
+        key = self.key(session)
+        answer = Answer(session, [oprf.evaluate(key, element) for element in elements])
+        answer.signature = self._node.signer.sign(answer.digest(elements))
         log.info(
             "blind matching: %d values evaluated for %s (session %s, %d in all)",
-            len(elements), partner, session_id, session.evaluated,
+            len(elements), partner, session, total,
         )  # fmt: skip
-        answer = Answer(session_id, evaluated)
-        answer.signature = self._signer.sign(answer.digest(elements))
         return answer
+
+
+def _secret(path: Path) -> bytes:
+    """The node's blind-matching secret, made (0600) the first time."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            raise BlindError(f"{path} is readable by others: chmod 600 it") from None
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_bytes(32))
+    return path.read_bytes()
 
 
 @dataclass

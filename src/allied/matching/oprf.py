@@ -46,7 +46,7 @@ class OPRFError(AlliedError):
     """An element that is not one of the group (a tampered or malicious message)."""
 
 
-def _clamped(residue: int) -> bytes | None:
+def clamped(residue: int) -> bytes | None:
     """The clamped X25519 scalar congruent to ``residue`` mod L, if one exists."""
     t = (residue - 2**254) * _INVERSE_8 % L
     if t >= 2**251:
@@ -57,7 +57,7 @@ def _clamped(residue: int) -> bytes | None:
 def new_key() -> bytes:
     """An owner's key: a random clamped scalar (32 bytes)."""
     while True:
-        key = _clamped(secrets.randbelow(L - 1) + 1)
+        key = clamped(secrets.randbelow(L - 1) + 1)
         if key is not None:
             return key
 
@@ -85,7 +85,7 @@ def blind(value: bytes) -> tuple[bytes, bytes]:
     """(the blinded element to send, the secret that unblinds the answer)."""
     while True:
         residue = secrets.randbelow(L - 1) + 1
-        forward, backward = _clamped(residue), _clamped(pow(residue, -1, L))
+        forward, backward = clamped(residue), clamped(pow(residue, -1, L))
         if forward is not None and backward is not None:
             return _multiply(forward, hash_to_group(value)), backward
 

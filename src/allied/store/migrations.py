@@ -229,6 +229,12 @@ def _add_signer_column(conn: Connection) -> None:
     )
 
 
+def _v9_blind_matching(conn: Connection) -> None:
+    """Blind-matching sessions and the log of what they evaluated (allied.matching.blind)."""
+    for table in (schema.blind_sessions, schema.blind_log):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "initial tables: objects, label_sets, partners, labels", _v1_initial),
     (2, "label closures and the reverse reference index", _v2_label_closures),
@@ -238,6 +244,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (6, "partners' private copies of posted objects", _v6_posted_copies),
     (7, "peers, refusals, withdrawals and the release journal", _v7_federation),
     (8, "label sets keyed by the signer of what partners sent", _v8_label_set_signers),
+    (9, "blind-matching sessions and their log", _v9_blind_matching),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -298,3 +298,26 @@ withdrawals = Table(
     Column("peer", String(100), nullable=False),
     Column("withdrawn", String(32), nullable=False),
 )
+
+# Blind-matching sessions this node opened for partners, and every batch of values it
+# evaluated for them: the caps are counted here (across serving processes) and the log is
+# the owner's record of how many values each partner asked about, never which.
+blind_sessions = Table(
+    "blind_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("partner", String(100), nullable=False),
+    Column("created", String(32), nullable=False),
+    Column("cap", Integer, nullable=False),
+    Column("evaluated", Integer, nullable=False),
+    Index("ix_blind_sessions_partner", "partner", "created"),
+)
+blind_log = Table(
+    "blind_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("session", String(64), nullable=False),
+    Column("partner", String(100), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("at", String(32), nullable=False),
+)

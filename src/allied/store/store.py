@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
-from allied.errors import ConfigError, Conflict, NotFound
+from allied.errors import ConfigError, Conflict, LimitExceeded, NotFound
 from allied.integrity.ledger import (
     Appender,
     TreeHead,
@@ -559,6 +559,56 @@ class Store:
         )
         with self.engine.connect() as conn:
             return {str(object_id): str(text) for object_id, text in conn.execute(query)}
+
+    def open_blind_session(self, session: str, partner: str, cap: int) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                insert(schema.blind_sessions).values(
+                    id=session, partner=partner, created=now(), cap=cap, evaluated=0
+                )
+            )
+
+    def count_blind_evaluations(
+        self, session: str, partner: str, count: int, *, partner_cap: int, since: str
+    ) -> int:
+        """Add ``count`` evaluations to a partner's session and log them, or refuse the
+        whole batch (:class:`LimitExceeded`) if it would pass the session's cap or the
+        partner's ``partner_cap`` over the sessions opened since ``since``. Under the write
+        lock, so serving processes count one tally. The session's new total."""
+        table = schema.blind_sessions
+        with self._transaction() as conn:
+            row = conn.execute(
+                select(table.c.cap, table.c.evaluated).where(
+                    table.c.id == session, table.c.partner == partner
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"no blind-matching session {session} for {partner}")
+            cap, evaluated = int(row[0]), int(row[1])
+            if evaluated + count > cap:
+                raise LimitExceeded(
+                    f"session {session}: {evaluated} values evaluated, {count} more would pass "
+                    f"the cap of {cap}"
+                )
+            asked = conn.execute(
+                select(func.coalesce(func.sum(table.c.evaluated), 0)).where(
+                    table.c.partner == partner, table.c.created >= since
+                )
+            ).scalar_one()
+            if int(asked) + count > partner_cap:
+                raise LimitExceeded(
+                    f"{partner}: {asked} values evaluated lately, {count} more would pass the "
+                    f"cap of {partner_cap} per partner"
+                )
+            conn.execute(
+                update(table).where(table.c.id == session).values(evaluated=evaluated + count)
+            )
+            conn.execute(
+                insert(schema.blind_log).values(
+                    session=session, partner=partner, count=count, at=now()
+                )
+            )
+        return evaluated + count
 
     def counts_by_type(self) -> dict[str, int]:
         query = select(_O.c.type, func.count(func.distinct(_O.c.id))).group_by(_O.c.type)
