@@ -347,6 +347,9 @@ def import_(
               help="Also write the sightings as a STIX bundle here.")  # fmt: skip
 @click.option("--share", is_flag=True, help="Mark the sightings with --label so they may leave.")
 @click.option("--label", "label_name", help="The label sightings are shared under (--share).")
+@click.option("--blind-with", "blind_with", metavar="PEER",
+              help="Match against the indicators PEER lets this node blind-match, without "
+                   "either side seeing the other's values (docs/blind-matching.md).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 @click.pass_obj
 def match(
@@ -359,6 +362,7 @@ def match(
     output: Path | None,
     share: bool,
     label_name: str | None,
+    blind_with: str | None,
     as_json: bool,
 ) -> None:
     """Match LOGS against this node's live indicators; store a signed sighting per hit.
@@ -366,7 +370,7 @@ def match(
     Without --share the sightings carry no marking and stay inside this node."""
     # imported here: DuckDB takes a while to load, and every other command would pay for it
     from allied.matching.duck import DuckDBEngine
-    from allied.matching.run import Engine, match_logs
+    from allied.matching.run import Engine, blind_match_logs, match_logs
 
     if share != (label_name is not None):
         raise click.UsageError("--share and --label go together: share under which label?")
@@ -376,6 +380,8 @@ def match(
         if not sep or not name or not column:
             raise click.UsageError(f"--map {item!r}: expected FIELD=COLUMN")
         mapping[name.strip()] = column.strip()
+    if blind_with is not None and engine != "duckdb":
+        raise click.UsageError("--blind-with reads the logs with the DuckDB engine")
     chosen: Engine
     if engine == "spark":
         from allied.matching.spark import SparkEngine
@@ -390,7 +396,13 @@ def match(
         chosen = DuckDBEngine(progress=sys.stderr.isatty() and not as_json)
     try:
         with obj.node() as node:
-            report = match_logs(node, chosen, logs, format_, mapping=mapping, label=label_name)
+            if blind_with is not None:
+                assert isinstance(chosen, DuckDBEngine)
+                report = blind_match_logs(
+                    node, chosen, logs, format_, blind_with, mapping=mapping, label=label_name
+                )
+            else:
+                report = match_logs(node, chosen, logs, format_, mapping=mapping, label=label_name)
     finally:
         chosen.close()
     if output is not None:

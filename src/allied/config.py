@@ -138,6 +138,20 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "blind_session_cap",
+        "2000000",
+        "Most values one blind-matching session of a partner may have evaluated.",
+        _positive_int,
+    ),
+    Setting(
+        "blind_partner_cap",
+        "10000000",
+        "Most values one partner may have evaluated by blind matching over a day, all its "
+        "sessions together: far below the 2^32 IPv4 addresses, so the oracle cannot be "
+        "walked like a dictionary.",
+        _positive_int,
+    ),
+    Setting(
         "max_json_depth",
         "64",
         "Deepest nesting of arrays and objects a TAXII request body may have (deeper gets 400).",

@@ -127,6 +127,30 @@ class Remote:
             raise RemoteError(f"peer {self.name}: a status is not a JSON object")
         return status
 
+    def post_json(self, path: str, document: Any) -> Any:
+        """POST a JSON document to one of the peer's endpoints beside TAXII (blind
+        matching); its JSON answer, or :class:`RemoteError` with the peer's reason."""
+        try:
+            response = self._client.post(
+                path, content=orjson.dumps(document), headers={"Content-Type": TAXII}
+            )
+        except httpx.TimeoutException:
+            raise RemoteError(f"peer {self.name}: POST {path}: timed out") from None
+        except httpx.HTTPError as error:
+            raise RemoteError(f"peer {self.name}: POST {path}: {error}") from None
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError as error:
+            raise RemoteError(f"peer {self.name}: POST {path}: not JSON ({error})") from None
+        if response.status_code != 200:
+            detail = f"{body.get('title', '')}: {body.get('description', '')}" if isinstance(
+                body, dict) else ""  # fmt: skip
+            raise RemoteError(
+                f"peer {self.name}: POST {path}: HTTP {response.status_code} {detail}".rstrip(),
+                response.status_code,
+            )
+        return body
+
     def peer_head(self, signer: str) -> TreeHead | None:
         """The latest head the peer verified of another node ``signer`` (not yet verified
         here), or None if it has none."""

@@ -19,6 +19,7 @@ one value each: an address, a domain, a URL, an e-mail address, a hash); network
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -55,6 +56,42 @@ class BlindError(AlliedError):
     """A refused or failed step of blind matching; the message says which and why."""
 
 
+#: blinded elements one request may carry
+MAX_BATCH = 10_000
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _bytes(text: object, where: str, size: int | None = None) -> bytes:
+    """Base64 text from a message, checked: the error says where in the message."""
+    if not isinstance(text, str):
+        raise BlindError(f"{where}: expected base64 text")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except ValueError:
+        raise BlindError(f"{where}: not base64") from None
+    if size is not None and len(data) != size:
+        raise BlindError(f"{where}: expected {size} bytes, got {len(data)}")
+    return data
+
+
+def _list(document: object, key: str) -> list[Any]:
+    value = document.get(key) if isinstance(document, dict) else None
+    if not isinstance(value, list):
+        raise BlindError(f"$.{key}: expected a list")
+    return value
+
+
+def elements_from_wire(document: object) -> list[bytes]:
+    """The blinded elements of an evaluation request (``{"elements": [base64, ...]}``)."""
+    items = _list(document, "elements")
+    if not items or len(items) > MAX_BATCH:
+        raise BlindError(f"$.elements: send 1 to {MAX_BATCH} elements, not {len(items)}")
+    return [_bytes(item, f"$.elements[{n}]", 32) for n, item in enumerate(items)]
+
+
 def kind_of(field_name: str) -> str:
     """What a value is compared as: an address on either side of a connection is one kind,
     each hash algorithm its own."""
@@ -86,6 +123,32 @@ class Offer:
         for tag in sorted(self.tags):
             hashed.update(tag + hashlib.sha256(self.tags[tag]).digest())
         return hashed.digest()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "session": self.session,
+            "offered": self.offered,
+            "not_offered": self.not_offered,
+            "tags": [[_b64(tag), _b64(sealed)] for tag, sealed in sorted(self.tags.items())],
+            "signature": _b64(self.signature),
+        }
+
+    @classmethod
+    def from_wire(cls, document: object) -> Offer:
+        if not isinstance(document, dict) or not isinstance(document.get("session"), str):
+            raise BlindError("$.session: expected the session id")
+        tags: dict[bytes, bytes] = {}
+        for n, pair in enumerate(_list(document, "tags")):
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise BlindError(f"$.tags[{n}]: expected [tag, payload]")
+            tags[_bytes(pair[0], f"$.tags[{n}][0]", oprf.TAG_BYTES)] = _bytes(
+                pair[1], f"$.tags[{n}][1]"
+            )
+        return cls(
+            document["session"], tags, int(document.get("offered", 0)),
+            int(document.get("not_offered", 0)),
+            _bytes(document.get("signature"), "$.signature", 64),
+        )  # fmt: skip
 
 
 def build_offer(node: Node, partner_name: str, key: bytes, session: str) -> Offer:
@@ -217,6 +280,25 @@ class Answer:
         for element in (*asked, *self.elements):
             hashed.update(element)
         return hashed.digest()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "session": self.session,
+            "elements": [_b64(element) for element in self.elements],
+            "signature": _b64(self.signature),
+        }
+
+    @classmethod
+    def from_wire(cls, document: object) -> Answer:
+        if not isinstance(document, dict) or not isinstance(document.get("session"), str):
+            raise BlindError("$.session: expected the session id")
+        elements = [
+            _bytes(item, f"$.elements[{n}]", 32)
+            for n, item in enumerate(_list(document, "elements"))
+        ]
+        return cls(
+            document["session"], elements, _bytes(document.get("signature"), "$.signature", 64)
+        )
 
 
 # -- the log owner ---------------------------------------------------------------------------

@@ -294,6 +294,41 @@ class DuckDBEngine:
             self._malformed(path, fmt, n, report)
         return found, report
 
+    def distinct_values(
+        self,
+        paths: Sequence[Path],
+        fmt: str,
+        fields: Sequence[str],
+        mapping: Mapping[str, str] | None = None,
+    ) -> tuple[set[tuple[str, str]], ReadReport]:
+        """(field, normalised value) of every distinct non-empty value of ``fields`` in the
+        logs: what blind matching asks about, each value once however often it occurs."""
+        chosen = resolve_mapping(fmt, mapping)
+        report = ReadReport()
+        found: set[tuple[str, str]] = set()
+        for path in paths:
+            self._scans += 1
+            n = self._scans
+            if not path.is_file():
+                raise MatchInputError(f"{path}: no such file")
+            source = self._source(path, fmt, chosen, set(mapping or {}), n)
+            normal = ", ".join(f"{normalised_sql(name, 'duckdb')} AS {name}" for name in fields)
+            # one scan for the values (unpivoted, so each field's values are one column),
+            # one for the count of rows
+            query = (
+                f"SELECT DISTINCT f, v FROM (UNPIVOT (SELECT {normal} FROM ({source}) r) "
+                f"ON {', '.join(fields)} INTO NAME f VALUE v) WHERE v <> ''"
+            )
+            try:
+                rows = self._con.execute(query).fetchall()
+                counted = self._con.execute(f"SELECT count(*) FROM ({source})").fetchone()
+            except duckdb.Error as error:
+                raise MatchInputError(f"{path}: {str(error).splitlines()[0]}") from None
+            found.update((str(name), str(value)) for name, value in rows)
+            report.rows += int(counted[0]) if counted else 0
+            self._malformed(path, fmt, n, report)
+        return found, report
+
     def _load(self, lookups: Lookups) -> None:
         """The lookup keys as tables, one per field and per network length."""
         con = self._con

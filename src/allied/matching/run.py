@@ -7,6 +7,7 @@ through the same admission as an import.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,9 +15,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+from nacl.signing import VerifyKey
 
+from allied.integrity.keys import parse_public_key
+from allied.matching.blind import BlindError, kind_of
+from allied.matching.compile import Atom, Compiled
+from allied.matching.duck import DuckDBEngine
 from allied.matching.index import PatternIndex
-from allied.matching.matchset import Group, Hit, Lookups
+from allied.matching.matchset import Group, Hit, Lookups, MatchSet
 from allied.matching.sightings import sighting_objects
 from allied.node import Node
 from allied.stix.labels import TLP2_IDS
@@ -90,10 +96,7 @@ def match_logs(
     under it; without one they carry no marking and stay inside the node (fail closed).
     ``cache``: keep compiled patterns in the node's directory (:mod:`allied.matching.index`)."""
     report = MatchReport()
-    markings: tuple[str, ...] = ()
-    if label is not None:
-        marking_id, tlp = node.store.label(label)
-        markings = (TLP2_IDS[tlp], marking_id)
+    markings = _markings(node, label)
     index = PatternIndex.load(node.store, node.config.directory if cache else None)
     try:
         report.unsupported, report.indicators = index.unsupported, index.count
@@ -104,13 +107,94 @@ def match_logs(
     finally:
         index.close()
     report.rows, report.malformed, report.problems = read.rows, read.malformed, read.problems
+    _sightings(node, report, hits, markings, store)
+    return report
+
+
+def blind_match_logs(
+    node: Node,
+    engine: DuckDBEngine,
+    paths: Sequence[Path],
+    fmt: str,
+    peer_name: str,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    label: str | None = None,
+    store: bool = True,
+) -> MatchReport:
+    """Match ``paths`` against the indicators peer ``peer_name`` holds and lets this node
+    blind-match (docs/blind-matching.md): the peer sees only how many distinct values were
+    asked about. For the values that hit, the same sightings as a clear match would give
+    (a second scan counts their rows, first and last seen)."""
+    from allied.federation import peers
+    from allied.federation.remote import Remote
+    from allied.matching.blind import Answer, Offer, match_values
+
+    markings = _markings(node, label)
+    peer = peers.peer(node, peer_name)
+    owner = node.store.partner(peer.partner)
+    if not owner.public_key:
+        raise BlindError(f"partner {owner.name} has no pinned key: its answers cannot be checked")
+    verify_key = VerifyKey(
+        parse_public_key(owner.public_key, source=f"partner {owner.name}").public_bytes_raw()
+    )
+    report = MatchReport()
+    started = time.perf_counter()
+    values, read = engine.distinct_values(paths, fmt, BLIND_FIELDS, mapping)
+    timeout = float(node.config.setting("sync_timeout"))
+    with Remote(peer_name, peer.url, peers.token(node, peer_name), timeout=timeout) as remote:
+        offer = Offer.from_wire(remote.post_json("blind/sessions", {}))
+        path = f"blind/sessions/{offer.session}/evaluate"
+
+        def evaluate(elements: list[bytes]) -> Answer:
+            asked = {"elements": [base64.b64encode(e).decode() for e in elements]}
+            return Answer.from_wire(remote.post_json(path, asked))
+
+        kinds = {(kind_of(name), value): name for name, value in values}
+        found = match_values(kinds, offer, verify_key, evaluate)
+    # what hit, as patterns of their own: each indicator, the values of it that hit
+    compiled: dict[str, list[tuple[Atom, ...]]] = {}
+    for hit in found:
+        fields = [name for name in BLIND_FIELDS if kind_of(name) == hit.kind]
+        for entry in hit.indicators:
+            atoms = compiled.setdefault(str(entry["id"]), [])
+            atoms += [(Atom(name, hit.value),) for name in fields]
+    matchset = MatchSet({i: Compiled(tuple(c)) for i, c in compiled.items()})
+    hits: dict[str, Hit] = {}
+    if not matchset.empty:
+        groups, _ = engine.groups(paths, fmt, matchset.lookups, mapping)
+        hits = matchset.hits(groups)
+    report.seconds = time.perf_counter() - started
+    report.indicators = offer.offered
+    report.rows, report.malformed, report.problems = read.rows, read.malformed, read.problems
+    _sightings(node, report, hits, markings, store)
+    return report
+
+
+#: the fields blind matching asks about: every one a single value can be compared on
+BLIND_FIELDS = ("src_ip", "dst_ip", "domain", "url", "email", "md5", "sha1", "sha256", "sha512")
+
+
+def _markings(node: Node, label: str | None) -> tuple[str, ...]:
+    if label is None:
+        return ()
+    marking_id, tlp = node.store.label(label)
+    return (TLP2_IDS[tlp], marking_id)
+
+
+def _sightings(
+    node: Node,
+    report: MatchReport,
+    hits: Mapping[str, Hit],
+    markings: tuple[str, ...],
+    store: bool,
+) -> None:
     report.hits = sorted(hits.values(), key=lambda hit: (-hit.count, hit.indicator))
     identity = node.config.identity_id
     for hit in report.hits:
         report.objects += sighting_objects(hit, identity=identity, markings=markings)
     if store and report.objects:
         report.stored = _store(node, report.objects)
-    return report
 
 
 def _store(node: Node, objects: list[dict[str, Any]]) -> int:

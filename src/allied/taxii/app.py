@@ -17,7 +17,7 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.applications import Starlette
@@ -34,6 +34,9 @@ from allied.store.store import Partner
 from allied.taxii.openapi import openapi_document
 from allied.taxii.protocol import MEDIA_TYPE, TaxiiError, bad_request, now
 from allied.taxii.service import Answer, TaxiiService
+
+if TYPE_CHECKING:
+    from allied.matching.blind import Oracle
 
 access_log = logging.getLogger("allied.access")
 error_log = logging.getLogger("allied.taxii")
@@ -100,6 +103,7 @@ class TaxiiApp:
         self.node = node
         self.service = TaxiiService(node)
         self.max_json_depth = int(node.config.setting("max_json_depth"))
+        self.oracle: Oracle | None = None
 
     def application(self) -> Starlette:
         def route(
@@ -123,6 +127,8 @@ class TaxiiApp:
             route("/ledger/consistency", self.ledger_consistency, ["GET"]),
             route("/federation/withdrawn", self.withdrawn, ["GET"]),
             route("/ledger/peers", self.peer_head, ["GET"]),
+            route("/blind/sessions", self.blind_session, ["POST"]),
+            route("/blind/sessions/{session_id}/evaluate", self.blind_evaluate, ["POST"]),
             route("/openapi.json", self.openapi, ["GET"]),
         ]
         app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
@@ -300,6 +306,43 @@ class TaxiiApp:
     async def withdrawn(self, request: Request, partner: Partner | None) -> Answer:
         params = request.query_params.multi_items()
         return await run_in_threadpool(self.service.withdrawn, _known(partner), params)
+
+    async def blind_session(self, request: Request, partner: Partner | None) -> Answer:
+        """A blind-matching session for the partner, with the offer of what it may
+        blind-match (docs/blind-matching.md)."""
+        _no_params(request, set())
+        who = _known(partner)
+        return _json(await run_in_threadpool(self._open_blind, who.name))
+
+    def _open_blind(self, partner: str) -> dict[str, Any]:
+        from allied.matching.blind import build_offer
+
+        oracle = self._oracle()
+        session = oracle.open(partner)
+        return build_offer(self.node, partner, oracle.key(session), session).to_wire()
+
+    async def blind_evaluate(self, request: Request, partner: Partner | None) -> Answer:
+        _no_params(request, set())
+        from allied.matching.blind import elements_from_wire
+
+        who, session = _known(partner), request.path_params["session_id"]
+        elements = elements_from_wire(await self._body(request))
+        answer = await run_in_threadpool(self._oracle().evaluate, who.name, session, elements)
+        return _json(answer.to_wire())
+
+    def _oracle(self) -> Oracle:
+        """Made on first use (with the node's blind secret), not at every start: blind
+        matching brings DuckDB along, which a server that never blind-matches need not load."""
+        from allied.matching.blind import Oracle
+
+        if self.oracle is None:
+            setting = self.node.config.setting
+            self.oracle = Oracle(
+                self.node,
+                session_cap=int(setting("blind_session_cap")),
+                partner_cap=int(setting("blind_partner_cap")),
+            )
+        return self.oracle
 
     async def openapi(self, request: Request, _partner: Partner | None) -> Answer:
         return _json(openapi_document(str(request.base_url)))
