@@ -328,16 +328,14 @@ def match_values(
     hits: list[BlindHit] = []
     for start in range(0, len(pending), batch):
         chunk = pending[start : start + batch]
-        blinded = [oprf.blind(prf_input(kind, value)) for kind, value in chunk]
-        asked = [element for element, _ in blinded]
+        inputs = [prf_input(kind, value) for kind, value in chunk]
+        asked, secret = oprf.blind_many(inputs)
         answer = evaluate(asked)
         _verify(owner_key, answer.signature, answer.digest(asked), "an answer")
         if answer.session != offer.session or len(answer.elements) != len(asked):
             raise BlindError("an answer does not belong to this session or this batch")
-        for (kind, value), (_, secret), element in zip(
-            chunk, blinded, answer.elements, strict=True
-        ):
-            prf = oprf.finalize(prf_input(kind, value), oprf.unblind(secret, element))
+        for (kind, value), data, element in zip(chunk, inputs, answer.elements, strict=True):
+            prf = oprf.finalize(data, oprf.unblind(secret, element))
             sealed = offer.tags.get(oprf.tag_of(prf))
             if sealed is not None:
                 entries = orjson.loads(oprf.open_sealed(prf, sealed))

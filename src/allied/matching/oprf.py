@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 
 import nacl.bindings as sodium
 from nacl.exceptions import CryptoError
@@ -64,12 +65,29 @@ def new_key() -> bytes:
 
 def hash_to_group(value: bytes) -> bytes:
     """``H1``: the value as an element of the subgroup, a u-coordinate (32 bytes)."""
-    uniform = hashlib.sha512(_H1 + value).digest()[:32]
-    point = sodium.crypto_core_ed25519_from_uniform(uniform)
-    y = int.from_bytes(point, "little") & ((1 << 255) - 1)
-    # the Edwards y as the Montgomery u = (1 + y) / (1 - y); y = 1 (the identity) never
-    # comes out of from_uniform
-    return ((1 + y) * pow(1 - y, -1, P) % P).to_bytes(32, "little")
+    return hash_to_group_many([value])[0]
+
+
+def hash_to_group_many(values: Sequence[bytes]) -> list[bytes]:
+    """``H1`` of many values. Each Edwards point (libsodium's ``from_uniform``) becomes
+    the Montgomery u = (1 + y) / (1 - y); the divisions share one modular inversion
+    (Montgomery's trick), the costliest part of the step in Python."""
+    ys = []
+    for value in values:
+        point = sodium.crypto_core_ed25519_from_uniform(hashlib.sha512(_H1 + value).digest()[:32])
+        ys.append(int.from_bytes(point, "little") & ((1 << 255) - 1))
+    # y = 1 (the identity) never comes out of from_uniform, so no denominator is zero
+    denominators = [(1 - y) % P for y in ys]
+    prefix, running = [], 1
+    for d in denominators:
+        prefix.append(running)
+        running = running * d % P
+    inverse = pow(running, -1, P)
+    out = [b""] * len(ys)
+    for n in range(len(ys) - 1, -1, -1):
+        out[n] = ((1 + ys[n]) * inverse * prefix[n] % P).to_bytes(32, "little")
+        inverse = inverse * denominators[n] % P
+    return out
 
 
 def _multiply(scalar: bytes, element: bytes) -> bytes:
@@ -83,11 +101,29 @@ def _multiply(scalar: bytes, element: bytes) -> bytes:
 
 def blind(value: bytes) -> tuple[bytes, bytes]:
     """(the blinded element to send, the secret that unblinds the answer)."""
+    elements, secret = blind_many([value])
+    return elements[0], secret
+
+
+def blind_many(values: Sequence[bytes]) -> tuple[list[bytes], bytes]:
+    """The blinded elements of a batch of distinct values under one fresh ``r``, and the
+    secret that unblinds their answers. One ``r`` per batch is the classic Diffie-Hellman
+    private set intersection: telling whether two elements of a batch hide two guessed
+    values is deciding a Diffie-Hellman tuple (docs/blind-matching.md)."""
+    forward, backward = _blinding()
+    return [_multiply(forward, point) for point in hash_to_group_many(values)], backward
+
+
+def _blinding() -> tuple[bytes, bytes]:
+    """Clamped scalars for a random ``r`` and for ``r⁻¹`` (mod L): ``r`` is drawn in clamped
+    form, and drawn again until its inverse has one too (one time in two)."""
     while True:
-        residue = secrets.randbelow(L - 1) + 1
-        forward, backward = clamped(residue), clamped(pow(residue, -1, L))
-        if forward is not None and backward is not None:
-            return _multiply(forward, hash_to_group(value)), backward
+        forward = 2**254 + 8 * secrets.randbelow(2**251)
+        if forward % L == 0:  # pragma: no cover - one chance in 2^250
+            continue
+        backward = clamped(pow(forward % L, -1, L))
+        if backward is not None:
+            return forward.to_bytes(32, "little"), backward
 
 
 def evaluate(key: bytes, blinded: bytes) -> bytes:
