@@ -27,6 +27,8 @@ def test_defaults_cast() -> None:
         "max_content_length": 10485760,
         "max_envelope_objects": 10000,
         "max_partner_label_sets": 1000,
+        "blind_session_cap": 2_000_000,
+        "blind_partner_cap": 10_000_000,
         "max_json_depth": 64,
         "sync_interval": 60,
         "sync_timeout": 30,
