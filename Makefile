@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/taxii.py
 	$(BIN)/python benchmarks/sync.py
 	$(BIN)/python benchmarks/matching.py
+	$(BIN)/python benchmarks/blind.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

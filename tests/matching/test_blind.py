@@ -17,7 +17,14 @@ from sqlalchemy import select
 from allied.errors import LimitExceeded, NotFound
 from allied.ingest.stix_import import import_file
 from allied.matching import blind, oprf
-from allied.matching.blind import Answer, BlindError, Oracle, build_offer, match_values
+from allied.matching.blind import (
+    Answer,
+    BlindError,
+    BlindRefused,
+    Oracle,
+    build_offer,
+    match_values,
+)
 from allied.node import Node
 from allied.stix.labels import TLP2_IDS
 from allied.store import schema
@@ -125,6 +132,19 @@ def test_a_partner_the_labels_do_not_name_is_offered_nothing_secret(
     assert {(h.kind, h.value) for h in hits} == {("url", CLEAR_URL)}
     with pytest.raises(Exception, match="no partner named"):
         build_offer(node, "EST", oprf.new_key(), "s")
+
+
+def test_a_partner_offered_nothing_is_refused(node: Node, tmp_path: Path) -> None:
+    node.add_partner("USA", nation="USA", clearances=["NATO=SECRET"], communities=["c"])
+    secret = node.add_label(
+        "NATO SECRET REL NATO", tlp="amber", policy="NATO", classification="SECRET",
+        releasable_to=["NATO"], blind_match=["KOR"],
+    )  # fmt: skip
+    marks = [TLP2_IDS["amber"], secret]
+    only = indicator(1, pattern="[domain-name:value = 'x.example']", object_marking_refs=marks)
+    import_file(node, write_bundle(tmp_path / "one.json", [only]))
+    with pytest.raises(BlindRefused, match="no indicator here may be blind-matched by USA"):
+        build_offer(node, "USA", oprf.new_key(), "s")
 
 
 def _traces(value: str) -> list[bytes]:

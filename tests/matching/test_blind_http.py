@@ -84,12 +84,21 @@ def test_blind_match_with_a_peer_gives_the_clear_sightings(
     assert "www.example.org" not in nato_log and "harmless.example" not in nato_log
 
 
-def test_the_endpoints_need_a_partner_and_well_formed_elements(pair: Federation) -> None:
+def test_the_endpoints_need_a_partner_and_well_formed_elements(
+    pair: Federation, tmp_path: Path
+) -> None:
     url = pair.urls["NATO"]
     token = (pair.root / "KOR-at-NATO.token").read_text().strip()
     with httpx.Client(base_url=url, headers={"Accept": TAXII, "Content-Type": TAXII}) as client:
         assert client.post("blind/sessions", content=b"{}").status_code == 401
         client.headers["Authorization"] = f"Bearer {token}"
+        refused = client.post("blind/sessions", content=b"{}")  # nothing KOR may match yet
+        assert refused.status_code == 403
+        assert "no indicator here may be blind-matched by KOR" in refused.json()["description"]
+        with pair.node("NATO") as nato:
+            mine = indicator(9, pattern="[domain-name:value = 'x.example']",
+                             object_marking_refs=[TLP2_IDS["clear"]])  # fmt: skip
+            import_file(nato, write_bundle(tmp_path / "clear.json", [mine]))
         opened = client.post("blind/sessions", content=b"{}")
         assert opened.status_code == 200, opened.text
         session = opened.json()["session"]

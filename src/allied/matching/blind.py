@@ -26,6 +26,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +55,12 @@ DEFAULT_PARTNER_CAP = 10_000_000
 
 class BlindError(AlliedError):
     """A refused or failed step of blind matching; the message says which and why."""
+
+
+class BlindRefused(BlindError):
+    """Nothing this node holds may be blind-matched by the partner asking."""
+
+    http_status = 403
 
 
 #: blinded elements one request may carry
@@ -193,6 +200,11 @@ def build_offer(node: Node, partner_name: str, key: bytes, session: str) -> Offe
         offer.offered += 1
         for value in values:
             payloads.setdefault(value, []).append(entry)
+    if not offer.offered and not offer.not_offered:
+        raise BlindRefused(
+            f"no indicator here may be blind-matched by {partner_name}: their labels do not "
+            "name it under blind_match, and it may not receive them"
+        )
     for (kind, value), entries in payloads.items():
         prf = oprf.output(key, prf_input(kind, value))
         offer.tags[oprf.tag_of(prf)] = oprf.seal(prf, orjson.dumps(entries))
@@ -319,28 +331,39 @@ def match_values(
     evaluate: Callable[[list[bytes]], Answer],
     *,
     batch: int = 10_000,
+    workers: int = 2,
 ) -> list[BlindHit]:
     """The values (kind, value) that hit an offered indicator. ``evaluate`` sends a batch of
     blinded elements to the owner's oracle. The offer and every answer must carry the
-    owner's signature; a tampered one is refused, never half-used."""
+    owner's signature; a tampered one is refused, never half-used.
+
+    ``workers`` batches are in flight at once: libsodium lets go of the interpreter while it
+    multiplies, so one batch is blinded or unblinded here while another is evaluated there,
+    and every core works."""
     _verify(owner_key, offer.signature, offer.digest(), "the offer")
     pending = sorted(set(values))
-    hits: list[BlindHit] = []
-    for start in range(0, len(pending), batch):
-        chunk = pending[start : start + batch]
+    chunks = [pending[start : start + batch] for start in range(0, len(pending), batch)]
+
+    def one(chunk: list[tuple[str, str]]) -> list[BlindHit]:
         inputs = [prf_input(kind, value) for kind, value in chunk]
         asked, secret = oprf.blind_many(inputs)
         answer = evaluate(asked)
         _verify(owner_key, answer.signature, answer.digest(asked), "an answer")
         if answer.session != offer.session or len(answer.elements) != len(asked):
             raise BlindError("an answer does not belong to this session or this batch")
+        found = []
         for (kind, value), data, element in zip(chunk, inputs, answer.elements, strict=True):
             prf = oprf.finalize(data, oprf.unblind(secret, element))
             sealed = offer.tags.get(oprf.tag_of(prf))
             if sealed is not None:
                 entries = orjson.loads(oprf.open_sealed(prf, sealed))
-                hits.append(BlindHit(kind, value, list(entries)))
-    return hits
+                found.append(BlindHit(kind, value, list(entries)))
+        return found
+
+    if workers <= 1 or len(chunks) <= 1:
+        return [hit for chunk in chunks for hit in one(chunk)]
+    with ThreadPoolExecutor(workers, thread_name_prefix="allied-blind") as pool:
+        return [hit for found in pool.map(one, chunks) for hit in found]
 
 
 def _verify(key: VerifyKey, signature: bytes, digest: bytes, what: str) -> None:
