@@ -29,6 +29,7 @@ def test_defaults_cast() -> None:
         "max_partner_label_sets": 1000,
         "blind_session_cap": 2_000_000,
         "blind_partner_cap": 10_000_000,
+        "blind_sessions_cap": 100,
         "max_json_depth": 64,
         "sync_interval": 60,
         "sync_timeout": 30,

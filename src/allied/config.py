@@ -152,6 +152,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "blind_sessions_cap",
+        "100",
+        "Most blind-matching sessions one partner may open over a day (each costs this node "
+        "an evaluation per indicator value the partner may blind-match).",
+        _positive_int,
+    ),
+    Setting(
         "max_json_depth",
         "64",
         "Deepest nesting of arrays and objects a TAXII request body may have (deeper gets 400).",

@@ -189,6 +189,10 @@ def test_evaluations_are_capped_per_session_and_per_partner(node: Node, tmp_path
     assert [tuple(row) for row in logged] == [("KOR", 5)]
     secret = node.config.directory / "keys" / "blind.key"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    few = Oracle(node, sessions_cap=3)  # KOR has opened two sessions already
+    few.open("KOR")
+    with pytest.raises(LimitExceeded, match="3 blind-matching sessions opened lately"):
+        few.open("KOR")
 
 
 def test_tampered_offers_and_answers_are_refused(node: Node, tmp_path: Path) -> None:

@@ -51,6 +51,9 @@ SECRET_FILE = "blind.key"
 #: 2^32 IPv4 addresses, so the oracle cannot be walked like a dictionary
 DEFAULT_SESSION_CAP = 2_000_000
 DEFAULT_PARTNER_CAP = 10_000_000
+#: sessions one partner may open over a day: each costs the owner one evaluation per
+#: indicator value it may blind-match
+DEFAULT_SESSIONS_CAP = 100
 
 
 class BlindError(AlliedError):
@@ -228,20 +231,27 @@ class Oracle:
         *,
         session_cap: int = DEFAULT_SESSION_CAP,
         partner_cap: int = DEFAULT_PARTNER_CAP,
+        sessions_cap: int = DEFAULT_SESSIONS_CAP,
         window: timedelta = timedelta(days=1),
     ) -> None:
         self._node = node
         self._secret = _secret(node.config.directory / KEY_DIR / SECRET_FILE)
         self._session_cap = session_cap
         self._partner_cap = partner_cap
+        self._sessions_cap = sessions_cap
         self._window = window
 
     def open(self, partner: str) -> str:
         """A new session for ``partner``: its id."""
         session = secrets.token_hex(16)
-        self._node.store.open_blind_session(session, partner, self._session_cap)
+        self._node.store.open_blind_session(
+            session, partner, self._session_cap, most=self._sessions_cap, since=self._since()
+        )
         log.info("blind matching: session %s opened for %s", session, partner)
         return session
+
+    def _since(self) -> str:
+        return (datetime.now(UTC) - self._window).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     def key(self, session: str) -> bytes:
         for counter in range(1000):  # about one residue in two has a clamped form
@@ -253,9 +263,8 @@ class Oracle:
 
     def evaluate(self, partner: str, session: str, elements: Sequence[bytes]) -> Answer:
         """The answer to one batch, or :class:`LimitExceeded` for the whole batch."""
-        since = (datetime.now(UTC) - self._window).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         total = self._node.store.count_blind_evaluations(
-            session, partner, len(elements), partner_cap=self._partner_cap, since=since
+            session, partner, len(elements), partner_cap=self._partner_cap, since=self._since()
         )
         key = self.key(session)
         answer = Answer(session, [oprf.evaluate(key, element) for element in elements])

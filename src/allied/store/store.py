@@ -560,8 +560,22 @@ class Store:
         with self.engine.connect() as conn:
             return {str(object_id): str(text) for object_id, text in conn.execute(query)}
 
-    def open_blind_session(self, session: str, partner: str, cap: int) -> None:
+    def open_blind_session(
+        self, session: str, partner: str, cap: int, *, most: int, since: str
+    ) -> None:
+        """Record a new session, or refuse (:class:`LimitExceeded`) a partner that opened
+        ``most`` sessions since ``since``: each one costs the owner an evaluation per
+        indicator value, so they are counted like evaluations."""
+        table = schema.blind_sessions
         with self._transaction() as conn:
+            opened = conn.execute(
+                select(func.count()).where(table.c.partner == partner, table.c.created >= since)
+            ).scalar_one()
+            if int(opened) >= most:
+                raise LimitExceeded(
+                    f"{partner}: {opened} blind-matching sessions opened lately, the most "
+                    f"allowed per day"
+                )
             conn.execute(
                 insert(schema.blind_sessions).values(
                     id=session, partner=partner, created=now(), cap=cap, evaluated=0

@@ -341,6 +341,7 @@ class TaxiiApp:
                 self.node,
                 session_cap=int(setting("blind_session_cap")),
                 partner_cap=int(setting("blind_partner_cap")),
+                sessions_cap=int(setting("blind_sessions_cap")),
             )
         return self.oracle
 
