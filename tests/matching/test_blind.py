@@ -36,16 +36,21 @@ CLEAR_URL = "http://clear.example/payload.bin"
 SHA = "ab" * 32
 
 
+def _secret(node: Node) -> list[str]:
+    """The markings of NATO SECRET REL NATO, which KOR may blind-match."""
+    secret = node.add_label(
+        "NATO SECRET REL NATO", tlp="amber", policy="NATO", classification="SECRET",
+        releasable_to=["NATO"], blind_match=["KOR"],
+    )  # fmt: skip
+    return [TLP2_IDS["amber"], secret]
+
+
 def _owner(node: Node, tmp_path: Path) -> dict[str, list[str]]:
     """NATO SECRET indicators KOR may blind-match but not receive, one it may receive, and
     patterns that need a whole row (not offered)."""
     node.add_partner("KOR", nation="KOR", clearances=["NATO=RESTRICTED"], communities=["c"])
     node.add_partner("USA", nation="USA", clearances=["NATO=RESTRICTED"], communities=["c"])
-    secret = node.add_label(
-        "NATO SECRET REL NATO", tlp="amber", policy="NATO", classification="SECRET",
-        releasable_to=["NATO"], blind_match=["KOR"],
-    )  # fmt: skip
-    marks = [TLP2_IDS["amber"], secret]
+    marks = _secret(node)
     objects: list[dict[str, Any]] = []
     made: dict[str, list[str]] = {"secret": [], "clear": [], "row": []}
     for n, (domain, ip) in enumerate(zip(SECRET_DOMAINS, SECRET_IPS, strict=True)):
@@ -136,11 +141,7 @@ def test_a_partner_the_labels_do_not_name_is_offered_nothing_secret(
 
 def test_a_partner_offered_nothing_is_refused(node: Node, tmp_path: Path) -> None:
     node.add_partner("USA", nation="USA", clearances=["NATO=SECRET"], communities=["c"])
-    secret = node.add_label(
-        "NATO SECRET REL NATO", tlp="amber", policy="NATO", classification="SECRET",
-        releasable_to=["NATO"], blind_match=["KOR"],
-    )  # fmt: skip
-    marks = [TLP2_IDS["amber"], secret]
+    marks = _secret(node)
     only = indicator(1, pattern="[domain-name:value = 'x.example']", object_marking_refs=marks)
     import_file(node, write_bundle(tmp_path / "one.json", [only]))
     with pytest.raises(BlindRefused, match="no indicator here may be blind-matched by USA"):

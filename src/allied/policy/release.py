@@ -133,15 +133,7 @@ def decide_blind_match(
         denied.append("denied: no label of the object names anyone under blind_match")
     for label in labels.labels:
         name = label.name or label.marking_id
-        audience = set(label.blind_match)
-        if partner.nation in audience:
-            allowed.append(f"allowed: {partner.nation} in blind_match of {name}")
-        elif audience & partner.communities:
-            community = sorted(audience & partner.communities)[0]
-            allowed.append(f"allowed: community {community} in blind_match of {name}")
-        else:
-            targets = ", ".join(label.blind_match) or "nobody"
-            denied.append(f"denied: {partner.nation} not in blind_match ({targets}) of {name}")
+        _audience(label.blind_match, "blind_match", name, partner, denied, allowed)
     if denied:
         return BlindDecision(False, tuple(denied))
     return BlindDecision(True, tuple(allowed), "id")
@@ -167,15 +159,8 @@ def _classification(
     if label.classification not in levels:
         denied.append(f"denied: unknown level {label.classification} of policy {label.policy}")
         return
+    _audience(label.releasable_to, "releasable_to", name, partner, denied, allowed)
     audience = set(label.releasable_to)
-    if partner.nation in audience:
-        allowed.append(f"allowed: {partner.nation} in releasable_to of {name}")
-    elif audience & partner.communities:
-        community = sorted(audience & partner.communities)[0]
-        allowed.append(f"allowed: community {community} in releasable_to of {name}")
-    else:
-        targets = ", ".join(label.releasable_to) or "nobody"
-        denied.append(f"denied: {partner.nation} not in releasable_to ({targets}) of {name}")
     cleared = _cleared(label.policy, label.classification, partner, policy)
     if cleared is None:
         for alternative in label.alternatives:
@@ -206,6 +191,27 @@ def _classification(
             denied.append(
                 f"denied: objects releasable to {community} stay inside it (node configuration)"
             )
+
+
+def _audience(
+    listed: tuple[str, ...],
+    field_name: str,
+    name: str,
+    partner: Recipient,
+    denied: list[str],
+    allowed: list[str],
+) -> None:
+    """Whether a label's list of nations and communities (``releasable_to``,
+    ``blind_match``) names the partner's nation or one of its communities."""
+    audience = set(listed)
+    if partner.nation in audience:
+        allowed.append(f"allowed: {partner.nation} in {field_name} of {name}")
+    elif audience & partner.communities:
+        community = sorted(audience & partner.communities)[0]
+        allowed.append(f"allowed: community {community} in {field_name} of {name}")
+    else:
+        targets = ", ".join(listed) or "nobody"
+        denied.append(f"denied: {partner.nation} not in {field_name} ({targets}) of {name}")
 
 
 def _cleared(
