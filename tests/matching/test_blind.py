@@ -6,13 +6,14 @@ the caps, and tampered messages refused."""
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 from nacl.signing import VerifyKey
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from allied.errors import LimitExceeded, NotFound
 from allied.ingest.stix_import import import_file
@@ -222,3 +223,41 @@ def test_kinds_keep_fields_apart() -> None:
     assert blind.distinct_values(
         [{"src_ip": "1.2.3.4", "dst_ip": "1.2.3.4", "dst_port": "443"}]
     ) == {("ip", "1.2.3.4")}
+
+
+def test_old_sessions_count_against_the_partner_and_expire(node: Node, tmp_path: Path) -> None:
+    """The partner's tally is every evaluation logged in the day, whatever session it was
+    in; a session older than its lifetime takes no more."""
+    _owner(node, tmp_path)
+    oracle = Oracle(node, partner_cap=6)
+    old, fresh = oracle.open("KOR"), oracle.open("KOR")
+    oracle.evaluate("KOR", old, [oprf.blind(b"a")[0] for _ in range(4)])
+    with node.store.write() as writer:  # the first session opened long ago
+        writer.conn.execute(
+            update(schema.blind_sessions)
+            .where(schema.blind_sessions.c.id == old)
+            .values(created="2026-01-01T00:00:00.000000Z")
+        )
+    with pytest.raises(NotFound, match="has expired"):
+        oracle.evaluate("KOR", old, [oprf.blind(b"b")[0]])
+    with pytest.raises(LimitExceeded, match="4 values evaluated lately"):
+        oracle.evaluate("KOR", fresh, [oprf.blind(b"c")[0] for _ in range(3)])
+
+
+def test_an_offer_for_another_node_or_out_of_date_is_refused(node: Node, tmp_path: Path) -> None:
+    _owner(node, tmp_path)
+    talk = Transcripts(node, "KOR")
+    offer = build_offer(node, "KOR", talk.key, talk.session)
+    with pytest.raises(BlindError, match="made for identity--"):
+        match_values(LOG_VALUES, offer, _owner_key(node), talk.evaluate, identity="identity--x")
+    offer.expires = "2026-01-01T00:00:00.000000Z"
+    with pytest.raises(BlindError, match="does not carry"):  # the expiry is signed
+        match_values(LOG_VALUES, offer, _owner_key(node), talk.evaluate)
+
+
+def test_a_blind_secret_of_the_wrong_size_is_never_used(node: Node) -> None:
+    secret = node.config.directory / "keys" / "blind.key"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)  # empty, as a crash between creating and writing it would leave it
+    with pytest.raises(RuntimeError, match="holds 0 bytes, not 32"):
+        Oracle(node)

@@ -551,3 +551,27 @@ def test_upgrading_a_store_splits_label_sets_by_signer(node_dir: Path, tmp_path:
         assert from_kr["id"] in for_nl and from_us["id"] not in for_nl
         signers = {key[2] for key in node.store.label_sets().values() if key[1] == "us"}
         assert len(signers) == 2 and None not in signers
+
+
+def test_verify_notices_an_object_moved_to_another_signers_label_set(
+    node_dir: Path, tmp_path: Path
+) -> None:
+    """The signer decides TLP:GREEN, so `allied verify` checks it too: an object moved into
+    the label set of another signer (same markings, same relay) is found."""
+    with Node.open(node_dir) as node:
+        from_kr, from_us = _relay(node, tmp_path)
+    with sqlite3.connect(node_dir / "store.db") as conn:
+        label_set, closure = conn.execute(
+            "SELECT label_set, closure FROM objects WHERE id = ?", (from_us["id"],)
+        ).fetchone()
+        conn.execute(  # kr's GREEN object now judged on us's communities
+            "UPDATE objects SET label_set = ?, closure = ? WHERE id = ?",
+            (label_set, closure, from_kr["id"]),
+        )
+    with Node.open(node_dir) as node:
+        assert from_kr["id"] in {json.loads(t)["id"] for t in Egress(node).release("ee")}
+        audit = node.verify()
+        assert any(
+            from_kr["id"] in problem and "does not match its markings and originator" in problem
+            for problem in audit.problems
+        ), audit.problems

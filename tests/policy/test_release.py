@@ -501,6 +501,15 @@ def test_blind_match_lets_a_listed_partner_match_what_it_may_not_receive() -> No
     )
 
 
+def test_blind_match_keeps_the_labels_other_restrictions() -> None:
+    base = label(classification="SECRET", releasable_to=("NATO",), blind_match=("KOR",))
+    assert blind(tlp("amber", replace(base, handling=("NOFORN",)))) == (
+        f"False id: denied: lacks handling category NOFORN required by {base.name}"
+    )
+    assert "is not a named recipient" in blind(tlp("red", replace(base, recipients=(US,))))
+    assert "unknown policy XX" in blind(tlp("amber", replace(base, policy="XX")))
+
+
 def test_blind_matching_fails_closed() -> None:
     listed = label(classification="SECRET", releasable_to=("NATO",), blind_match=("KOR",))
     unlisted = label(name="KOR INTERNAL", policy="KOR", classification="INTERNAL",
@@ -530,8 +539,20 @@ def test_blind_matching_admits_only_receivers_or_listed_partners(
     labelset = LabelSet(tuple(tlps), tuple(listed), ("marking-definition--x",) if unknown else ())
     found = decide_blind_match(labelset, prov, who, policy)
     receives = decide(labelset, prov, who, policy).allowed
-    named = bool(listed) and all(
-        who.nation in lab.blind_match or set(lab.blind_match) & who.communities for lab in listed
-    )
+
+    def admits(lab: Label) -> bool:
+        """blind_match stands in for releasable_to and the clearance, nothing else."""
+        if not (who.nation in lab.blind_match or set(lab.blind_match) & who.communities):
+            return False
+        if lab.recipients and who.identity_id not in lab.recipients:
+            return False
+        if lab.policy is None:
+            return True
+        if lab.policy not in policy.levels or lab.classification not in policy.levels[lab.policy]:
+            return False
+        confined = set(lab.releasable_to) & policy.confined_communities
+        return set(lab.handling) <= who.categories and confined <= who.communities
+
+    named = bool(listed) and all(admits(lab) for lab in listed)
     assert found.allowed == (receives or (named and not who.revoked and not unknown))
     assert found.reveal == ("object" if receives else "id")

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, select
 from allied.integrity.ledger import TreeHead, object_leaf, stored_heads, verify_head
 from allied.integrity.merkle import MerkleLog
 from allied.integrity.origin import is_standard, is_standard_id
-from allied.integrity.signing import SignatureError, TrustedKey, verify
+from allied.integrity.signing import SignatureError, TrustedKey, signer_of, verify
 from allied.stix.labels import Label, resolve_labels
 from allied.stix.model import StixObject, from_valid
 from allied.store import schema
@@ -66,12 +66,13 @@ def audit(
         for idx, leaf in conn.execute(select(schema.ledger.c.idx, schema.ledger.c.leaf))
     }
     label_sets = {
-        number: (markings, source)
-        for number, markings, source in conn.execute(
+        number: (markings, source, signer)
+        for number, markings, source, signer in conn.execute(
             select(
                 schema.label_sets.c.id,
                 schema.label_sets.c.markings,
                 schema.label_sets.c.received_from,
+                schema.label_sets.c.signer,
             )
         )
     }
@@ -230,7 +231,7 @@ def _check_columns(
     name: str,
     data: dict[str, Any],
     row: Any,
-    label_sets: Mapping[int, tuple[str, str | None]],
+    label_sets: Mapping[int, tuple[str, str | None, str | None]],
     labels: Mapping[str, Label],
 ) -> tuple[list[str], StixObject | None]:
     """The index columns the release decision and listings read must say what the object
@@ -246,8 +247,13 @@ def _check_columns(
     found = []
     if markings != expected:
         found.append(f"{name}: its label columns say {markings}, the object says {expected}")
-    if label_sets.get(label_set) != (markings, source):
-        found.append(f"{name}: its label set {label_set} does not match its markings")
+    # the set also keys on the signer of what came from a partner (TLP:GREEN is judged on
+    # the originator's communities), as the store files it
+    signer = signer_of(data) if source is not None else None
+    if label_sets.get(label_set) != (markings, source, signer):
+        found.append(
+            f"{name}: its label set {label_set} does not match its markings and originator"
+        )
     if kind != parsed.type or version != parsed.version:
         found.append(
             f"{name}: its type and version columns say {kind} {version!r}, the object says "

@@ -20,11 +20,13 @@ one value each: an address, a domain, a URL, an e-mail address, a hash); network
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,10 +49,13 @@ from allied.policy.egress import Egress
 log = logging.getLogger(__name__)
 
 SECRET_FILE = "blind.key"
-#: evaluations one session may ask for, and one partner over the oracle's life: far below the
-#: 2^32 IPv4 addresses, so the oracle cannot be walked like a dictionary
+#: evaluations one session may ask for, and one partner over a day (all its sessions): far
+#: below the 2^32 IPv4 addresses; the caps bound the rate of a dictionary walk
 DEFAULT_SESSION_CAP = 2_000_000
 DEFAULT_PARTNER_CAP = 10_000_000
+#: how long a session may be used: its offer reflects the indicators and labels of the
+#: moment it was made
+SESSION_LIFETIME = timedelta(hours=1)
 #: sessions one partner may open over a day: each costs the owner one evaluation per
 #: indicator value it may blind-match
 DEFAULT_SESSIONS_CAP = 100
@@ -126,10 +131,19 @@ class Offer:
     #: more than one value (networks, ports, AND)
     offered: int = 0
     not_offered: int = 0
+    #: the identity of the partner it was made for, and until when it may be used
+    partner: str = ""
+    expires: str = ""
     signature: bytes = b""
 
     def digest(self) -> bytes:
-        hashed = hashlib.sha256(self.session.encode())
+        """What the signature binds: what the offer is, for whom, until when, and every tag
+        with its payload, so that no offer can be replayed to another partner or later."""
+        head = orjson.dumps(
+            ["allied-blind-offer-v1", self.session, self.partner, self.expires,
+             self.offered, self.not_offered]
+        )  # fmt: skip
+        hashed = hashlib.sha256(head)
         for tag in sorted(self.tags):
             hashed.update(tag + hashlib.sha256(self.tags[tag]).digest())
         return hashed.digest()
@@ -137,6 +151,8 @@ class Offer:
     def to_wire(self) -> dict[str, Any]:
         return {
             "session": self.session,
+            "partner": self.partner,
+            "expires": self.expires,
             "offered": self.offered,
             "not_offered": self.not_offered,
             "tags": [[_b64(tag), _b64(sealed)] for tag, sealed in sorted(self.tags.items())],
@@ -156,7 +172,8 @@ class Offer:
             )
         return cls(
             document["session"], tags, int(document.get("offered", 0)),
-            int(document.get("not_offered", 0)),
+            int(document.get("not_offered", 0)), str(document.get("partner", "")),
+            str(document.get("expires", "")),
             _bytes(document.get("signature"), "$.signature", 64),
         )  # fmt: skip
 
@@ -186,7 +203,8 @@ def build_offer(node: Node, partner_name: str, key: bytes, session: str) -> Offe
         single[indicator] = single.get(indicator, True) and alone
         values_of.setdefault(indicator, set()).add((kind_of(field_name), str(value)))
     payloads: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    offer = Offer(session, {})
+    expires = (datetime.now(UTC) + SESSION_LIFETIME).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    offer = Offer(session, {}, partner=partner.identity_id, expires=expires)
     for indicator, values in values_of.items():
         row = rows.get(indicator)
         if row is None:
@@ -215,6 +233,10 @@ def build_offer(node: Node, partner_name: str, key: bytes, session: str) -> Offe
     return offer
 
 
+def new_session() -> str:
+    return secrets.token_hex(16)
+
+
 class Oracle:
     """Evaluates blinded elements for partners, within caps; every batch is counted and
     logged in the store (so every serving process counts one tally) and every answer is
@@ -241,9 +263,10 @@ class Oracle:
         self._sessions_cap = sessions_cap
         self._window = window
 
-    def open(self, partner: str) -> str:
-        """A new session for ``partner``: its id."""
-        session = secrets.token_hex(16)
+    def open(self, partner: str, session: str | None = None) -> str:
+        """Record a new session for ``partner`` (``session``: an id drawn with
+        :func:`new_session`, when the offer was made first); its id."""
+        session = session or new_session()
         self._node.store.open_blind_session(
             session, partner, self._session_cap, most=self._sessions_cap, since=self._since()
         )
@@ -263,9 +286,11 @@ class Oracle:
 
     def evaluate(self, partner: str, session: str, elements: Sequence[bytes]) -> Answer:
         """The answer to one batch, or :class:`LimitExceeded` for the whole batch."""
+        lifetime = (datetime.now(UTC) - SESSION_LIFETIME).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         total = self._node.store.count_blind_evaluations(
-            session, partner, len(elements), partner_cap=self._partner_cap, since=self._since()
-        )
+            session, partner, len(elements), partner_cap=self._partner_cap,
+            since=self._since(), opened_after=lifetime,
+        )  # fmt: skip
         key = self.key(session)
         answer = Answer(session, [oprf.evaluate(key, element) for element in elements])
         answer.signature = self._node.signer.sign(answer.digest(elements))
@@ -277,16 +302,27 @@ class Oracle:
 
 
 def _secret(path: Path) -> bytes:
-    """The node's blind-matching secret, made (0600) the first time."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        if path.stat().st_mode & 0o077:
-            raise BlindError(f"{path} is readable by others: chmod 600 it") from None
-        return path.read_bytes()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secrets.token_bytes(32))
-    return path.read_bytes()
+    """The node's blind-matching secret: exactly 32 random bytes, owner-only. Made whole in
+    a temporary file and linked into place, so that no process ever reads a half-written
+    (or empty) one; a file of any other size or mode is refused, never used."""
+    if not path.exists():
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=".blind-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                os.link(name, path)
+        finally:
+            os.unlink(name)
+    # a fault of this node, not of the partner asking: logged, and a 500 for the partner
+    if path.stat().st_mode & 0o077:
+        raise RuntimeError(f"{path} is readable by others: chmod 600 it")
+    secret = path.read_bytes()
+    if len(secret) != 32:
+        raise RuntimeError(f"{path} holds {len(secret)} bytes, not 32: remove it for a new one")
+    return secret
 
 
 @dataclass
@@ -297,7 +333,7 @@ class Answer:
 
     def digest(self, asked: Sequence[bytes]) -> bytes:
         """What the signature binds: the session, the elements asked and those answered."""
-        hashed = hashlib.sha256(self.session.encode())
+        hashed = hashlib.sha256(orjson.dumps(["allied-blind-answer-v1", self.session]))
         for element in (*asked, *self.elements):
             hashed.update(element)
         return hashed.digest()
@@ -341,15 +377,21 @@ def match_values(
     *,
     batch: int = 10_000,
     workers: int = 2,
+    identity: str | None = None,
 ) -> list[BlindHit]:
     """The values (kind, value) that hit an offered indicator. ``evaluate`` sends a batch of
     blinded elements to the owner's oracle. The offer and every answer must carry the
-    owner's signature; a tampered one is refused, never half-used.
+    owner's signature; a tampered one is refused, never half-used, and so is an offer made
+    for another ``identity`` than this node's, or expired.
 
     ``workers`` batches are in flight at once: libsodium lets go of the interpreter while it
     multiplies, so one batch is blinded or unblinded here while another is evaluated there,
     and every core works."""
     _verify(owner_key, offer.signature, offer.digest(), "the offer")
+    if identity is not None and offer.partner != identity:
+        raise BlindError(f"the offer was made for {offer.partner}, not for this node")
+    if offer.expires <= datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"):
+        raise BlindError(f"the offer expired at {offer.expires}")
     pending = sorted(set(values))
     chunks = [pending[start : start + batch] for start in range(0, len(pending), batch)]
 

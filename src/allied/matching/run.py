@@ -151,7 +151,7 @@ def blind_match_logs(
             return Answer.from_wire(remote.post_json(path, asked))
 
         kinds = {(kind_of(name), value): name for name, value in values}
-        found = match_values(kinds, offer, verify_key, evaluate)
+        found = match_values(kinds, offer, verify_key, evaluate, identity=node.config.identity_id)
     # what hit, as patterns of their own: each indicator, the values of it that hit
     compiled: dict[str, list[tuple[Atom, ...]]] = {}
     for hit in found:

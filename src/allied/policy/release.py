@@ -118,8 +118,11 @@ def decide_blind_match(
     less than receiving it. So a partner that may receive the object may blind-match it,
     and a hit reveals the object; otherwise only where every label of the object names the
     partner's nation or one of its communities under ``blind_match`` (the originator's
-    explicit word: DESIGN.md, "Blind matching"), and a hit reveals the id. Fail closed: a
-    revoked partner, an unknown marking or an object without such a label is refused."""
+    explicit word: DESIGN.md, "Blind matching"), and a hit reveals the id. ``blind_match``
+    stands in only for ``releasable_to`` and the clearance: named recipients, handling
+    categories, an unknown policy or level and the node's confined communities still deny.
+    Fail closed: a revoked partner, an unknown marking or an object without such a label is
+    refused."""
     release = decide(labels, provenance, partner, policy)
     if release.allowed:
         return BlindDecision(True, ("allowed: may receive the object", *release.reasons), "object")
@@ -132,8 +135,13 @@ def decide_blind_match(
     if not labels.labels:
         denied.append("denied: no label of the object names anyone under blind_match")
     for label in labels.labels:
+        # blind_match stands in for releasable_to and the clearance; every other
+        # restriction of the label, and the node's own, still applies
         name = label.name or label.marking_id
+        known = _named_and_known(label, partner, policy, denied)
         _audience(label.blind_match, "blind_match", name, partner, denied, allowed)
+        if known is not None:
+            _handling_and_confinement(label, partner, policy, denied)
     if denied:
         return BlindDecision(False, tuple(denied))
     return BlindDecision(True, tuple(allowed), "id")
@@ -148,19 +156,10 @@ def _classification(
 ) -> None:
     """Rule 1 for one label, plus named recipients and the node's confinement rules."""
     name = label.name or label.marking_id
-    if label.recipients and partner.identity_id not in label.recipients:
-        denied.append(f"denied: {partner.name} is not a named recipient of {name}")
-    if label.policy is None:
-        return
-    levels = policy.levels.get(label.policy)
-    if levels is None:
-        denied.append(f"denied: unknown policy {label.policy} in {name}")
-        return
-    if label.classification not in levels:
-        denied.append(f"denied: unknown level {label.classification} of policy {label.policy}")
+    levels = _named_and_known(label, partner, policy, denied)
+    if levels is None or label.policy is None:
         return
     _audience(label.releasable_to, "releasable_to", name, partner, denied, allowed)
-    audience = set(label.releasable_to)
     cleared = _cleared(label.policy, label.classification, partner, policy)
     if cleared is None:
         for alternative in label.alternatives:
@@ -183,10 +182,39 @@ def _classification(
                 f"denied: classification {label.policy} {label.classification} above "
                 f"clearance {held}"
             )
+    _handling_and_confinement(label, partner, policy, denied)
+
+
+def _named_and_known(
+    label: Label, partner: Recipient, policy: ReleasePolicy, denied: list[str]
+) -> tuple[str, ...] | None:
+    """Named recipients, and a policy and level this node knows: the levels of the label's
+    policy, None where there is nothing more to decide (no policy, or an unknown one)."""
+    name = label.name or label.marking_id
+    if label.recipients and partner.identity_id not in label.recipients:
+        denied.append(f"denied: {partner.name} is not a named recipient of {name}")
+    if label.policy is None:
+        return None
+    levels = policy.levels.get(label.policy)
+    if levels is None:
+        denied.append(f"denied: unknown policy {label.policy} in {name}")
+        return None
+    if label.classification not in levels:
+        denied.append(f"denied: unknown level {label.classification} of policy {label.policy}")
+        return None
+    return levels
+
+
+def _handling_and_confinement(
+    label: Label, partner: Recipient, policy: ReleasePolicy, denied: list[str]
+) -> None:
+    """Handling categories the partner must all hold, and the node's confined communities
+    (a stricter local rule)."""
+    name = label.name or label.marking_id
     missing = sorted(set(label.handling) - partner.categories)
     for category in missing:
         denied.append(f"denied: lacks handling category {category} required by {name}")
-    for community in sorted(audience & policy.confined_communities):
+    for community in sorted(set(label.releasable_to) & policy.confined_communities):
         if community not in partner.communities:
             denied.append(
                 f"denied: objects releasable to {community} stay inside it (node configuration)"

@@ -583,21 +583,31 @@ class Store:
             )
 
     def count_blind_evaluations(
-        self, session: str, partner: str, count: int, *, partner_cap: int, since: str
+        self,
+        session: str,
+        partner: str,
+        count: int,
+        *,
+        partner_cap: int,
+        since: str,
+        opened_after: str,
     ) -> int:
         """Add ``count`` evaluations to a partner's session and log them, or refuse the
         whole batch (:class:`LimitExceeded`) if it would pass the session's cap or the
-        partner's ``partner_cap`` over the sessions opened since ``since``. Under the write
-        lock, so serving processes count one tally. The session's new total."""
-        table = schema.blind_sessions
+        partner's ``partner_cap`` over every evaluation logged since ``since``, whatever
+        session it was in. A session opened before ``opened_after`` has expired. Under the
+        write lock, so serving processes count one tally. The session's new total."""
+        table, logged = schema.blind_sessions, schema.blind_log
         with self._transaction() as conn:
             row = conn.execute(
-                select(table.c.cap, table.c.evaluated).where(
+                select(table.c.cap, table.c.evaluated, table.c.created).where(
                     table.c.id == session, table.c.partner == partner
                 )
             ).first()
             if row is None:
                 raise NotFound(f"no blind-matching session {session} for {partner}")
+            if str(row[2]) < opened_after:
+                raise NotFound(f"blind-matching session {session} has expired: open a new one")
             cap, evaluated = int(row[0]), int(row[1])
             if evaluated + count > cap:
                 raise LimitExceeded(
@@ -605,8 +615,8 @@ class Store:
                     f"the cap of {cap}"
                 )
             asked = conn.execute(
-                select(func.coalesce(func.sum(table.c.evaluated), 0)).where(
-                    table.c.partner == partner, table.c.created >= since
+                select(func.coalesce(func.sum(logged.c.count), 0)).where(
+                    logged.c.partner == partner, logged.c.at >= since
                 )
             ).scalar_one()
             if int(asked) + count > partner_cap:

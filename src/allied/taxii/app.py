@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import traceback
 import uuid
@@ -27,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from allied.errors import AlliedError, NotFound
+from allied.errors import AlliedError, LimitExceeded, NotFound
 from allied.integrity import proofs
 from allied.node import Node
 from allied.store.store import Partner
@@ -43,6 +44,10 @@ error_log = logging.getLogger("allied.taxii")
 
 _ACCEPTED = ("application/taxii+json", "*/*", "application/*")
 Handler = Callable[[Request, Partner | None], Any]
+_TITLES = {
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+    413: "Payload Too Large", 422: "Unprocessable Content", 429: "Too Many Requests",
+}  # fmt: skip
 
 
 def _names_taxii_21(media_type: str) -> bool | None:
@@ -104,6 +109,8 @@ class TaxiiApp:
         self.service = TaxiiService(node)
         self.max_json_depth = int(node.config.setting("max_json_depth"))
         self.oracle: Oracle | None = None
+        self._offering = threading.Semaphore(1)
+        self._oracle_made = threading.Lock()
 
     def application(self) -> Starlette:
         def route(
@@ -158,7 +165,8 @@ class TaxiiApp:
                 response = _error(TaxiiError(404, "Not Found", error.message), request_id)
             except AlliedError as error:
                 status = error.http_status if 400 <= error.http_status < 500 else 400
-                response = _error(TaxiiError(status, "Bad Request", error.message), request_id)
+                title = _TITLES.get(status, "Bad Request")
+                response = _error(TaxiiError(status, title, error.message), request_id)
             except Exception:
                 error_log.error("request %s failed:\n%s", request_id, traceback.format_exc())
                 response = _error(
@@ -315,11 +323,21 @@ class TaxiiApp:
         return _json(await run_in_threadpool(self._open_blind, who.name))
 
     def _open_blind(self, partner: str) -> dict[str, Any]:
-        from allied.matching.blind import build_offer
+        """The offer is made first and the session recorded once it exists (a refused
+        offer leaves no session to evaluate in); one offer at a time per serving process,
+        since each costs an evaluation per indicator value."""
+        from allied.matching.blind import build_offer, new_session
 
-        oracle = self._oracle()
-        session = oracle.open(partner)
-        return build_offer(self.node, partner, oracle.key(session), session).to_wire()
+        if not self._offering.acquire(blocking=False):
+            raise LimitExceeded("another blind-matching offer is being made: try again shortly")
+        try:
+            oracle = self._oracle()
+            session = new_session()
+            offer = build_offer(self.node, partner, oracle.key(session), session)
+            oracle.open(partner, session)  # counted against the partner's sessions per day
+            return offer.to_wire()
+        finally:
+            self._offering.release()
 
     async def blind_evaluate(self, request: Request, partner: Partner | None) -> Answer:
         _no_params(request, set())
@@ -335,9 +353,13 @@ class TaxiiApp:
         matching brings DuckDB along, which a server that never blind-matches need not load."""
         from allied.matching.blind import Oracle
 
+        with self._oracle_made:
+            return self._make_oracle(Oracle)
+
+    def _make_oracle(self, make: type[Oracle]) -> Oracle:
         if self.oracle is None:
             setting = self.node.config.setting
-            self.oracle = Oracle(
+            self.oracle = make(
                 self.node,
                 session_cap=int(setting("blind_session_cap")),
                 partner_cap=int(setting("blind_partner_cap")),
