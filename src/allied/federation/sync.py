@@ -304,6 +304,10 @@ def _apply_pages(
             while True:
                 item = ahead.get()
                 if isinstance(item, BaseException):
+                    if waiting and isinstance(item, Exception):
+                        # the pages before the fault were fetched and verified, in order:
+                        # store them, or a peer that always drops at one page never moves on
+                        apply(waiting)
                     raise item
                 if item is None:
                     break
