@@ -99,6 +99,16 @@ def _list(document: object, key: str) -> list[Any]:
     return value
 
 
+def _stamp(offset: timedelta) -> str:
+    """Now plus ``offset``, in the store's form of a time (it sorts as text)."""
+    return (datetime.now(UTC) + offset).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def elements_to_wire(elements: Sequence[bytes]) -> dict[str, Any]:
+    """An evaluation request: the blinded elements, in base64."""
+    return {"elements": [_b64(element) for element in elements]}
+
+
 def elements_from_wire(document: object) -> list[bytes]:
     """The blinded elements of an evaluation request (``{"elements": [base64, ...]}``)."""
     items = _list(document, "elements")
@@ -203,7 +213,7 @@ def build_offer(node: Node, partner_name: str, key: bytes, session: str) -> Offe
         single[indicator] = single.get(indicator, True) and alone
         values_of.setdefault(indicator, set()).add((kind_of(field_name), str(value)))
     payloads: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    expires = (datetime.now(UTC) + SESSION_LIFETIME).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    expires = _stamp(SESSION_LIFETIME)
     offer = Offer(session, {}, partner=partner.identity_id, expires=expires)
     for indicator, values in values_of.items():
         row = rows.get(indicator)
@@ -274,7 +284,7 @@ class Oracle:
         return session
 
     def _since(self) -> str:
-        return (datetime.now(UTC) - self._window).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return _stamp(-self._window)
 
     def key(self, session: str) -> bytes:
         for counter in range(1000):  # about one residue in two has a clamped form
@@ -286,7 +296,7 @@ class Oracle:
 
     def evaluate(self, partner: str, session: str, elements: Sequence[bytes]) -> Answer:
         """The answer to one batch, or :class:`LimitExceeded` for the whole batch."""
-        lifetime = (datetime.now(UTC) - SESSION_LIFETIME).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        lifetime = _stamp(-SESSION_LIFETIME)
         total = self._node.store.count_blind_evaluations(
             session, partner, len(elements), partner_cap=self._partner_cap,
             since=self._since(), opened_after=lifetime,
@@ -390,7 +400,7 @@ def match_values(
     _verify(owner_key, offer.signature, offer.digest(), "the offer")
     if identity is not None and offer.partner != identity:
         raise BlindError(f"the offer was made for {offer.partner}, not for this node")
-    if offer.expires <= datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"):
+    if offer.expires <= _stamp(timedelta()):
         raise BlindError(f"the offer expired at {offer.expires}")
     pending = sorted(set(values))
     chunks = [pending[start : start + batch] for start in range(0, len(pending), batch)]

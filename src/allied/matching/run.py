@@ -7,7 +7,6 @@ through the same admission as an import.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,14 @@ import orjson
 from nacl.signing import VerifyKey
 
 from allied.integrity.keys import parse_public_key
-from allied.matching.blind import BlindError, kind_of
+from allied.matching.blind import (
+    Answer,
+    BlindError,
+    Offer,
+    elements_to_wire,
+    kind_of,
+    match_values,
+)
 from allied.matching.compile import Atom, Compiled
 from allied.matching.duck import DuckDBEngine
 from allied.matching.index import PatternIndex
@@ -128,7 +134,6 @@ def blind_match_logs(
     (a second scan counts their rows, first and last seen)."""
     from allied.federation import peers
     from allied.federation.remote import Remote
-    from allied.matching.blind import Answer, Offer, match_values
 
     markings = _markings(node, label)
     peer = peers.peer(node, peer_name)
@@ -147,8 +152,7 @@ def blind_match_logs(
         path = f"blind/sessions/{offer.session}/evaluate"
 
         def evaluate(elements: list[bytes]) -> Answer:
-            asked = {"elements": [base64.b64encode(e).decode() for e in elements]}
-            return Answer.from_wire(remote.post_json(path, asked))
+            return Answer.from_wire(remote.post_json(path, elements_to_wire(elements)))
 
         kinds = {(kind_of(name), value): name for name, value in values}
         found = match_values(kinds, offer, verify_key, evaluate, identity=node.config.identity_id)
