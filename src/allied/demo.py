@@ -1,21 +1,23 @@
-"""`allied demo`: a node in a temporary folder, filled with generated intelligence.
+"""`allied demo`: the shipped three-nation drill, run on real nodes and summarised.
 
-The first thing a new user runs; a later version turns it into a multinational drill.
+The first thing a new user runs: three nodes start on 127.0.0.1, share, match, fail, get
+tampered with and recover, and the report says whether anything leaked.
 """
 
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
-from allied.ingest.stix_import import import_file
-from allied.node import Node, init_node
-from allied.policy.egress import Egress
 from allied.synthetic import Mix, generate
+
+if TYPE_CHECKING:  # the drill's modules load matplotlib and more: only when a drill runs
+    from allied.exercise import Outcome
+    from allied.exercise.runner import Display
 
 
 def write_jsonl(path: Path, seed: int, mix: Mix) -> int:
@@ -28,82 +30,57 @@ def write_jsonl(path: Path, seed: int, mix: Mix) -> int:
     return count
 
 
-def run_demo(echo: Callable[[str], None], *, indicators: int = 2000, seed: int = 7) -> None:
-    with tempfile.TemporaryDirectory(prefix="allied-demo-") as tmp:
-        root = Path(tmp)
-        node_dir = root / "node-est"
-        cfg = init_node(
-            node_dir,
-            name="Estonian National CSIRT",
-            nation="EST",
-            org="National cyber-security centre",
-            communities=["nato-ccdcoe", "kor-usa-cyber-council"],
+def run_demo(echo: Callable[[str], None], display: Display, output: Path | None) -> Outcome:
+    from allied.exercise import load_scenario, run_exercise, shipped_scenario
+
+    scenario = load_scenario(shipped_scenario())
+    root = output or Path(tempfile.mkdtemp(prefix="allied-demo-"))
+    echo(f"running the drill {scenario.name!r} ({scenario.source}) in {root}")
+    outcome = run_exercise(scenario, root, display)
+    for line in summary(outcome):
+        echo(line)
+    return outcome
+
+
+def summary(outcome: Outcome) -> list[str]:
+    """The few lines a drill ends with, for `allied demo` and `allied exercise run`."""
+    score = outcome.score
+    lines = [f"drill {'PASSED' if score['passed'] else 'FAILED'} in {score['duration_s']:.0f} s"]
+    overall = score["share_latency"]["overall"]
+    for hop, stats in score["share_latency"]["hops"].items():
+        lines.append(
+            f"  time to share {hop:<12} median {stats['median_s']:.2f} s, "
+            f"95th percentile {stats['p95_s']:.2f} s ({stats['count']} objects)"
         )
-        echo(f"initialised node {cfg.name} ({cfg.nation}) in {node_dir}")
-        echo(f"  identity {cfg.identity_id}")
-        sample = root / "sample.jsonl"
-        written = write_jsonl(sample, seed, Mix.for_indicators(indicators))
-        echo(f"generated {written} STIX 2.1 objects (seed {seed}) into {sample.name}")
-        with Node.open(node_dir) as node:
-            node.add_partner(
-                "kr-ncsc",
-                nation="KOR",
-                clearances=["NATO=CONFIDENTIAL"],
-                communities=["kor-usa-cyber-council"],
-            )
-            node.add_partner(
-                "ccdcoe", nation="NATO", clearances=["NATO=SECRET"], communities=["nato-ccdcoe"]
-            )
-            echo("enrolled partners kr-ncsc (KOR) and ccdcoe (NATO)")
-            started = time.perf_counter()
-            report = import_file(node, sample)
-            elapsed = time.perf_counter() - started
-            echo(
-                f"imported {report.stored} objects in {elapsed:.2f} s "
-                f"({report.stored / elapsed:,.0f} objects/s, full validation)"
-            )
-            again = import_file(node, sample)
-            echo(
-                f"re-import of the same file: {again.stored} stored, "
-                f"{again.duplicates} duplicates (versions are immutable)"
-            )
-            echo("objects by type:")
-            for kind, count in sorted(node.store.counts_by_type().items()):
-                echo(f"  {kind:<22} {count:>7}")
-            tlp: dict[str, int] = {}
-            for row in node.store.summaries():
-                key = row.tlp or "none (stays in node)"
-                tlp[key] = tlp.get(key, 0) + 1
-            echo("objects by TLP:")
-            for level, count in sorted(tlp.items()):
-                echo(f"  {level:<22} {count:>7}")
-            egress = Egress(node)
-            total = sum(node.store.counts_by_type().values())
-            for partner in ("kr-ncsc", "ccdcoe"):
-                started = time.perf_counter()
-                released = sum(1 for _ in egress.release(partner))
-                elapsed = time.perf_counter() - started
-                echo(
-                    f"export --for {partner}: {released} of {total} objects may be released "
-                    f"(decided in {elapsed:.2f} s)"
-                )
-            withheld = next(
-                row.id
-                for row in node.store.release_index()
-                if row.type == "report" and not egress.explain(row.id, "kr-ncsc").allowed
-            )
-            explanation = egress.explain(withheld, "kr-ncsc")
-            echo(f"explain {withheld} --for kr-ncsc: denied")
-            for reason in explanation.reasons[:3]:
-                echo(f"  {reason}")
-            started = time.perf_counter()
-            audit = node.verify()
-            elapsed = time.perf_counter() - started
-            head = node.store.tree_heads()[-1]
-            echo(
-                f"verify: {audit.objects} object versions, {audit.signatures} origin signatures, "
-                f"ledger of {audit.ledger_size} entries: "
-                + ("all verified" if audit.ok else f"{len(audit.problems)} problems")
-                + f" ({elapsed:.2f} s)"
-            )
-            echo(f"signed tree head: size {head.size}, root {head.as_dict()['root_hash']}")
+    if overall["count"]:
+        lines.append(f"  time to share, all hops: median {overall['median_s']:.2f} s")
+    for who, found in score["detections"]["by_partner"].items():
+        lines.append(f"  detections at {who}: {found['found']} (expected {found['expected']})")
+    leaks = score["leaks"]
+    lines.append(f"  leaks: {leaks['count']} ({leaks['checked']} received objects checked)")
+    tampering = score["tampering"]
+    lines.append(
+        f"  tampering: {tampering['detected']} of {tampering['tampered']} altered versions "
+        f"refused, {tampering['accepted']} accepted"
+    )
+    for outage in score["outages"]:
+        recovery = outage["recovery_s"]
+        shown = f"{recovery:.1f} s" if recovery is not None else "never"
+        lines.append(
+            f"  {outage['node']} offline {outage['offline_s']:.0f} s, recovered in {shown}"
+        )
+    for request in score["requests"]:
+        lines.append(
+            f"  {request['by']} asked {request['from']} for {request['asked']} objects: "
+            f"{request['granted']} granted (expected: {request['expected']})"
+        )
+    for error in score["errors"]:
+        lines.append(f"  inject {error['inject']} failed: {error['error']}")
+    integrity = score["integrity"]
+    bad = [name for name, audit in integrity.items() if not audit["ok"]]
+    lines.append(
+        f"  allied verify: {'all nodes ok' if not bad else 'problems at ' + ', '.join(bad)}"
+    )
+    lines.append(f"report: {outcome.files['html']}")
+    lines.append(f"        {outcome.files['markdown']} and {outcome.files['score']}")
+    return lines

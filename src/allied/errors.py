@@ -15,6 +15,9 @@ class AlliedError(Exception):
 
     #: HTTP status the TAXII layer answers with for this kind of error.
     http_status: int = 400
+    #: whether the command line prints every line of :meth:`details` without --verbose (the
+    #: error is a list of problems in the user's input, all of which need fixing)
+    lists_problems: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -88,6 +91,7 @@ class ValidationError(AlliedError):
     """Input that is not valid STIX 2.1; ``problems`` lists every reason found."""
 
     http_status = 422
+    lists_problems = True
 
     def __init__(self, problems: list[Problem], *, source: str | None = None) -> None:
         self.problems = problems

@@ -75,3 +75,29 @@ def test_a_second_sync_applies_nothing_twice(federation: Federation) -> None:
     assert (full.status, full.received) == ("ok", 0)
     with federation.node("USA") as usa:
         assert usa.verify().ok
+
+
+def test_a_label_released_after_the_peer_cursor_passed_it_still_reaches_the_peer(
+    federation: Federation,
+) -> None:
+    """Two labels made at KOR, one used at once: USA's cursor then passes the other's
+    definition, released only when an object uses it later. USA asks for it by id, so it
+    knows the label and can pass KOR's GREEN object on to NATO."""
+    with federation.node("KOR") as kor:
+        first = kor.add_label("first green", tlp="green")
+        later = kor.add_label("later green", tlp="green")
+        creator = kor.config.identity_id
+    publish(federation, "KOR", [labelled(41, first, created_by_ref=creator)])
+    federation.sync("USA")
+    with federation.node("USA") as usa:
+        assert usa.store.latest(first) is not None
+        assert usa.store.latest(later) is None  # not released yet: nothing uses it
+    publish(federation, "KOR", [labelled(42, later, created_by_ref=creator)])
+    [from_kor, _] = federation.sync("USA")
+    assert (from_kor.status, from_kor.rejected) == ("ok", 0), from_kor
+    with federation.node("USA") as usa:
+        assert usa.store.latest(later) is not None
+        assert usa.verify().ok
+    [from_usa] = federation.sync("NATO")
+    assert from_usa.status == "ok", from_usa
+    assert {indicator(41)["id"], indicator(42)["id"], first, later} <= federation.ids("NATO")

@@ -190,6 +190,20 @@ class Remote:
         self._json(url)  # the collection exists and this node may read it
         return url
 
+    def object_versions(self, collection_url: str, object_id: str) -> list[Any]:
+        """Every version of one object the peer gives this node; none if it gives none."""
+        url = urljoin(collection_url, f"objects/{object_id}/")
+        try:
+            body = self._json(url, {"match[version]": "all"})
+        except RemoteError as error:
+            if error.status == 404:
+                return []
+            raise
+        objects = body.get("objects", []) if isinstance(body, dict) else None
+        if not isinstance(objects, list):
+            raise RemoteError(f"peer {self.name}: GET {url}: not a TAXII envelope")
+        return objects
+
     def pages(
         self, collection_url: str, *, added_after: str | None, resume: str | None, limit: int
     ) -> Iterator[Page]:

@@ -40,7 +40,7 @@ from allied.federation.remote import Page, Remote, RemoteError
 from allied.ingest.envelope import Admission, Outcome, PostResult, admit_objects, store_objects
 from allied.integrity.keys import parse_public_key
 from allied.integrity.ledger import TreeHead, verify_head
-from allied.integrity.origin import Origin
+from allied.integrity.origin import Origin, is_standard_id
 from allied.integrity.signing import SignatureError, TrustedKey
 from allied.node import Node
 from allied.policy.egress import Egress
@@ -229,8 +229,10 @@ def _apply_pages(
             admitted += done.admitted
             failures += done.failures
             objects += fetched.objects
+        labels = _missing_labels(node, peer, remote, url, admitted, origin)
         merged = Page(objects, latest, last.more, last.next)
-        stored = _apply(node, peer, merged, Admission(admitted, failures), exact=exact)
+        whole = Admission(labels.admitted + admitted, labels.failures + failures)
+        stored = _apply(node, peer, merged, whole, exact=exact)
         result.pages += len(group)
         result.received += stored.stored
         result.rejected += len(stored.failures)
@@ -320,6 +322,32 @@ def _apply_pages(
         finally:
             stop.set()
             producer.join()
+
+
+def _missing_labels(
+    node: Node, peer: Peer, remote: Remote, url: str, admitted: list[StixObject], origin: Origin
+) -> Admission:
+    """The label definitions of a page's objects that this node lacks, admitted, to be
+    stored before the objects (which are then stored knowing their labels). A peer serves a
+    label's definition once, when it is added; one that becomes releasable to this node
+    only later (when the first object it marks is) lies before the cursor, and an object
+    whose label this node does not know is never passed on (fail closed). So each is asked
+    for by id; the peer gives it if its release rules let it travel with the objects."""
+    wanted = {ref for obj in admitted for ref in obj.marking_refs if not is_standard_id(ref)}
+    wanted -= {obj.id for obj in admitted}
+    missing = sorted(ref for ref in wanted if node.store.latest(ref) is None)
+    markings = [
+        obj
+        for ref in missing
+        for obj in remote.object_versions(url, ref)
+        if isinstance(obj, dict)
+        and obj.get("type") == "marking-definition"
+        and obj.get("id") == ref
+    ]
+    if not markings:
+        return Admission([], [])
+    log.info("peer %s: %d label definitions asked for by id", peer.name, len(markings))
+    return admit_objects(markings, origin, partner=peer.partner, posted=False)
 
 
 def _checked_time(peer: Peer, stamp: str, before: str | None) -> str:

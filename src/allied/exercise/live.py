@@ -1,0 +1,87 @@
+"""What the exercise control team watches while a drill runs: inject by inject.
+
+On a terminal a live table (rich) shows each inject waiting, running or done with its
+outcome; elsewhere (CI, a log file) one line per inject as it finishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from allied.exercise.runner import Event
+from allied.exercise.scenario import Scenario
+
+
+def _outcome(event: Event) -> str:
+    if event.error:
+        return f"error: {event.error}"
+    shown = {k: v for k, v in event.outcome.items() if k not in ("rows_per_hit", "granted")}
+    return ", ".join(f"{k} {v}" for k, v in shown.items())
+
+
+class LiveTable:
+    """A rich table redrawn in place."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.events: list[Event] = []
+        self.title = ""
+        self.now = 0.0
+        self._live: Live | None = None
+
+    def begin(self, events: list[Event], scenario: Scenario) -> None:
+        self.events = events
+        self.title = scenario.name
+        self._live = Live(self._table(), console=self.console, refresh_per_second=4)
+        self._live.start()
+
+    def update(self, event: Event, now: float) -> None:
+        del event
+        self.now = now
+        if self._live is not None:
+            self._live.update(self._table())
+
+    def end(self) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+            self._live.stop()
+            self._live = None
+
+    def _table(self) -> Table:
+        table = Table(title=f"{self.title}  (t = {self.now:.0f} s)", expand=True)
+        table.add_column("at", justify="right", width=5)
+        table.add_column("", width=7)
+        table.add_column("inject", ratio=3)
+        table.add_column("outcome", ratio=2)
+        for event in self.events:
+            if event.finished is not None:
+                state = "[red]error[/]" if event.error else "[green]done[/]"
+            elif event.started is not None:
+                state = "[yellow]running[/]"
+            else:
+                state = "[dim]waiting[/]"
+            table.add_row(f"{event.at:.0f}", state, event.title, _outcome(event))
+        return table
+
+
+class Lines:
+    """One line per inject as it finishes, for output that is not a terminal."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.echo = echo
+
+    def begin(self, events: list[Event], scenario: Scenario) -> None:
+        self.echo(f"drill {scenario.name!r}: {len(events)} events")
+
+    def update(self, event: Event, now: float) -> None:
+        if event.finished is None:
+            return
+        status = "error" if event.error else "done"
+        self.echo(f"[{now:6.1f} s] {status}: {event.title} ({_outcome(event)})")
+
+    def end(self) -> None:
+        pass
