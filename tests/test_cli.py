@@ -387,6 +387,10 @@ def test_settings_with_environment_override(cli: Cli, monkeypatch: pytest.Monkey
         ["settings"],
         ["demo"],
         ["generate"],
+        ["exercise"],
+        ["exercise", "run"],
+        ["exercise", "validate"],
+        ["exercise", "schema"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

@@ -61,6 +61,12 @@ def _timeline(record: Record, path: Path) -> None:
     for name, windows in record.outages.items():
         for down, up in windows:
             top.barh(rows[name], up - down, left=down, height=0.6, color="#d62728", alpha=0.25)
+    for event in record.events:  # tampering windows, on the puller's row
+        if event.inject.kind == "tamper" and event.phase == "start" and event.started is not None:
+            puller = event.inject.get("link")[0]
+            end = event.started + float(event.inject.get("for"))
+            top.barh(rows[puller], end - event.started, left=event.started, height=0.3,
+                     color="#ff7f0e", alpha=0.3)  # fmt: skip
     for event in record.events:
         inject = event.inject
         who = inject.get("by") or inject.get("node") or (inject.get("link") or [None])[0]
@@ -73,7 +79,7 @@ def _timeline(record: Record, path: Path) -> None:
             top.hlines(rows[who], event.started, event.finished, colors=colour, linewidth=3)
     top.set_yticks(range(len(partners)), partners)
     top.set_ylim(-0.7, len(partners) - 0.3)
-    top.set_title("Injects (outages shaded)")
+    top.set_title("Injects (outages shaded red, tampering orange)")
     handles = [
         Line2D([], [], marker="o", linestyle="", color=c, label=k) for k, c in _KIND_COLOURS.items()
     ]
@@ -219,6 +225,48 @@ def _sections(
                 ],
             )
         )
+    tampering = score["tampering"]
+    sections.append(
+        (
+            "Tampering",
+            [
+                "tampered versions",
+                "refused by the puller",
+                "accepted",
+                "not refused (puller, source, object)",
+            ],
+            [
+                [
+                    str(tampering["tampered"]),
+                    str(tampering["detected"]),
+                    str(tampering["accepted"]),
+                    "; ".join(
+                        f"{u['puller']}, {u['source']}, {u['object']}"
+                        for u in tampering["undetected"][:10]
+                    )
+                    or "-",
+                ]
+            ],
+        )
+    )
+    sections.append(
+        (
+            "Requests for objects",
+            ["by", "at", "objects asked", "granted", "answers", "expected", "verdict"],
+            [
+                [
+                    r["by"],
+                    r["from"],
+                    str(r["asked"]),
+                    str(r["granted"]),
+                    ", ".join(f"HTTP {code}: {n}" for code, n in r["answers"].items()),
+                    r["expected"],
+                    _verdict(r["ok"]),
+                ]
+                for r in score["requests"]
+            ],
+        )
+    )
     sections.append(
         (
             "Outages",
