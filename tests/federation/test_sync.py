@@ -8,6 +8,7 @@ from allied.ingest.stix_import import import_file
 from allied.stix.labels import TLP2_IDS
 from tests.conftest import indicator, write_bundle
 from tests.federation.conftest import Federation
+from tests.federation.relay import relay
 
 
 def publish(federation: Federation, name: str, objects: list[dict[str, Any]]) -> None:
@@ -101,3 +102,31 @@ def test_a_label_released_after_the_peer_cursor_passed_it_still_reaches_the_peer
     [from_usa] = federation.sync("NATO")
     assert from_usa.status == "ok", from_usa
     assert {indicator(41)["id"], indicator(42)["id"], first, later} <= federation.ids("NATO")
+
+
+def test_a_label_the_peer_withholds_keeps_its_objects_inside_the_node(
+    federation: Federation,
+) -> None:
+    """If the label's definition never comes (a peer, or a relay, drops it), the objects are
+    stored all the same, but never passed on: an unknown label denies (fail closed)."""
+    with federation.node("KOR") as kor:
+        first = kor.add_label("first green", tlp="green")
+        later = kor.add_label("later green", tlp="green")
+        creator = kor.config.identity_id
+    publish(federation, "KOR", [labelled(51, first, created_by_ref=creator)])
+    federation.sync("USA")
+
+    def drop_labels(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [obj for obj in objects if obj.get("id") != later]
+
+    publish(federation, "KOR", [labelled(52, later, created_by_ref=creator)])
+    with relay(federation.urls["KOR"], drop_labels) as url:
+        federation.repoint("USA", "KOR", url)
+        [from_kor, _] = federation.sync("USA")
+    assert (from_kor.status, from_kor.rejected) == ("ok", 0), from_kor
+    with federation.node("USA") as usa:
+        assert usa.store.latest(indicator(52)["id"]) is not None
+        assert usa.store.latest(later) is None
+    federation.sync("NATO")
+    nato = federation.ids("NATO")
+    assert indicator(51)["id"] in nato and indicator(52)["id"] not in nato

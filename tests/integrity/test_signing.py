@@ -112,3 +112,25 @@ def test_libsodium_and_openssl_give_the_same_signature() -> None:
 def test_a_signer_never_prints_its_secret() -> None:
     assert SIGNER.secret.hex() not in repr(SIGNER)
     assert "secret" not in repr(SIGNER)
+
+
+def test_only_its_creator_signs_a_classification_label() -> None:
+    """A node relaying a partner's label cannot put its own definition in its place (a
+    wider releasable_to, say): the label must carry its creator's signature."""
+    from allied.integrity.origin import Origin
+    from allied.stix.labels import Label, label_marking
+    from allied.stix.model import parse_object
+
+    relay = "identity--00000000-0000-4000-8000-0000000000bb"
+    keys = PINNED | {key_id(OTHER.public_key()): TrustedKey.of(OTHER.public_key(), relay)}
+    gate = Origin(None, keys, {IDENTITY: "KOR", relay: "USA"}, identity="identity--self")
+    label = Label(
+        "marking-definition--00000000-0000-4000-8000-0000000000cc", "kor-usa", "amber",
+        "NATO", "RESTRICTED", ("KOR", "USA", "NATO"),
+    )  # fmt: skip
+    marking = label_marking(label, created="2026-03-01T10:00:00.000Z", created_by_ref=IDENTITY)
+    genuine = parse_object(sign(marking, SIGNER))
+    assert gate.admit(genuine, received_from="USA") is genuine
+    forged = parse_object(sign(marking, Signer.of(OTHER, relay)))
+    with pytest.raises(SignatureError, match="only its creator signs a label"):
+        gate.admit(forged, received_from="USA")

@@ -59,6 +59,8 @@ _PAGES_PER_COMMIT = 4
 _PAGES_AHEAD = 8
 #: pages waiting at the admission worker before this process admits one itself
 _WORKER_BACKLOG = 2
+#: label definitions asked for by id per group of pages (see _missing_labels)
+_LABEL_LOOKUPS = 50
 #: how far ahead of this node's clock a peer's time may be
 _SKEW = timedelta(minutes=5)
 OK, FAILED, FLAGGED, SKIPPED = "ok", "failed", "flagged", "skipped"
@@ -207,6 +209,7 @@ def _apply_pages(
     exact = not full and not overlapping
     budget = int(node.config.setting("sync_max_pages"))
     latest = cursor  # when the last page with objects ended
+    asked: set[str] = set()  # label definitions asked for by id in this pull
 
     def apply(group: list[tuple[Page, Future[Admission] | workers.Admitting]]) -> None:
         """Pages stored in one transaction, with the cursor after the last of them."""
@@ -229,7 +232,7 @@ def _apply_pages(
             admitted += done.admitted
             failures += done.failures
             objects += fetched.objects
-        labels = _missing_labels(node, peer, remote, url, admitted, origin)
+        labels = _missing_labels(node, peer, remote, url, admitted, origin, asked)
         merged = Page(objects, latest, last.more, last.next)
         whole = Admission(labels.admitted + admitted, labels.failures + failures)
         stored = _apply(node, peer, merged, whole, exact=exact)
@@ -325,25 +328,42 @@ def _apply_pages(
 
 
 def _missing_labels(
-    node: Node, peer: Peer, remote: Remote, url: str, admitted: list[StixObject], origin: Origin
+    node: Node,
+    peer: Peer,
+    remote: Remote,
+    url: str,
+    admitted: list[StixObject],
+    origin: Origin,
+    asked: set[str],
 ) -> Admission:
     """The label definitions of a page's objects that this node lacks, admitted, to be
     stored before the objects (which are then stored knowing their labels). A peer serves a
     label's definition once, when it is added; one that becomes releasable to this node
     only later (when the first object it marks is) lies before the cursor, and an object
     whose label this node does not know is never passed on (fail closed). So each is asked
-    for by id; the peer gives it if its release rules let it travel with the objects."""
+    for by id; the peer gives it if its release rules let it travel with the objects.
+
+    Each id is asked once per sync (``asked``), at most ``_LABEL_LOOKUPS`` per group of
+    pages, and a failed lookup costs only the label: the objects are stored all the same,
+    and stay inside this node until their label arrives."""
     wanted = {ref for obj in admitted for ref in obj.marking_refs if not is_standard_id(ref)}
-    wanted -= {obj.id for obj in admitted}
-    missing = sorted(ref for ref in wanted if node.store.latest(ref) is None)
-    markings = [
-        obj
-        for ref in missing
-        for obj in remote.object_versions(url, ref)
-        if isinstance(obj, dict)
-        and obj.get("type") == "marking-definition"
-        and obj.get("id") == ref
-    ]
+    wanted -= {obj.id for obj in admitted} | asked
+    missing = sorted(ref for ref in wanted if node.store.latest(ref) is None)[:_LABEL_LOOKUPS]
+    asked.update(missing)
+    markings = []
+    for ref in missing:
+        try:
+            versions = remote.object_versions(url, ref)
+        except RemoteError as error:
+            log.warning("peer %s: label %s not fetched: %s", peer.name, ref, error.message)
+            continue
+        markings += [
+            obj
+            for obj in versions
+            if isinstance(obj, dict)
+            and obj.get("type") == "marking-definition"
+            and obj.get("id") == ref
+        ]
     if not markings:
         return Admission([], [])
     log.info("peer %s: %d label definitions asked for by id", peer.name, len(markings))

@@ -94,6 +94,14 @@ class Origin:
             return obj
         if has_signature(data):
             signer = verify(data, self.keys)
+            if _is_label(obj) and obj.created_by_ref is not None and signer != obj.created_by_ref:
+                # a label decides who receives what: only the node that defined it vouches
+                # for it, never one relaying it (which could widen it on the way)
+                raise SignatureError(
+                    obj.id,
+                    f"a classification label created by {obj.created_by_ref} but signed by "
+                    f"{signer}: only its creator signs a label",
+                )
             if received_from is None and signer != self.identity:
                 partner = self.partners.get(signer, signer)
                 raise SignatureError(
@@ -135,14 +143,19 @@ class Origin:
                 f"created_by_ref {creator}: a partner posts unsigned only objects it created "
                 "or that third parties created, not those of this node or its partners",
             )
-        extensions = obj.data.get("extensions")
-        if (
-            obj.type == "marking-definition"
-            and isinstance(extensions, Mapping)
-            and LABEL_EXTENSION_ID in extensions
-        ):
+        if _is_label(obj):
             raise SignatureError(
                 obj.id,
                 "an unsigned classification label: labels come from this node's operator or "
                 "signed by the partner node that defined them",
             )
+
+
+def _is_label(obj: StixObject) -> bool:
+    """A marking definition carrying an Allied classification label."""
+    extensions = obj.data.get("extensions")
+    return (
+        obj.type == "marking-definition"
+        and isinstance(extensions, Mapping)
+        and LABEL_EXTENSION_ID in extensions
+    )
