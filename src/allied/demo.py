@@ -60,7 +60,7 @@ def summary(outcome: Outcome) -> list[str]:
     lines.append(f"  leaks: {leaks['count']} ({leaks['checked']} received objects checked)")
     tampering = score["tampering"]
     lines.append(
-        f"  tampering: {tampering['detected']} of {tampering['tampered']} altered versions "
+        f"  tampering: {tampering['detected']} of {tampering['tampered']} tampered objects "
         f"refused, {tampering['accepted']} accepted"
     )
     for outage in score["outages"]:

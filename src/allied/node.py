@@ -387,8 +387,11 @@ class Node:
         recipients: Sequence[str] = (),
         blind_match: Sequence[str] = (),
         informative: Sequence[str] = (),
+        recipient_ids: Sequence[str] = (),
     ) -> str:
-        """Create a classification label marking the node can apply; returns its id."""
+        """Create a classification label marking the node can apply; returns its id.
+        ``recipients`` are partner names; ``recipient_ids`` identity ids (this node's own,
+        say, which is no partner of it)."""
         if not name.strip():
             raise ConfigError("a label needs a non-empty name")
         if tlp not in TLP_LEVELS:
@@ -406,7 +409,10 @@ class Node:
             check_audience(value, option="--releasable-to")
         for value in blind_match:
             check_audience(value, option="--blind-match")
-        recipient_ids = tuple(self.store.partner(r).identity_id for r in recipients)
+        named = tuple(self.store.partner(r).identity_id for r in recipients)
+        for value in recipient_ids:
+            parse_object_id(value, "identity", option="recipient")
+        recipient_ids = tuple(dict.fromkeys((*named, *recipient_ids)))
         label = Label(
             marking_id=f"marking-definition--{uuid.uuid4()}",
             name=name,

@@ -15,7 +15,7 @@ from tests.exercise.conftest import run_allied
 pytestmark = pytest.mark.slow
 
 SCENARIO = """\
-name: a label one nation too wide
+name: "a label one nation too wide <img src=x onerror=alert(1)> [/]"
 sync_interval: 0.5
 settle: 4
 settings: {sync_backoff: 1, sync_backoff_max: 2}
@@ -33,12 +33,15 @@ labels:
     configured:
       KOR: {releasable_to: [KOR, USA, NATO]}  # what KOR's operator typed
   community: {tlp: green}
+  for-usa: {tlp: red, recipients: [USA]}
 injects:
   - {at: 0.5, id: restricted, kind: share, by: KOR, label: kor-usa-restricted,
      indicators: {domain: 3}, expect: {reach: [USA], withheld_from: [NATO]}}
-  - {at: 2, kind: tamper, link: [USA, KOR], mode: strip-label, for: 3}
-  - {at: 2.5, id: open, kind: share, by: KOR, label: community, indicators: {ipv4: 2}}
-  - {at: 6, kind: request, by: NATO, from: KOR, of: restricted, expect: denied}
+  - {at: 0.5, id: red, kind: share, by: KOR, label: for-usa, indicators: {url: 1},
+     expect: {reach: [USA], withheld_from: [NATO]}}
+  - {at: 4, kind: tamper, link: [USA, KOR], mode: strip-label, for: 3}
+  - {at: 4.5, id: open, kind: share, by: KOR, label: community, indicators: {ipv4: 2}}
+  - {at: 8, kind: request, by: NATO, from: KOR, of: restricted, expect: denied}
 """
 
 
@@ -74,13 +77,27 @@ def test_a_misconfigured_label_is_caught_as_a_leak(leaky: Leaky) -> None:
             "denied: NATO not in releasable_to (KOR, USA) of kor-usa-restricted"
         ]
     assert not [leak for leak in leaks if leak["node"] in ("KOR", "USA")]
-    # NATO's own request was answered, wrongly: also a leak, and the request failed
+    # NATO's own request was answered, wrongly: the request failed, and KOR's journal
+    # holds those releases too (judged with the rest)
     [request] = score["requests"]
     assert request["granted"] == 3 and not request["ok"]
-    assert sum(1 for leak in leaks if leak.get("via") == "request") == 3
-    [restricted, _] = score["delivery"]["injects"]
-    assert restricted["withheld_from"] == {"NATO": 3} and not restricted["ok"]
+    delivery = {d["inject"]: d for d in score["delivery"]["injects"]}
+    assert delivery["restricted"]["withheld_from"] == {"NATO": 3}
+    assert not delivery["restricted"]["ok"]
     assert "## Leaks" in (root / "report.md").read_text()
+
+
+def test_a_red_label_names_its_recipients_at_every_node(leaky: Leaky) -> None:
+    delivery = {d["inject"]: d for d in leaky.score["delivery"]["injects"]}
+    assert delivery["red"]["held_by"] == {"KOR": 1, "USA": 1, "NATO": 0}
+    assert delivery["red"]["ok"]
+
+
+def test_scenario_text_is_shown_not_run(leaky: Leaky) -> None:
+    page = (leaky.root / "report.html").read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt; [/]" in page and "<img src=x" not in page
+    markdown = (leaky.root / "report.md").read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt; \\[/\\]" in markdown
 
 
 def test_stripped_labels_are_refused(leaky: Leaky) -> None:

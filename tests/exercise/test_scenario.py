@@ -146,3 +146,64 @@ def test_exercise_schema_prints_the_schema() -> None:
     result = CliRunner().invoke(main, ["exercise", "schema"])
     assert result.exit_code == 0
     assert json.loads(result.output)["title"] == "Allied exercise scenario"
+
+
+LABELS = """\
+  kor-usa: {tlp: green, policy: EU, classification: X}
+  open: {tlp: clear, releasable_to: [KOR]}
+  wide:
+    tlp: amber
+    policy: NATO
+    classification: RESTRICTED
+    releasable_to: [KOR]
+    configured:
+      KOR: {releasable_to: ['not a nation!']}"""
+
+
+def test_what_a_node_would_refuse_at_setup_is_found_first() -> None:
+    text = (
+        GOOD.replace("{NATO: SECRET}, communities: [kor-usa]}\n  USA", "{NATO: TOP}, "
+                     "communities: [kor-usa]}\n  USA", 1)
+        .replace("  kor-usa: {tlp: green}", LABELS)
+        .replace("name: small drill\n", "name: small drill\nsettings: "
+                 "{store_url: 'sqlite:////tmp/x.db', sync_timeout: soon}\n")
+    )  # fmt: skip
+    found = {(line, message) for line, _, message in problems(text)}
+    levels = "UNCLASSIFIED, RESTRICTED, CONFIDENTIAL, SECRET"
+    assert (4, f"'TOP' is not a level of NATO ({levels})") in found
+    assert (9, "unknown policy 'EU' (known: NATO)") in found
+    assert (10, "releasable_to and handling belong to a classification") in found
+    assert any(line == 17 and "'not a nation!'" in message for line, message in found)
+    assert (2, "store_url is not set by a scenario") in found
+    assert any(line == 2 and "sync_timeout" in message for line, message in found)
+
+
+def test_names_yaml_reads_as_booleans_or_numbers_must_be_quoted() -> None:
+    text = GOOD.replace("  USA: {nation: USA,", "  NO: {nation: NOR,").replace(
+        "[KOR, USA]", "[KOR, 'NO']"
+    )
+    assert problems(text) == [(4, "", "the name 'NO' is read as a bool: quote it (\"NO\")")]
+
+
+def test_ids_are_unique_and_an_inject_of_a_later_share_is_refused() -> None:
+    text = (
+        GOOD.replace("  - at: 2\n    kind: traffic", "  - at: 0.5\n    kind: traffic")
+        .replace("    id: first\n", "    id: traffic-2\n")
+        .replace("of: first", "of: traffic-2")
+    )
+    found = {(line, message) for line, _, message in problems(text)}
+    assert (16, "inject id 'traffic-2' is used twice") in found
+    assert (19, "'traffic-2' is not the id of an earlier share inject") in found
+
+
+def test_partners_alike_but_for_case_and_empty_shares_are_refused() -> None:
+    text = (
+        GOOD.replace("  USA: {nation: USA,", "  kor: {nation: USA,")
+        .replace("[KOR, USA]", "[KOR, kor]")
+        .replace("indicators: {domain: 2}", "indicators: {domain: 0}")
+        .replace("by: USA", "by: kor")
+        .replace("hits: 1", "hits: 0")
+    )
+    found = {(line, message) for line, _, message in problems(text)}
+    assert (4, "kor and KOR differ only in case") in found
+    assert (15, "shares no indicators") in found

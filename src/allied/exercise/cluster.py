@@ -111,7 +111,7 @@ class Cluster:
                     if token is not None:
                         self.tokens[(other, name)] = token
                 for label in scenario.labels:
-                    _add_label(node, scenario.label_at(label, name))
+                    _add_label(node, scenario.label_at(label, name), name, member.identity_id)
             del sources
         for (puller, source), _token in self.tokens.items():
             relay = Relay(puller, source, self.members[source].url, self.clock)
@@ -142,6 +142,9 @@ class Cluster:
             _allied(), "--node", str(member.directory), "serve", "--port", str(member.port),
             "--sync-interval", str(self.scenario.sync_interval),
         ]  # fmt: skip
+        setpriv = shutil.which("setpriv")
+        if setpriv is not None:  # the node goes when the runner does, however it ends
+            command = [setpriv, "--pdeathsig", "TERM", *command]
         with open(member.log, "ab") as log:
             member.process = subprocess.Popen(
                 command,
@@ -158,7 +161,11 @@ class Cluster:
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", member.port), timeout=1):
+                    pass
+                time.sleep(0.05)
+                if member.process.poll() is None:  # ours listens there, not another
                     return
+                raise OSError("the node exited")
             except OSError:
                 if member.process.poll() is not None or time.monotonic() > deadline:
                     tail = member.log.read_text(errors="replace")[-2000:]
@@ -168,28 +175,42 @@ class Cluster:
     def stop(self, name: str) -> None:
         """Stop a node as its operators would (SIGINT): it finishes what it is writing."""
         member = self.members[name]
-        process, member.process = member.process, None
-        if process is None or process.poll() is not None:
+        process = member.process
+        if process is None:
             return
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        member.process = None
 
     def running(self, name: str) -> bool:
         process = self.members[name].process
         return process is not None and process.poll() is None
 
     def close(self) -> None:
-        for name in self.members:
-            self.stop(name)
+        """Every node stopped and every relay closed, even if stopping one fails (a second
+        Ctrl-C, say): that one is killed, the others still stopped."""
+        failure: BaseException | None = None
+        for name, member in self.members.items():
+            try:
+                self.stop(name)
+            except BaseException as error:
+                if member.process is not None and member.process.poll() is None:
+                    member.process.kill()
+                failure = failure or error
         for relay in self.relays.values():
             relay.stop()
+        if failure is not None:
+            raise failure
 
 
-def _add_label(node: Node, spec: LabelSpec) -> None:
+def _add_label(node: Node, spec: LabelSpec, own_name: str, own_identity: str) -> None:
+    """The label at one node; a named recipient that is the node itself is no partner of
+    it, so it is named by its identity."""
     node.add_label(
         spec.name,
         tlp=spec.tlp,
@@ -197,8 +218,9 @@ def _add_label(node: Node, spec: LabelSpec) -> None:
         classification=spec.classification,
         releasable_to=spec.releasable_to,
         handling=spec.handling,
-        recipients=spec.recipients,
+        recipients=[r for r in spec.recipients if r != own_name],
         blind_match=spec.blind_match,
+        recipient_ids=[own_identity] if own_name in spec.recipients else [],
     )
 
 

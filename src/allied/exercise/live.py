@@ -6,11 +6,13 @@ outcome; elsewhere (CI, a log file) one line per inject as it finishes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from allied.exercise.runner import Event
 from allied.exercise.scenario import Scenario
@@ -30,29 +32,32 @@ class LiveTable:
         self.console = console or Console(stderr=True)
         self.events: list[Event] = []
         self.title = ""
-        self.now = 0.0
+        self._began = time.monotonic()
         self._live: Live | None = None
 
     def begin(self, events: list[Event], scenario: Scenario) -> None:
         self.events = events
         self.title = scenario.name
-        self._live = Live(self._table(), console=self.console, refresh_per_second=4)
+        self._began = time.monotonic()
+        # redrawn four times a second, so the clock runs through a long outage too
+        self._live = Live(console=self.console, refresh_per_second=4, get_renderable=self._table)
         self._live.start()
 
     def update(self, event: Event, now: float) -> None:
-        del event
-        self.now = now
+        del event, now
         if self._live is not None:
-            self._live.update(self._table())
+            self._live.refresh()
 
     def end(self) -> None:
         if self._live is not None:
-            self._live.update(self._table())
+            self._live.refresh()
             self._live.stop()
             self._live = None
 
     def _table(self) -> Table:
-        table = Table(title=f"{self.title}  (t = {self.now:.0f} s)", expand=True)
+        # scenario text and error messages are shown as they are, never read as markup
+        now = time.monotonic() - self._began
+        table = Table(title=Text(f"{self.title}  (t = {now:.0f} s)"), expand=True)
         table.add_column("at", justify="right", width=5)
         table.add_column("", width=7)
         table.add_column("inject", ratio=3)
@@ -64,7 +69,9 @@ class LiveTable:
                 state = "[yellow]running[/]"
             else:
                 state = "[dim]waiting[/]"
-            table.add_row(f"{event.at:.0f}", state, event.title, _outcome(event))
+            table.add_row(
+                f"{event.at:.0f}", Text.from_markup(state), Text(event.title), Text(_outcome(event))
+            )
         return table
 
 

@@ -12,10 +12,11 @@ import csv
 import hashlib
 import random
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 #: kind of indicator -> (STIX pattern template, log field)
 KINDS = {
@@ -120,32 +121,36 @@ def traffic(
     hits: list[Indicator],
     start: datetime | None = None,
 ) -> tuple[list[Path], dict[str, int]]:
-    """Write a sensor log of ``rows`` background rows plus a few rows for each of ``hits``;
-    returns the files and how many rows each hit indicator got."""
+    """Write a sensor log of ``rows`` background rows plus a few rows for each of ``hits``,
+    streamed (a log of millions of rows is never held whole); returns the files and how
+    many rows each hit indicator got."""
     rng = random.Random(f"traffic/{seed}")
     start = start or datetime.now(UTC) - timedelta(hours=1)
-    records: list[dict[str, str]] = []
-    for n in range(rows):
-        records.append(_background(rng, start + timedelta(milliseconds=n * 37)))
+    planted: dict[int, list[Indicator]] = {}  # before which background row each goes
     expected: dict[str, int] = {}
     for item in hits:
-        times = rng.randint(1, 4)
-        expected[item.id] = times
-        for _ in range(times):
-            at = start + timedelta(milliseconds=rng.randrange(max(rows, 1) * 37))
-            record = _background(rng, at)
-            field = KINDS[item.kind][1]
-            if item.kind == "url":
-                host = item.value.split("/")[2]
-                record.update(domain=host, url=item.value)
-            else:
-                record[field] = item.value
-            record["_kind"] = item.kind
-            records.insert(rng.randrange(len(records) + 1), record)
+        expected[item.id] = rng.randint(1, 4)
+        for _ in range(expected[item.id]):
+            planted.setdefault(rng.randrange(rows + 1), []).append(item)
+
+    def records() -> Iterator[dict[str, str]]:
+        for n in range(rows + 1):
+            at = start + timedelta(milliseconds=n * 37)
+            for item in planted.get(n, ()):
+                record = _background(rng, at)
+                if item.kind == "url":
+                    record.update(domain=item.value.split("/")[2], url=item.value)
+                else:
+                    record[KINDS[item.kind][1]] = item.value
+                record["_kind"] = item.kind
+                yield record
+            if n < rows:
+                yield _background(rng, at)
+
     directory.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        return [_write_csv(directory / "sensor.csv", records)], expected
-    return _write_zeek(directory, records), expected
+        return [_write_csv(directory / "sensor.csv", records())], expected
+    return _write_zeek(directory, records()), expected
 
 
 def _background(rng: random.Random, at: datetime) -> dict[str, str]:
@@ -162,7 +167,7 @@ def _background(rng: random.Random, at: datetime) -> dict[str, str]:
     }
 
 
-def _write_csv(path: Path, records: list[dict[str, str]]) -> Path:
+def _write_csv(path: Path, records: Iterable[dict[str, str]]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(_CSV_FIELDS)
@@ -171,40 +176,46 @@ def _write_csv(path: Path, records: list[dict[str, str]]) -> Path:
     return path
 
 
-def _write_zeek(directory: Path, records: list[dict[str, str]]) -> list[Path]:
-    """Each record to the Zeek log its kind belongs in; background rows spread over all."""
-    logs: dict[str, list[list[str]]] = {name: [] for name in _ZEEK}
-    for n, record in enumerate(records):
-        path = _ZEEK_OF.get(record["_kind"]) or tuple(_ZEEK)[n % 3]  # no background files
-        epoch = datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        ts = f"{epoch.timestamp():.6f}"
-        uid = f"C{n:011d}"
-        conn = [ts, uid, record["src_ip"], "49152", record["dst_ip"], record["dst_port"]]
-        if path == "conn":
-            logs[path].append([*conn, "tcp"])
-        elif path == "dns":
-            logs[path].append([*conn[:4], "192.168.0.53", "53", record["domain"]])
-        elif path == "http":
-            url = record["url"]
-            host, _, rest = url.removeprefix("http://").partition("/")
-            logs[path].append([*conn[:4], record["dst_ip"], "80", host, "/" + rest])
-        else:
-            logs[path].append([ts, f"F{n:011d}", "-", "-", record["sha256"] or "-"])
-    written = []
-    for path, rows in logs.items():
-        if not rows:
-            continue
-        fields = _ZEEK[path]
-        head = [
-            "#separator \\x09",
-            "#set_separator\t,",
-            "#empty_field\t(empty)",
-            "#unset_field\t-",
-            f"#path\t{path}",
-            "#fields\t" + "\t".join(fields),
-            "#types\t" + "\t".join("string" for _ in fields),
-        ]
-        target = directory / f"{path}.log"
-        target.write_text("\n".join([*head, *("\t".join(r) for r in rows)]) + "\n")
-        written.append(target)
-    return written
+def _write_zeek(directory: Path, records: Iterable[dict[str, str]]) -> list[Path]:
+    """Each record to the Zeek log its kind belongs in; background rows spread over the
+    conn, dns and http logs."""
+    outputs: dict[str, TextIO] = {}
+
+    def out(path: str) -> TextIO:
+        if path not in outputs:
+            fields = _ZEEK[path]
+            handle = open(directory / f"{path}.log", "w", encoding="utf-8")  # noqa: SIM115
+            head = [
+                "#separator \\x09",
+                "#set_separator\t,",
+                "#empty_field\t(empty)",
+                "#unset_field\t-",
+                f"#path\t{path}",
+                "#fields\t" + "\t".join(fields),
+                "#types\t" + "\t".join("string" for _ in fields),
+            ]
+            handle.write("\n".join(head) + "\n")
+            outputs[path] = handle
+        return outputs[path]
+
+    try:
+        for n, record in enumerate(records):
+            path = _ZEEK_OF.get(record["_kind"]) or tuple(_ZEEK)[n % 3]
+            moment = datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            ts = f"{moment.timestamp():.6f}"
+            uid = f"C{n:011d}"
+            conn = [ts, uid, record["src_ip"], "49152", record["dst_ip"], record["dst_port"]]
+            if path == "conn":
+                row = [*conn, "tcp"]
+            elif path == "dns":
+                row = [*conn[:4], "192.168.0.53", "53", record["domain"]]
+            elif path == "http":
+                host, _, rest = record["url"].removeprefix("http://").partition("/")
+                row = [*conn[:4], record["dst_ip"], "80", host, "/" + rest]
+            else:
+                row = [ts, f"F{n:011d}", "-", "-", record["sha256"] or "-"]
+            out(path).write("\t".join(row) + "\n")
+    finally:
+        for handle in outputs.values():
+            handle.close()
+    return [directory / f"{path}.log" for path in _ZEEK if path in outputs]

@@ -44,6 +44,7 @@ class Relay:
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _client: httpx.Client | None = None
 
     @property
     def url(self) -> str:
@@ -53,6 +54,7 @@ class Relay:
     def start(self) -> None:
         relay = self
         client = httpx.Client(timeout=30)
+        self._client = client
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -105,13 +107,18 @@ class Relay:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._client is not None:
+            self._client.close()
 
     def _tamper(self, content: bytes) -> bytes:
         with self._lock:
             mode = self.mode
         if mode == PASS:
             return content
-        envelope = orjson.loads(content)
+        try:
+            envelope = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return content
         objects = envelope.get("objects") if isinstance(envelope, dict) else None
         if not objects:
             return content

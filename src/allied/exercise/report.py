@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -230,19 +231,21 @@ def _sections(
         (
             "Tampering",
             [
-                "tampered versions",
+                "tampered objects",
                 "refused by the puller",
                 "accepted",
-                "not refused (puller, source, object)",
+                "never applied",
+                "accepted (puller, source, object)",
             ],
             [
                 [
                     str(tampering["tampered"]),
                     str(tampering["detected"]),
                     str(tampering["accepted"]),
+                    str(tampering["not_applied"]),
                     "; ".join(
                         f"{u['puller']}, {u['source']}, {u['object']}"
-                        for u in tampering["undetected"][:10]
+                        for u in tampering["accepted_objects"][:10]
                     )
                     or "-",
                 ]
@@ -305,7 +308,7 @@ def _summary(score: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         (
             "Tampering",
-            f"{tampering['detected']} of {tampering['tampered']} tampered versions refused, "
+            f"{tampering['detected']} of {tampering['tampered']} tampered objects refused, "
             f"{tampering['accepted']} accepted",
         ),
         (
@@ -329,21 +332,31 @@ def _summary(score: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _markdown(record: Record, score: dict[str, Any]) -> str:
-    lines = [f"# Exercise report: {record.scenario.name}", ""]
+    """Markdown whose text from the scenario cannot become markup: HTML, links or images
+    in a title are shown as written."""
+    name = _md(record.scenario.name)
+    lines = [f"# Exercise report: {name}", ""]
     if record.scenario.description:
-        lines += [record.scenario.description.strip(), ""]
+        lines += [_md(record.scenario.description.strip()), ""]
     lines += [
         f"Started {score['started_at']}, ran {score['duration_s']} s. Nodes kept in `nodes/`.",
         "",
     ]
     for key, value in _summary(score):
-        lines.append(f"- **{key}:** {value}")
+        lines.append(f"- **{key}:** {_md(value)}")
     lines += ["", "![timeline](timeline.png)", "", "![time to share](latency.png)", ""]
     for title, header, rows in _sections(record, score):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
         lines.append("")
     return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """Text for Markdown: entities for HTML, and no links, images or code (the brackets,
+    backticks and table bars escaped)."""
+    escaped = html.escape(text, quote=False)
+    return re.sub(r"([\\`\[\]!|])", r"\\\1", escaped).replace("\n", " ")
 
 
 def _html(record: Record, score: dict[str, Any], paths: dict[str, Path]) -> str:

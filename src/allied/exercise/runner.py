@@ -9,10 +9,12 @@ syncing, as they would in a national centre.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,32 +109,40 @@ class Drill:
 
     def run(self) -> Record:
         events = _events(self.scenario)
-        self.cluster.build()
         monitor = threading.Thread(target=self._monitor, name="drill-monitor", daemon=True)
-        try:
-            self.cluster.start_all()
-            self._t0 = time.monotonic()
-            started_at = stamp(datetime.now(UTC))
-            monitor.start()
-            self.display.begin(events, self.scenario)
-            for event in events:
-                self._wait_until(event.at)
-                event.started = self.clock()
-                self.display.update(event, self.clock())
+        with _stopped_by_signals():
+            try:
+                self.cluster.build()
+                self.cluster.start_all()
+                self._t0 = time.monotonic()
+                started_at = stamp(datetime.now(UTC))
+                monitor.start()
+                self.display.begin(events, self.scenario)
+                for event in events:
+                    self._wait_until(event.at)
+                    event.started = self.clock()
+                    self.display.update(event, self.clock())
+                    try:
+                        event.outcome = self._perform(event)
+                    except (
+                        AlliedError,
+                        OSError,
+                        subprocess.SubprocessError,
+                        httpx.HTTPError,
+                    ) as error:
+                        event.error = getattr(error, "message", None) or str(error)
+                    event.finished = self.clock()
+                    self.display.update(event, self.clock())
+                self._wait_until(self.clock() + self.scenario.settle)
+                duration = self.clock()
+            finally:  # the nodes are stopped whatever happened, the display last
+                self._stop.set()
                 try:
-                    event.outcome = self._perform(event)
-                except (AlliedError, OSError, subprocess.SubprocessError, httpx.HTTPError) as error:
-                    event.error = getattr(error, "message", None) or str(error)
-                event.finished = self.clock()
-                self.display.update(event, self.clock())
-            self._wait_until(self.clock() + self.scenario.settle)
-            duration = self.clock()
-        finally:
-            self._stop.set()
-            if monitor.is_alive():
-                monitor.join(timeout=10)
-            self.display.end()
-            self.cluster.close()
+                    if monitor.is_alive():
+                        monitor.join(timeout=10)
+                    self.cluster.close()
+                finally:
+                    self.display.end()
         for name, down in self._down.items():  # a node still down at the end
             self.outages.setdefault(name, []).append((down, duration))
         return Record(
@@ -192,7 +202,7 @@ class Drill:
         path.write_text(json.dumps(bundle, indent=1), encoding="utf-8")
         report = _run_allied(member.directory, "import", str(path), "--label", inject.get("label"))
         self.shared[inject.id] = made
-        return {"by": by, "indicators": len(made), "stored": report[0]["stored"]}
+        return {"by": by, "indicators": len(made), "stored": _field(report, 0, "stored")}
 
     def _traffic(self, inject: Inject) -> dict[str, Any]:
         by = inject.get("by")
@@ -210,14 +220,14 @@ class Drill:
         if inject.get("share_label") is not None:
             args += ["--share", "--label", inject.get("share_label")]
         report = _run_allied(member.directory, *args)
-        found = {hit["indicator"] for hit in report["hits"]}
+        found = {hit.get("indicator") for hit in _field(report, "hits") if isinstance(hit, dict)}
         return {
             "by": by,
-            "rows": report["rows"],
+            "rows": _field(report, "rows"),
             "planted": len(hits),
             "detections": len(found & {item.id for item in hits}),
             "held": waited,
-            "sightings_stored": report["stored"],
+            "sightings_stored": _field(report, "stored"),
             "rows_per_hit": rows_per_hit,
         }
 
@@ -286,6 +296,22 @@ class Drill:
                 node.close()
 
 
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the drill as Ctrl-C does (its nodes stopped, not orphaned)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    for sig in previous:
+        signal.signal(sig, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _events(scenario: Scenario) -> list[Event]:
     events = []
     for inject in scenario.injects:
@@ -295,7 +321,8 @@ def _events(scenario: Scenario) -> list[Event]:
             events.append(Event(end, inject, "end", f"end of: {inject.title}"))
         else:
             events.append(Event(inject.at, inject, "run", inject.title))
-    events.sort(key=lambda e: (e.at, e.inject.index, e.phase != "end"))
+    # at one moment, windows close first: a node back at 42 s serves an inject at 42 s
+    events.sort(key=lambda e: (e.at, e.phase != "end", e.inject.index))
     return events
 
 
@@ -305,7 +332,25 @@ def _run_allied(directory: Path, *args: str) -> Any:
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise DrillError(f"allied {args[0]} at {directory.name} failed: {done.stderr.strip()}")
-    return json.loads(done.stdout)
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        raise DrillError(f"allied {args[0]} at {directory.name}: no JSON report") from None
+
+
+#: what may go wrong in an inject without ending the drill: it is scored as failed
+_INJECT_FAILURES = (AlliedError, OSError, subprocess.SubprocessError, httpx.HTTPError)
+
+
+def _field(report: Any, *path: Any) -> Any:
+    """A value of a command's JSON report; DrillError if the report lacks it."""
+    value = report
+    try:
+        for step in path:
+            value = value[step]
+    except (KeyError, IndexError, TypeError):
+        raise DrillError(f"a command's report lacks {path}") from None
+    return value
 
 
 Clock = Callable[[], float]

@@ -19,7 +19,9 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-from allied.errors import AlliedError
+from allied import config as config_
+from allied.errors import AlliedError, ConfigError
+from allied.node import check_audience
 
 SCHEMA_FILE = "scenario.schema.json"
 
@@ -171,6 +173,9 @@ def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(
             source, [ScenarioProblem(1, "", "a scenario is a mapping (name:, ...)")]
         )
+    keys = list(_odd_keys(root)) if root is not None else []
+    if keys:  # NO (Norway) read as false, say: quoted, it is a name
+        raise ScenarioError(source, keys)
     problems = [
         ScenarioProblem(_line_of(lines, tuple(e.absolute_path)), _path(e.absolute_path), _say(e))
         for e in Draft202012Validator(schema()).iter_errors(data)
@@ -205,6 +210,7 @@ def _cross_check(
             known = ", ".join(labels) or "none"
             yield problem(path, f"{value!r} is not a label of the scenario ({known})")
 
+    yield from _configuration(data, problem)
     pairs: set[frozenset[str]] = set()
     for i, (a, b) in enumerate(data["peers"]):
         yield from partner(("peers", i, 0), a)
@@ -215,22 +221,23 @@ def _cross_check(
             yield problem(("peers", i), f"{a} and {b} are peered twice")
         pairs.add(frozenset((a, b)))
     for name, body in labels.items():
-        if ("policy" in body) != ("classification" in body):
-            yield problem(("labels", name), "policy and classification go together")
         for n, recipient in enumerate(body.get("recipients", [])):
             yield from partner(("labels", name, "recipients", n), recipient)
         for who, override in body.get("configured", {}).items():
             yield from partner(("labels", name, "configured", who), who)
             for n, recipient in enumerate(override.get("recipients", [])):
                 yield from partner(("labels", name, "configured", who, "recipients", n), recipient)
-    shares: dict[str, int] = {}
+    shares = {
+        inject["id"]: i for i, inject in enumerate(data["injects"]) if inject["kind"] == "share"
+    }
     ids: set[str] = set()
     for i, inject in enumerate(data["injects"]):
         at = ("injects", i)
-        if "id" in inject:
-            if inject["id"] in ids:
-                yield problem((*at, "id"), f"inject id {inject['id']!r} is used twice")
-            ids.add(inject["id"])
+        given = _inject_id(inject, i)
+        if given in ids:
+            where = (*at, "id") if "id" in inject else at
+            yield problem(where, f"inject id {given!r} is used twice")
+        ids.add(given)
         kind = inject["kind"]
         for key in ("by", "from", "node"):
             if key in inject:
@@ -244,7 +251,7 @@ def _cross_check(
                 yield from partner((*at, "expect", key, n), who)
         if "of" in inject:
             earlier = shares.get(inject["of"])
-            if earlier is None:
+            if earlier is None or data["injects"][earlier]["at"] > inject["at"]:
                 yield problem(
                     (*at, "of"), f"{inject['of']!r} is not the id of an earlier share inject"
                 )
@@ -254,8 +261,8 @@ def _cross_check(
                     yield problem(
                         (*at, "hits"), f"{inject['hits']} hits, but {inject['of']} shares {total}"
                     )
-        if kind == "share":
-            shares[inject["id"]] = i
+        if kind == "share" and not any(inject["indicators"].values()):
+            yield problem((*at, "indicators"), "shares no indicators")
         elif kind == "tamper":
             puller, source = inject["link"]
             yield from partner((*at, "link", 0), puller)
@@ -269,6 +276,11 @@ def _cross_check(
                 at,
                 f"{inject['by']} holds no token at {inject['from']}: they are not peers",
             )
+    tampers = [(i, inj) for i, inj in enumerate(data["injects"]) if inj["kind"] == "tamper"]
+    for n, (_, first) in enumerate(tampers):
+        for j, second in tampers[n + 1 :]:
+            if first["link"] == second["link"] and _overlap(first, second):
+                yield problem(("injects", j), "that link is being tampered with already then")
     windows = [(i, inj) for i, inj in enumerate(data["injects"]) if inj["kind"] == "outage"]
     for n, (_, first) in enumerate(windows):
         for j, second in windows[n + 1 :]:
@@ -280,6 +292,93 @@ def _cross_check(
             involved = {inject.get("by"), inject.get("from"), *inject.get("link", ())}
             if first["node"] in involved and inject["kind"] != "tamper":
                 yield problem(("injects", j), f"{first['node']} is offline at {inject['at']} s")
+
+
+def _odd_keys(node: yaml.Node) -> Iterator[ScenarioProblem]:
+    """Mapping keys YAML reads as something other than text (numbers, yes/no, null)."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:str":
+                kind = key.tag.rsplit(":", 1)[-1]
+                yield ScenarioProblem(
+                    key.start_mark.line + 1,
+                    "",
+                    f'the name {key.value!r} is read as a {kind}: quote it ("{key.value}")',
+                )
+            yield from _odd_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield from _odd_keys(item)
+
+
+def _configuration(data: dict[str, Any], problem: Any) -> Iterator[ScenarioProblem]:
+    """What a node would refuse at setup, found before any node is made: unknown policies
+    and levels, bad audiences, settings that are not settings, names alike but for case."""
+    policies = config_.DEFAULT_POLICIES
+    seen: dict[str, str] = {}
+    for name, body in data["partners"].items():
+        if name.lower() in seen:
+            yield problem(
+                ("partners", name), f"{name} and {seen[name.lower()]} differ only in case"
+            )
+        seen[name.lower()] = name
+        for policy, level in body.get("clearances", {}).items():
+            yield from _level(
+                policies, policy, level, ("partners", name, "clearances", policy), problem
+            )
+    for name, body in data.get("labels", {}).items():
+        if not name.strip():
+            yield problem(("labels", name), "a label needs a name")
+        variants: list[tuple[tuple[Any, ...], dict[str, Any]]] = [(("labels", name), body)]
+        variants += [
+            (("labels", name, "configured", who), {**body, **override})
+            for who, override in body.get("configured", {}).items()
+        ]
+        for where, fields in variants:
+            if ("policy" in fields) != ("classification" in fields):
+                yield problem(where, "policy and classification go together")
+            elif "policy" in fields:
+                yield from _level(
+                    policies,
+                    fields["policy"],
+                    fields["classification"],
+                    (*where, "policy"),
+                    problem,
+                )
+            elif fields.get("releasable_to") or fields.get("handling"):
+                yield problem(where, "releasable_to and handling belong to a classification")
+            for key in ("releasable_to", "blind_match"):
+                for n, value in enumerate(fields.get(key, [])):
+                    try:
+                        check_audience(value, option=key)
+                    except ConfigError as error:
+                        yield problem((*where, key, n), error.message)
+    settings = data.get("settings", {})
+    for name in settings:
+        if name in _NOT_FOR_DRILLS:
+            yield problem(("settings", name), f"{name} is not set by a scenario")
+    try:
+        config_.resolve_settings({k: _setting(v) for k, v in settings.items()}, environ={})
+    except ConfigError as error:
+        yield problem(("settings", error.key) if error.key else ("settings",), error.message)
+
+
+def _level(
+    policies: Mapping[str, tuple[str, ...]],
+    policy: str,
+    level: str,
+    where: tuple[Any, ...],
+    problem: Any,
+) -> Iterator[ScenarioProblem]:
+    if policy not in policies:
+        yield problem(where, f"unknown policy {policy!r} (known: {', '.join(policies)})")
+    elif level not in policies[policy]:
+        levels = ", ".join(policies[policy])
+        yield problem(where, f"{level!r} is not a level of {policy} ({levels})")
+
+
+#: settings that would point every node of a drill somewhere else than its folder
+_NOT_FOR_DRILLS = frozenset({"store_url"})
 
 
 def _overlap(window: dict[str, Any], inject: dict[str, Any]) -> bool:
@@ -320,7 +419,7 @@ def _build(
                 index=i,
                 at=float(body["at"]),
                 kind=body["kind"],
-                id=body.get("id", f"{body['kind']}-{i + 1}"),
+                id=_inject_id(body, i),
                 title=body.get("title", _default_title(body)),
                 fields=fields,
                 line=_line_of(lines, ("injects", i)),
@@ -341,6 +440,10 @@ def _build(
         source=source,
         text=text,
     )
+
+
+def _inject_id(body: Mapping[str, Any], index: int) -> str:
+    return str(body.get("id", f"{body['kind']}-{index + 1}"))
 
 
 def _setting(value: Any) -> str:

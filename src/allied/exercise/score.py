@@ -10,6 +10,7 @@ home; only the inputs come from the scenario instead of the node.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from allied.exercise.runner import Record
 from allied.exercise.scenario import LabelSpec, Scenario
 from allied.node import Node
 from allied.policy.release import Provenance, Recipient, ReleasePolicy, decide
+from allied.stix.checks import timestamp_key
 from allied.stix.labels import Label, resolve_labels
 from allied.store import schema
 
@@ -50,9 +52,7 @@ def score(record: Record) -> dict[str, Any]:
     stored_labels = {name: _labels(record, name) for name in record.directories}
     judge = _Judge(record, held, names, stored_labels)
     leaks = judge.leaks()
-    requests = _requests(record, judge)
-    leaks["items"] += [item for r in requests for item in r.pop("leaks")]
-    leaks["count"] = len(leaks["items"])
+    requests = _requests(record)
     detections = _detections(record)
     delivery = _delivery(record, held)
     tampering = _tampering(record, held)
@@ -212,20 +212,48 @@ class _Judge:
         return Provenance(False, communities, at_sender.received_from, originator)
 
     def leaks(self) -> dict[str, Any]:
-        checked = 0
-        items: list[dict[str, Any]] = []
+        """Every hop an object took: each received version at every node (from the node it
+        names as its source), and each release in every node's release journal (a version
+        released twice, or released and not kept, is judged on each hop)."""
+        hops: dict[tuple[str, str, str, str], tuple[Row | None, str]] = {}
+        row: Row | None
         for receiver, rows in self.held.items():
             for row in rows.values():
-                if row.received_from is None or row.type == "marking-definition":
-                    continue  # its own, or a label that travels with the objects it marks
-                sender = row.received_from
-                if sender not in self.held:
-                    items.append(_leak(receiver, row, sender, ("from outside the drill",)))
-                    continue
-                checked += 1
-                allowed, reasons = self.hop(row, sender, receiver)
-                if not allowed:
-                    items.append(_leak(receiver, row, sender, reasons))
+                if row.received_from is not None:
+                    hops[(row.received_from, receiver, row.id, row.version)] = (row, "received")
+        for sender, directory in self.record.directories.items():
+            with Node.open(directory) as node:
+                entries = node.store.releases(limit=10_000_000)
+            held = self.held[sender]
+            for entry in entries:
+                # the journal names a version by its modified timestamp, one of a cyber
+                # observable (which has a single version) by when it was added
+                version = timestamp_key(entry["version"]) if entry["version"] else ""
+                if (entry["id"], version) not in held and (entry["id"], "") in held:
+                    version = ""
+                key = (sender, entry["partner"], entry["id"], version)
+                if key not in hops:
+                    hops[key] = (held.get((entry["id"], version)), entry["via"])
+        checked = 0
+        items: list[dict[str, Any]] = []
+        for (sender, receiver, object_id, version), (found, how) in sorted(
+            hops.items(), key=lambda item: item[0]
+        ):
+            row = found
+            if row is not None and row.type == "marking-definition":
+                continue  # a label travels with the objects it marks, which are judged
+            if sender not in self.held or receiver not in self.held or row is None:
+                where = "a node outside the drill" if row is not None else "an unknown version"
+                items.append(
+                    {"node": receiver, "object": object_id, "type": object_id.split("--")[0],
+                     "version": version, "from": sender, "via": how,
+                     "reasons": [f"denied: {where}"]}
+                )  # fmt: skip
+                continue
+            checked += 1
+            allowed, reasons = self.hop(row, sender, receiver)
+            if not allowed:
+                items.append(_leak(receiver, row, sender, reasons) | {"via": how})
         return {"checked": checked, "count": len(items), "items": items}
 
 
@@ -234,6 +262,7 @@ def _leak(node: str, row: Row, sender: str, reasons: tuple[str, ...]) -> dict[st
         "node": node,
         "object": row.id,
         "type": row.type,
+        "version": row.version,
         "from": sender,
         "reasons": [r for r in reasons if r.startswith("denied")] or list(reasons),
     }
@@ -241,11 +270,13 @@ def _leak(node: str, row: Row, sender: str, reasons: tuple[str, ...]) -> dict[st
 
 def _policy(config: config_.NodeConfig) -> ReleasePolicy:
     return ReleasePolicy(
-        levels=dict(config.policies), default_tlp=config.setting("default_tlp") or None
+        levels=dict(config.policies),
+        default_tlp=config.setting("default_tlp") or None,
+        confined_communities=config.setting("confined_communities"),
     )
 
 
-def _requests(record: Record, judge: _Judge) -> list[dict[str, Any]]:
+def _requests(record: Record) -> list[dict[str, Any]]:
     found = []
     for event in record.events:
         if event.inject.kind != "request":
@@ -255,13 +286,7 @@ def _requests(record: Record, judge: _Judge) -> list[dict[str, Any]]:
         expected = event.inject.get("expect")
         granted = outcome.get("granted", [])
         asked = len(record.shared.get(event.inject.get("of"), []))
-        leaks = []
-        for object_id in granted:
-            rows = [row for key, row in judge.held[source].items() if key[0] == object_id]
-            for row in rows[-1:]:
-                allowed, reasons = judge.hop(row, source, by)
-                if not allowed:
-                    leaks.append(_leak(by, row, source, reasons) | {"via": "request"})
+        # what it was given is in the release journal of the node it asked: judged there
         ok = event.error is None and (
             (expected == "denied" and not granted)
             or (expected == "granted" and len(granted) == asked)
@@ -276,7 +301,6 @@ def _requests(record: Record, judge: _Judge) -> list[dict[str, Any]]:
                 "granted": len(granted),
                 "answers": outcome.get("answers", {}),
                 "ok": ok,
-                "leaks": leaks,
             }
         )
     return found
@@ -349,45 +373,48 @@ def _delivery(record: Record, held: dict[str, dict[tuple[str, str], Row]]) -> di
 
 
 def _tampering(record: Record, held: dict[str, dict[tuple[str, str], Row]]) -> dict[str, Any]:
+    """Each version a relay tampered with: refused by the puller (its rejections name it),
+    accepted (stored as received from that peer, unlike the originator's), or never looked
+    at (fetched ahead by a pull that then failed: no harm, and no detection either)."""
     rejected: dict[tuple[str, str], set[str]] = {}
     for name, directory in record.directories.items():
         table = schema.peer_rejections
         with Node.open(directory) as node:
             for peer, object_id in node.store.raw_rows(select(table.c.peer, table.c.object_id)):
                 rejected.setdefault((name, peer), set()).add(object_id)
-    versions = {(t.puller, t.source, t.id, t.version): t for t in record.tampered}
-    detected = accepted = 0
+    versions = sorted({(t.puller, t.source, t.id) for t in record.tampered})
+    detected = accepted = unseen = 0
     missed: list[dict[str, str]] = []
-    for puller, source, object_id, _version in versions:
+    for puller, source, object_id in versions:
         taken = [
             row
             for key, row in held[puller].items()
             if key[0] == object_id and row.received_from == source
         ]
         genuine = _genuine(held, object_id)
-        if any(row.json != genuine.get(row.version) for row in taken):
+        if any(orjson.loads(row.json) != genuine.get(row.version) for row in taken):
             accepted += 1
             missed.append({"puller": puller, "source": source, "object": object_id})
         elif object_id in rejected.get((puller, source), set()):
             detected += 1
         else:
-            missed.append({"puller": puller, "source": source, "object": object_id})
-    total = len(versions)
+            unseen += 1
     return {
-        "tampered": total,
+        "tampered": len(versions),
         "detected": detected,
         "accepted": accepted,
-        "undetected": missed,
-        "ok": accepted == 0 and detected == total,
+        "not_applied": unseen,
+        "accepted_objects": missed,
+        "ok": accepted == 0 and (detected > 0 or not versions),
     }
 
 
-def _genuine(held: dict[str, dict[tuple[str, str], Row]], object_id: str) -> dict[str, str]:
-    """Each version of an object as the node that made it holds it."""
+def _genuine(held: dict[str, dict[tuple[str, str], Row]], object_id: str) -> dict[str, Any]:
+    """Each version of an object, parsed, as the node that made it holds it."""
     for rows in held.values():
-        made = {v: row.json for (i, v), row in rows.items() if i == object_id}
-        if made and all(r.received_from is None for (i, _), r in rows.items() if i == object_id):
-            return made
+        made = {v: row for (i, v), row in rows.items() if i == object_id}
+        if made and all(row.received_from is None for row in made.values()):
+            return {v: orjson.loads(row.json) for v, row in made.items()}
     return {}
 
 
@@ -499,7 +526,7 @@ def _stats(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"count": 0, "median_s": None, "p95_s": None}
     ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered) + 0.5) - 1))]
+    p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]  # nearest rank
     return {
         "count": len(values),
         "median_s": round(statistics.median(ordered), 3),
