@@ -57,7 +57,7 @@ def summary(outcome: Outcome) -> list[str]:
     for who, found in score["detections"]["by_partner"].items():
         lines.append(f"  detections at {who}: {found['found']} (expected {found['expected']})")
     leaks = score["leaks"]
-    lines.append(f"  leaks: {leaks['count']} ({leaks['checked']} received objects checked)")
+    lines.append(f"  leaks: {leaks['count']} ({leaks['checked']} hops between nodes checked)")
     tampering = score["tampering"]
     lines.append(
         f"  tampering: {tampering['detected']} of {tampering['tampered']} tampered objects "

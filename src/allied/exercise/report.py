@@ -296,7 +296,8 @@ def _summary(score: dict[str, Any]) -> list[tuple[str, str]]:
         ("Verdict", "passed" if score["passed"] else "FAILED"),
         (
             "Leaks",
-            f"{score['leaks']['count']} (of {score['leaks']['checked']} received objects checked)",
+            f"{score['leaks']['count']} "
+            f"(of {score['leaks']['checked']} hops between nodes checked)",
         ),
         (
             "Detections",
