@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from allied.ingest.stix_import import import_file
+from allied.policy.egress import Egress
 from allied.stix.labels import TLP2_IDS
 from tests.conftest import indicator, write_bundle
 from tests.federation.conftest import Federation
@@ -130,3 +132,33 @@ def test_a_label_the_peer_withholds_keeps_its_objects_inside_the_node(
     federation.sync("NATO")
     nato = federation.ids("NATO")
     assert indicator(51)["id"] in nato and indicator(52)["id"] not in nato
+
+
+def test_own_objects_pulled_back_after_a_restore_are_the_nodes_own_again(
+    federation: Federation,
+) -> None:
+    """KOR restores an old backup, losing an AMBER object it shared; USA gives it back.
+    Signed by KOR and created by KOR, it is KOR's own again: released as its originator
+    releases it (AMBER to a direct partner), not as something received (never forwarded)."""
+    backup = federation.root / "kor-backup"
+    federation.stop("KOR")
+    shutil.copytree(federation.directories["KOR"], backup)
+    federation.start("KOR")
+    with federation.node("KOR") as kor:
+        creator = kor.config.identity_id
+    publish(federation, "KOR", [labelled(61, TLP2_IDS["amber"], created_by_ref=creator)])
+    federation.sync("USA")
+    federation.stop("KOR")
+    shutil.rmtree(federation.directories["KOR"])
+    shutil.copytree(backup, federation.directories["KOR"])
+    federation.start("KOR")
+    with federation.node("KOR") as kor:
+        assert kor.store.latest(indicator(61)["id"]) is None  # lost with the restore
+    [from_usa] = federation.sync("KOR")
+    assert (from_usa.status, from_usa.rejected) == ("ok", 0), from_usa
+    with federation.node("KOR") as kor:
+        [stored] = kor.store.versions(indicator(61)["id"])
+        assert stored.received_from is None
+        explanation = Egress(kor).explain(indicator(61)["id"], "NATO")
+        assert explanation.allowed, explanation.reasons
+        assert kor.verify().ok

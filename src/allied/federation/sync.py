@@ -181,9 +181,11 @@ def _pull(
     except RemoteError as error:
         if resume is None or error.status != 400 or result.pages:
             raise
-        # the peer no longer honours the token (its key changed): from the cursor, then
+        # the peer no longer honours the token (its key changed): from the cursor, then,
+        # over pages applied before. The token is kept until a page of this pull replaces
+        # it: were it cleared and this pull to fail first, the next would pull from the
+        # cursor as if nothing came after it, and take what it holds for replays
         log.info("peer %s: resume token refused, pulling from the cursor", peer.name)
-        _update(node, peer.name, resume=None)
         _apply_pages(
             node, peer, remote, url, cursor, None, limit, origin, result, full=full,
             overlapping=True,
@@ -235,7 +237,7 @@ def _apply_pages(
         labels = _missing_labels(node, peer, remote, url, admitted, origin, asked)
         merged = Page(objects, latest, last.more, last.next)
         whole = Admission(labels.admitted + admitted, labels.failures + failures)
-        stored = _apply(node, peer, merged, whole, exact=exact)
+        stored = _apply(node, peer, merged, whole, exact=exact, advance=full)
         result.pages += len(group)
         result.received += stored.stored
         result.rejected += len(stored.failures)
@@ -383,9 +385,14 @@ def _checked_time(peer: Peer, stamp: str, before: str | None) -> str:
     return stamp
 
 
-def _apply(node: Node, peer: Peer, page: Page, admission: Admission, *, exact: bool) -> PostResult:
+def _apply(
+    node: Node, peer: Peer, page: Page, admission: Admission, *, exact: bool, advance: bool = False
+) -> PostResult:
     """One page, stored with the cursor that follows it, in one transaction. ``exact``: the
-    page follows what was applied before without overlap (see :func:`_replays`)."""
+    page follows what was applied before without overlap (see :func:`_replays`).
+    ``advance``: a pull from the beginning, which is not resumed, moves the cursor with
+    each page past it (all added up to the page's end is then held), so that a later pull
+    from the cursor does not serve again, as replays, what this one stored."""
 
     def record(writer: Writer, outcome: PostResult) -> None:
         values: dict[str, Any] = {
@@ -393,8 +400,8 @@ def _apply(node: Node, peer: Peer, page: Page, admission: Admission, *, exact: b
             "rejected": _P.c.rejected + len(outcome.failures),
             "resume": page.next,
         }
-        if not page.more and page.last_added is not None:
-            values["cursor"] = page.last_added
+        if page.last_added is not None and (not page.more or advance):
+            values["cursor"] = max(page.last_added, peer.cursor or "")
         writer.conn.execute(update(_P).where(_P.c.name == peer.name).values(**values))
         if outcome.successes:  # served again: releasable to this node again
             served = sorted({success.id for success in outcome.successes})

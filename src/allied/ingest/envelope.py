@@ -18,7 +18,7 @@ import orjson
 
 from allied.errors import AlliedError, Conflict
 from allied.integrity.origin import Origin
-from allied.integrity.signing import SignatureError
+from allied.integrity.signing import SignatureError, signer_of
 from allied.node import Node
 from allied.stix.model import StixObject, check
 from allied.store.store import Writer
@@ -138,12 +138,16 @@ def store_objects(
         try:
             with node.write() as writer:
                 hidden = writer.withheld((obj.id for obj in admitted), sees()) if sees else set()
-                added = writer.add(admitted, received_from=partner, copies=hidden)
+                own = [] if posted else [obj for obj in admitted if _own(node, obj)]
+                theirs = [obj for obj in admitted if obj not in own] if own else admitted
+                stored = writer.add(theirs, received_from=partner, copies=hidden).stored
+                if own:  # this node's own objects, pulled back after it lost them
+                    stored += writer.add(own).stored
                 if collection is not None:
                     keys = writer.collection_keys(admitted, hidden, partner)
                     writer.join_collection(collection, keys, partner)
                 done = _with_successes(result, admitted)
-                done.stored = added.stored
+                done.stored = stored
                 if record is not None:
                     record(writer, done)
             return done
@@ -166,6 +170,14 @@ def store_objects(
         with node.store.write() as writer:
             record(writer, result)
     return result
+
+
+def _own(node: Node, obj: StixObject) -> bool:
+    """An object this node created and signed (the signature was verified on admission):
+    a peer serving it back, after this node lost its copy, serves this node's own object,
+    to be released as the originator's, not as the peer's."""
+    identity = node.config.identity_id
+    return obj.created_by_ref == identity and signer_of(obj.data) == identity
 
 
 def _within_label_sets(

@@ -163,26 +163,37 @@ def _v8_label_set_signers(conn: Connection) -> None:
     query = select(objects.c.pk, objects.c.label_set, objects.c.json).where(
         objects.c.received_from.is_not(None)
     )
+    # each set's objects by the signer they carry, first: what a set becomes must not
+    # depend on the order its rows are read in
+    members: dict[int, dict[str | None, list[int]]] = {}
     for row in conn.execute(query).all():
-        markings, source, signer = keys[row.label_set]
         wanted = signer_of(orjson.loads(row.json))
-        if signer == wanted:
-            continue
-        key = (markings, source, wanted)
-        number = known.get(key)
-        if number is None and signer is None:  # the first signer found takes the set
-            conn.execute(update(sets).where(sets.c.id == row.label_set).values(signer=wanted))
-            del known[keys[row.label_set]]
-            known[key], keys[row.label_set] = row.label_set, key
-            continue
-        if number is None:
-            inserted = conn.execute(
-                sets.insert().values(markings=markings, received_from=source, signer=wanted)
-            )
-            assert inserted.inserted_primary_key is not None
-            number = known[key] = int(inserted.inserted_primary_key[0])
-            keys[number] = key
-        moves.append({"row": row.pk, "n": number})
+        members.setdefault(row.label_set, {}).setdefault(wanted, []).append(row.pk)
+    for number, by_signer in sorted(members.items()):
+        markings, source, signer = keys[number]
+        if signer not in by_signer:
+            # none of its objects has the set's signer (an old set, keyed by none): it
+            # becomes the set of the signer with most objects (ties: the first by name)
+            taken = min(by_signer, key=lambda s: (-len(by_signer[s]), s or ""))
+            key = (markings, source, taken)
+            if key not in known:
+                conn.execute(update(sets).where(sets.c.id == number).values(signer=taken))
+                del known[keys[number]]
+                known[key], keys[number] = number, key
+                signer = taken
+        for wanted, pks in sorted(by_signer.items(), key=lambda item: item[0] or ""):
+            if wanted == signer:
+                continue
+            key = (markings, source, wanted)
+            target = known.get(key)
+            if target is None:
+                inserted = conn.execute(
+                    sets.insert().values(markings=markings, received_from=source, signer=wanted)
+                )
+                assert inserted.inserted_primary_key is not None
+                target = known[key] = int(inserted.inserted_primary_key[0])
+                keys[target] = key
+            moves += [{"row": pk, "n": target} for pk in pks]
     if moves:
         conn.execute(
             update(objects)
