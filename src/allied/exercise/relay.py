@@ -9,6 +9,7 @@ refused every one. Nodes never know a relay is there: it is the path their peer 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,6 +41,9 @@ class Relay:
     upstream: str
     clock: Any  # seconds since the start of the drill
     mode: str = PASS
+    #: a rewrite of each page's objects in place of the modes (the federation tests
+    #: replay, drop or forge objects with it)
+    rewrite: Callable[[list[Any]], list[Any]] | None = None
     tampered: list[Tampered] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -113,6 +117,8 @@ class Relay:
     def _tamper(self, content: bytes) -> bytes:
         with self._lock:
             mode = self.mode
+        if self.rewrite is not None:
+            return self._rewrite(content, self.rewrite)
         if mode == PASS:
             return content
         try:
@@ -136,6 +142,16 @@ class Relay:
             self.tampered.append(
                 Tampered(self.puller, self.source, str(obj.get("id")), str(version), mode, at)
             )
+        return orjson.dumps(envelope)
+
+    @staticmethod
+    def _rewrite(content: bytes, rewrite: Callable[[list[Any]], list[Any]]) -> bytes:
+        try:
+            envelope = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return content
+        if isinstance(envelope, dict) and "objects" in envelope:
+            envelope["objects"] = rewrite(envelope["objects"])
         return orjson.dumps(envelope)
 
     def set_mode(self, mode: str) -> None:
