@@ -25,8 +25,11 @@ def test_detections_match_the_scenario(demo: Drill) -> None:
     assert detections["ok"]
     assert detections["by_partner"] == {
         "USA": {"expected": 3, "found": 3},
-        "NATO": {"expected": 2, "found": 2},
+        "NATO": {"expected": 4, "found": 4},
     }
+    # two of them blind: against KOR's phishing indicators, which NATO may not receive
+    [blind] = [inject for inject in detections["injects"] if inject["blind"]]
+    assert (blind["by"], blind["of"], blind["found"]) == ("NATO", "kor-phishing", 2)
     for inject in detections["injects"]:
         assert inject["rows"] > 20000  # background plus the planted rows
 
@@ -64,7 +67,7 @@ def test_the_outage_is_measured_and_recovered_from(demo: Drill) -> None:
 
 def test_time_to_share_is_given_per_hop(demo: Drill) -> None:
     latency = demo.score["share_latency"]
-    assert {"KOR->USA", "KOR->NATO", "USA->KOR"} <= set(latency["hops"])
+    assert {"KOR->USA", "USA->KOR"} <= set(latency["hops"]) and len(latency["hops"]) >= 4
     for stats in latency["hops"].values():
         assert 0 <= stats["median_s"] <= stats["p95_s"] < 30
 

@@ -49,7 +49,8 @@ def problems(text: str) -> list[tuple[int | None, str, str]]:
 def test_the_shipped_scenario_is_valid_and_has_every_kind_of_inject() -> None:
     scenario = parse_scenario(shipped_scenario().read_text(), source="three-nations.yaml")
     assert set(scenario.partners) == {"KOR", "USA", "NATO"}
-    assert {i.kind for i in scenario.injects} == {"share", "traffic", "outage", "tamper", "request"}
+    kinds = {i.kind for i in scenario.injects}
+    assert kinds == {"share", "traffic", "blind", "outage", "tamper", "request"}
     assert [i.at for i in scenario.injects] == sorted(i.at for i in scenario.injects)
     assert scenario.partners["NATO"].nation == "NATO"
     assert scenario.labels["kor-usa-amber"].releasable_to == ("KOR", "USA")
@@ -207,3 +208,12 @@ def test_partners_alike_but_for_case_and_empty_shares_are_refused() -> None:
     found = {(line, message) for line, _, message in problems(text)}
     assert (4, "kor and KOR differ only in case") in found
     assert (15, "shares no indicators") in found
+
+
+def test_a_blind_match_needs_the_two_to_be_peers() -> None:
+    blind = "  - {at: 3, kind: blind, by: USA, with: KOR, of: first, hits: 1}\n"
+    [*_, parsed] = parse_scenario(GOOD + blind).injects
+    assert (parsed.kind, parsed.get("with")) == ("blind", "KOR")
+    assert parsed.title == "USA blind-matches its logs against KOR's first"
+    found = problems(GOOD + blind.replace("with: KOR", "with: USA"))
+    assert found == [(21, "injects[2]", "USA holds no token at USA: not peers")]

@@ -27,6 +27,7 @@ from allied.exercise.runner import Record
 _KIND_COLOURS = {
     "share": "#1f77b4",
     "traffic": "#2ca02c",
+    "blind": "#17becf",
     "request": "#9467bd",
     "outage": "#d62728",
     "tamper": "#ff7f0e",
@@ -84,7 +85,7 @@ def _timeline(record: Record, path: Path) -> None:
     handles = [
         Line2D([], [], marker="o", linestyle="", color=c, label=k) for k, c in _KIND_COLOURS.items()
     ]
-    top.legend(handles=handles, loc="upper right", fontsize="small", ncols=5)
+    top.legend(handles=handles, loc="upper right", fontsize="small", ncols=6)
     for name in partners:
         points = [(s.at, s.objects[name]) for s in record.samples if name in s.objects]
         if points:

@@ -172,6 +172,8 @@ class Drill:
             return self._share(inject)
         if kind == "traffic":
             return self._traffic(inject)
+        if kind == "blind":
+            return self._traffic(inject, blind_with=inject.get("with"))
         if kind == "request":
             return self._request(inject)
         if kind == "outage":
@@ -204,12 +206,19 @@ class Drill:
         self.shared[inject.id] = made
         return {"by": by, "indicators": len(made), "stored": _field(report, 0, "stored")}
 
-    def _traffic(self, inject: Inject) -> dict[str, Any]:
+    def _traffic(self, inject: Inject, blind_with: str | None = None) -> dict[str, Any]:
+        """A sensor log with some of a share's values, matched at the partner: against
+        what it holds (waiting a while for the share to arrive), or blind, against what
+        ``blind_with`` holds and will not give it."""
         by = inject.get("by")
         member = self.cluster.members[by]
         source = self.shared.get(inject.get("of"), [])
         wanted = {item.id for item in source}
-        waited = self._wait_for(member.directory, wanted, float(inject.get("wait", 15)))
+        waited = (
+            self._wait_for(member.directory, wanted, float(inject.get("wait", 15)))
+            if blind_with is None
+            else 0
+        )
         hits = source[: int(inject.get("hits"))]
         fmt = inject.get("format", "csv")
         files, rows_per_hit = material.traffic(
@@ -217,6 +226,8 @@ class Drill:
             rows=int(inject.get("rows", 10000)), hits=hits,
         )  # fmt: skip
         args = ["match", *map(str, files), "--format", fmt]
+        if blind_with is not None:
+            args += ["--blind-with", blind_with]
         if inject.get("share_label") is not None:
             args += ["--share", "--label", inject.get("share_label")]
         report = _run_allied(member.directory, *args)

@@ -26,7 +26,7 @@ from allied.node import check_audience
 SCHEMA_FILE = "scenario.schema.json"
 
 #: inject kinds, in the order the documentation lists them
-KINDS = ("share", "traffic", "outage", "tamper", "request")
+KINDS = ("share", "traffic", "blind", "outage", "tamper", "request")
 
 
 @dataclass(frozen=True, order=True)
@@ -239,7 +239,7 @@ def _cross_check(
             yield problem(where, f"inject id {given!r} is used twice")
         ids.add(given)
         kind = inject["kind"]
-        for key in ("by", "from", "node"):
+        for key in ("by", "from", "node", "with"):
             if key in inject:
                 yield from partner((*at, key), inject[key])
         for key in ("label", "share_label"):
@@ -255,7 +255,7 @@ def _cross_check(
                 yield problem(
                     (*at, "of"), f"{inject['of']!r} is not the id of an earlier share inject"
                 )
-            elif kind == "traffic":
+            elif kind in ("traffic", "blind"):
                 total = sum(data["injects"][earlier]["indicators"].values())
                 if inject["hits"] > total:
                     yield problem(
@@ -271,6 +271,8 @@ def _cross_check(
                 yield problem(
                     (*at, "link"), f"{puller} does not pull from {source}: no such peering"
                 )
+        elif kind == "blind" and frozenset((inject["by"], inject["with"])) not in pairs:
+            yield problem(at, f"{inject['by']} holds no token at {inject['with']}: not peers")
         elif kind == "request" and frozenset((inject["by"], inject["from"])) not in pairs:
             yield problem(
                 at,
@@ -289,7 +291,12 @@ def _cross_check(
         for j, inject in enumerate(data["injects"]):
             if inject["kind"] == "outage" or not _overlap(first, inject):
                 continue
-            involved = {inject.get("by"), inject.get("from"), *inject.get("link", ())}
+            involved = {
+                inject.get("by"),
+                inject.get("from"),
+                inject.get("with"),
+                *inject.get("link", ()),
+            }
             if first["node"] in involved and inject["kind"] != "tamper":
                 yield problem(("injects", j), f"{first['node']} is offline at {inject['at']} s")
 
@@ -471,6 +478,8 @@ def _default_title(body: Mapping[str, Any]) -> str:
         return f"{body['by']} shares indicators under {body['label']}"
     if kind == "traffic":
         return f"{body['by']}'s sensors see traffic ({body['hits']} hits of {body['of']})"
+    if kind == "blind":
+        return f"{body['by']} blind-matches its logs against {body['with']}'s {body['of']}"
     if kind == "outage":
         return f"{body['node']} goes offline for {body['for']} s"
     if kind == "tamper":

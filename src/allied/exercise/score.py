@@ -314,7 +314,7 @@ def _detections(record: Record) -> dict[str, Any]:
     by_partner: dict[str, dict[str, int]] = defaultdict(lambda: {"expected": 0, "found": 0})
     ok = True
     for event in record.events:
-        if event.inject.kind != "traffic":
+        if event.inject.kind not in ("traffic", "blind"):
             continue
         expected = (event.inject.get("expect") or {}).get("detections")
         found = event.outcome.get("detections")
@@ -328,6 +328,7 @@ def _detections(record: Record) -> dict[str, Any]:
                 "inject": event.inject.id,
                 "by": by,
                 "of": event.inject.get("of"),
+                "blind": event.inject.kind == "blind",
                 "planted": event.outcome.get("planted"),
                 "expected": expected,
                 "found": found,
