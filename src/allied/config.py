@@ -316,6 +316,11 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to the config file")
 
 
+def setting_text(value: Any) -> str:
+    """A resolved setting as the config file writes it (the inverse of its cast)."""
+    return ",".join(sorted(value)) if isinstance(value, frozenset) else str(value)
+
+
 def render(config: NodeConfig) -> str:
     """The config file for ``config``: every setting written out with its help as a comment."""
     lines = ["# Allied node configuration.", "", "[node]"]
@@ -326,8 +331,7 @@ def render(config: NodeConfig) -> str:
     lines += ["", "[settings]"]
     for setting in SETTINGS:
         lines.append(f"# {setting.help}")
-        value = config.settings.get(setting.name, setting.default)
-        value = ",".join(sorted(value)) if isinstance(value, frozenset) else str(value)
+        value = setting_text(config.settings.get(setting.name, setting.default))
         lines.append(f"{setting.name} = {_toml_value(value)}")
     for policy, levels in config.policies.items():
         lines += ["", f"# Levels of the {policy} policy, lowest first.", f"[policies.{policy}]"]

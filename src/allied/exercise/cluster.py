@@ -225,10 +225,7 @@ def _add_label(node: Node, spec: LabelSpec, own_name: str, own_identity: str) ->
 
 
 def _raw_settings(made: config_.NodeConfig) -> dict[str, str]:
-    return {
-        name: ",".join(sorted(value)) if isinstance(value, frozenset) else str(value)
-        for name, value in made.settings.items()
-    }
+    return {name: config_.setting_text(value) for name, value in made.settings.items()}
 
 
 def _free_port() -> int:

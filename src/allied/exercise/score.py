@@ -24,7 +24,8 @@ from allied import config as config_
 from allied.exercise.runner import Record
 from allied.exercise.scenario import LabelSpec, Scenario
 from allied.node import Node
-from allied.policy.release import Provenance, Recipient, ReleasePolicy, decide
+from allied.policy.egress import release_policy
+from allied.policy.release import Provenance, Recipient, decide
 from allied.stix.checks import timestamp_key
 from allied.stix.labels import Label, resolve_labels
 from allied.store import schema
@@ -149,7 +150,8 @@ class _Judge:
         self.names = names
         self.stored_labels = stored_labels
         self.policies = {
-            name: _policy(config_.load(directory)) for name, directory in record.directories.items()
+            name: release_policy(config_.load(directory))
+            for name, directory in record.directories.items()
         }
 
     def recipient(self, name: str) -> Recipient:
@@ -266,14 +268,6 @@ def _leak(node: str, row: Row, sender: str, reasons: tuple[str, ...]) -> dict[st
         "from": sender,
         "reasons": [r for r in reasons if r.startswith("denied")] or list(reasons),
     }
-
-
-def _policy(config: config_.NodeConfig) -> ReleasePolicy:
-    return ReleasePolicy(
-        levels=dict(config.policies),
-        default_tlp=config.setting("default_tlp") or None,
-        confined_communities=config.setting("confined_communities"),
-    )
 
 
 def _requests(record: Record) -> list[dict[str, Any]]:

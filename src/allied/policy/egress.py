@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from allied.config import NodeConfig
 from allied.errors import NotFound
 from allied.integrity.origin import is_standard_id
 from allied.node import Node
@@ -39,6 +40,15 @@ from allied.policy.release import (
 from allied.store.store import IndexRow, Partner, SetKey
 
 _MARKING = "marking-definition"
+
+
+def release_policy(config: NodeConfig) -> ReleasePolicy:
+    """The node's side of the release decision, from its configuration."""
+    return ReleasePolicy(
+        levels=dict(config.policies),
+        default_tlp=config.setting("default_tlp") or None,
+        confined_communities=config.setting("confined_communities"),
+    )
 
 
 def recipient(partner: Partner) -> Recipient:
@@ -102,12 +112,7 @@ class Egress:
     def __init__(self, node: Node) -> None:
         self._store = node.store
         config = node.config
-        default_tlp = config.setting("default_tlp") or None
-        self._policy = ReleasePolicy(
-            levels=dict(config.policies),
-            default_tlp=default_tlp,
-            confined_communities=config.setting("confined_communities"),
-        )
+        self._policy = release_policy(config)
         self._labels = node.store.label_markings()
         self._partners = {p.name: p for p in node.partners()}  # only entries the node signed
         self._by_identity = {p.identity_id: p for p in self._partners.values()}
