@@ -18,7 +18,7 @@ def test_defaults_cast() -> None:
     assert values == {
         "default_tlp": "",
         "confined_communities": frozenset(),
-        "store_url": "",
+        "database": "",
         "max_reported_problems": 1000,
         "anonymous_discovery": False,
         "own_collection_writable": False,
@@ -117,4 +117,4 @@ def test_readme_documents_every_setting() -> None:
     text = README.read_text()
     for setting in SETTINGS:
         assert f"`{setting.name}`" in text, setting.name
-        assert f"ALLIED_{setting.name.upper()}" in text, setting.name
+        assert setting.env_name in text, setting.name

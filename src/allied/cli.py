@@ -23,7 +23,7 @@ import click
 import orjson
 
 from allied import __version__
-from allied.config import SETTINGS
+from allied.config import DATABASE_ENV, SETTINGS
 from allied.demo import run_demo, write_jsonl
 from allied.errors import AlliedError, ConfigError, NotFound, ValidationError
 from allied.ingest.stix_import import import_file
@@ -31,6 +31,7 @@ from allied.integrity import proofs
 from allied.node import Node, init_node
 from allied.policy.egress import Egress
 from allied.stix.labels import TLP_LEVELS
+from allied.store.database import shown as shown_url
 from allied.synthetic import Mix
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -84,11 +85,29 @@ def main(ctx: click.Context, node_dir: Path | None, verbose: bool) -> None:
 @click.option("--nation", required=True, help="ISO 3166-1 alpha-3 code, or NATO.")
 @click.option("--org", default="", help="Longer description of the organisation.")
 @click.option("--community", multiple=True, help="A community this node belongs to. Repeatable.")
-def init(directory: Path, name: str, nation: str, org: str, community: tuple[str, ...]) -> None:
+@click.option(
+    "--database",
+    metavar="URL",
+    help="Keep the store in this PostgreSQL database (postgresql://USER@HOST:PORT/NAME, empty "
+    "and of this node alone) instead of the SQLite file store.db; default: "
+    f"{DATABASE_ENV} if set. No password here: use ~/.pgpass, PGPASSWORD or {DATABASE_ENV}.",
+)
+def init(
+    directory: Path,
+    name: str,
+    nation: str,
+    org: str,
+    community: tuple[str, ...],
+    database: str | None,
+) -> None:
     """Create a node in DIRECTORY: configuration, store and key pair."""
-    cfg = init_node(directory, name=name, nation=nation, org=org, communities=community)
+    cfg = init_node(
+        directory, name=name, nation=nation, org=org, communities=community, database=database
+    )
     click.echo(f"created node {name} ({nation}) in {directory}")
     click.echo(f"identity {cfg.identity_id}")
+    url = database or os.environ.get(DATABASE_ENV) or cfg.database_url
+    click.echo(f"store {shown_url(url)}")
 
 
 @main.command()
@@ -880,6 +899,7 @@ def settings(obj: _Obj, as_json: bool) -> None:
     if as_json:
         _emit_json(values)
         return
+    values["database"] = shown_url(str(values["database"])) if values["database"] else ""
     for setting in SETTINGS:
         click.echo(f"{setting.name} = {values[setting.name]!r}")
         click.echo(f"    {setting.help}")

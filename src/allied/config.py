@@ -25,6 +25,7 @@ RETIRED_KEY_DIR = "retired"  # in KEY_DIR: public keys the node signed with befo
 KEY_DIR = "keys"
 PRIVATE_KEY_FILE = "node.key"
 PUBLIC_KEY_FILE = "node.pub"
+DATABASE_ENV = "ALLIED_DATABASE_URL"
 
 DEFAULT_POLICIES: dict[str, tuple[str, ...]] = {
     "NATO": ("UNCLASSIFIED", "RESTRICTED", "CONFIDENTIAL", "SECRET"),
@@ -64,6 +65,12 @@ class Setting:
     default: str
     help: str
     cast: Callable[[str], Any] = str
+    #: the environment variable that overrides it, when not ``ALLIED_<NAME>``
+    env: str | None = None
+
+    @property
+    def env_name(self) -> str:
+        return self.env or f"ALLIED_{self.name.upper()}"
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -82,9 +89,12 @@ SETTINGS: tuple[Setting, ...] = (
         _name_set,
     ),
     Setting(
-        "store_url",
+        "database",
         "",
-        "SQLAlchemy URL of the store; empty means the SQLite file store.db in the node directory.",
+        "Where the node keeps its store: empty for the SQLite file store.db in the node "
+        "directory, or a PostgreSQL URL (postgresql://USER@HOST:PORT/NAME). Keep a password out "
+        "of this file: in ~/.pgpass, PGPASSWORD or the ALLIED_DATABASE_URL variable.",
+        env=DATABASE_ENV,
     ),
     Setting(
         "max_reported_problems",
@@ -210,6 +220,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
+#: settings renamed since nodes were first created: their config files keep the old name
+RENAMED = {"store_url": "database"}
 
 
 @dataclass(frozen=True)
@@ -228,8 +240,9 @@ class NodeConfig:
         return self.settings[name]
 
     @property
-    def store_url(self) -> str:
-        url = str(self.settings["store_url"])
+    def database_url(self) -> str:
+        """The store's SQLAlchemy URL (see :func:`allied.store.store.database_url`)."""
+        url = str(self.settings["database"])
         return url or f"sqlite:///{self.directory / STORE_FILE}"
 
     @property
@@ -246,12 +259,22 @@ def resolve_settings(
 ) -> dict[str, Any]:
     """File values, overridden by ``ALLIED_<NAME>`` variables, each cast strictly."""
     environ = os.environ if environ is None else environ
+    raw = dict(raw)
+    for old, new in RENAMED.items():
+        if old in raw:
+            if new in raw:
+                raise ConfigError(
+                    f"[settings] {old} and {new} are both set: {old} is the older name of "
+                    f"{new}; keep only {new}",
+                    key=new,
+                )
+            raw[new] = raw.pop(old)
     unknown = sorted(set(raw) - set(_BY_NAME))
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r} in [settings]", key=unknown[0])
     resolved: dict[str, Any] = {}
     for setting in SETTINGS:
-        env_name = f"ALLIED_{setting.name.upper()}"
+        env_name = setting.env_name
         value = environ.get(env_name, raw.get(setting.name, setting.default))
         try:
             resolved[setting.name] = setting.cast(str(value))

@@ -39,6 +39,7 @@ from allied.integrity.signing import Signer, TrustedKey, record_signed
 from allied.stix.checks import IDENTIFIER
 from allied.stix.labels import TLP2_IDS, TLP_LEVELS, Label, builtin_objects, label_marking
 from allied.stix.model import parse_object
+from allied.store import database as database_
 from allied.store.store import Partner, Store, Writer, now
 
 NATION = re.compile(r"^([A-Z]{3}|NATO)\Z")
@@ -83,7 +84,7 @@ class Node:
     @classmethod
     def open(cls, directory: Path) -> Node:
         cfg = config_.load(directory)
-        return cls(cfg, Store.open(cfg.store_url))
+        return cls(cfg, Store.open(cfg.database_url))
 
     # -- keys and writing --------------------------------------------------------------------
 
@@ -466,9 +467,22 @@ def _write_secret(path: Path, text: str) -> None:
 
 
 def init_node(
-    directory: Path, *, name: str, nation: str, org: str = "", communities: Sequence[str] = ()
+    directory: Path,
+    *,
+    name: str,
+    nation: str,
+    org: str = "",
+    communities: Sequence[str] = (),
+    database: str | None = None,
 ) -> NodeConfig:
-    """Create a node: configuration, key pair, store with built-in objects and identity."""
+    """Create a node: configuration, key pair, store with built-in objects and identity.
+
+    ``database`` is a PostgreSQL URL for the store (empty: the SQLite file in ``directory``;
+    None: ``ALLIED_DATABASE_URL`` if set, else that file). It is written to the configuration
+    unless it came from the environment; a URL with a password is refused there, as the file
+    is not a secret.
+    The database must not hold another node's store. Nothing is left behind if any step
+    fails."""
     check_nation(nation)
     for community in communities:
         check_community(community)
@@ -476,7 +490,38 @@ def init_node(
         raise ConfigError("--name must not be empty")
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ConfigError(f"{directory} already exists and is not an empty directory")
+    environ_url = os.environ.get(config_.DATABASE_ENV, "") if database is None else ""
+    if database and database_.has_password(database):
+        raise ConfigError(
+            f"--database {database_.shown(database)}: a password would be written to "
+            f"{config_.CONFIG_FILE}; keep it in ~/.pgpass or PGPASSWORD, or give the whole URL "
+            f"in {config_.DATABASE_ENV}",
+            key="database",
+        )
+    settings: dict[str, str] = {"database": database} if database else {}
+    created_dir = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
+    try:
+        return _create_node(directory, name, nation, org, communities, settings, environ_url)
+    except BaseException:
+        # the node's files go, and the directory if init made it; rows a failed store write
+        # made were rolled back with its transaction
+        for child in list(directory.iterdir()):
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        if created_dir:
+            directory.rmdir()
+        raise
+
+
+def _create_node(
+    directory: Path,
+    name: str,
+    nation: str,
+    org: str,
+    communities: Sequence[str],
+    settings: dict[str, str],
+    environ_url: str,
+) -> NodeConfig:
     created = now()[:23] + "Z"
     cfg = NodeConfig(
         directory=directory,
@@ -487,24 +532,32 @@ def init_node(
         created=created,
         communities=tuple(dict.fromkeys(communities)),
         policies=dict(DEFAULT_POLICIES),
-        settings=config_.resolve_settings({}, environ={}),
+        settings=config_.resolve_settings(settings, environ={}),
     )
-    create_key_pair(cfg.private_key_path, cfg.public_key_path)
-    identity = {
-        "type": "identity",
-        "spec_version": "2.1",
-        "id": cfg.identity_id,
-        "created": created,
-        "modified": created,
-        "name": name,
-        "identity_class": "organization",
-        "object_marking_refs": [TLP2_IDS["clear"]],
-        "x_allied_nation": nation,
-    }
-    if org:
-        identity["description"] = org
-    (directory / config_.CONFIG_FILE).write_text(config_.render(cfg), encoding="utf-8")
-    with Node(cfg, Store.open(cfg.store_url)) as node:
+    url = cfg.database_url if settings or not environ_url else environ_url
+    with Node(cfg, Store.open(url)) as node:
+        held = node.store.version_count()
+        if held:
+            raise ConfigError(
+                f"database {database_.shown(url)} already holds a store ({held} object "
+                "versions): give each node a database of its own",
+                key="database",
+            )
+        create_key_pair(cfg.private_key_path, cfg.public_key_path)
+        identity = {
+            "type": "identity",
+            "spec_version": "2.1",
+            "id": cfg.identity_id,
+            "created": created,
+            "modified": created,
+            "name": name,
+            "identity_class": "organization",
+            "object_marking_refs": [TLP2_IDS["clear"]],
+            "x_allied_nation": nation,
+        }
+        if org:
+            identity["description"] = org
+        (directory / config_.CONFIG_FILE).write_text(config_.render(cfg), encoding="utf-8")
         origin = node.origin()
         with node.write() as writer:
             writer.add_node_key(node.signer.key_id, cfg.public_key_path.read_text())

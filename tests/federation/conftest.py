@@ -23,7 +23,7 @@ from allied.federation.peers import add_peer
 from allied.federation.sync import SyncResult, sync_all
 from allied.node import Node, init_node
 from allied.store import schema
-from tests.conftest import wait_listening
+from tests.conftest import NewDatabase, wait_listening
 
 ALLIED = str(Path(sys.executable).parent / "allied")
 
@@ -100,14 +100,23 @@ class Federation:
             self.stop(name)
 
 
-def build(root: Path, pulls: dict[str, list[str]] | None = None) -> Federation:
-    """The three nodes, each pulling from the nodes ``pulls`` names (the chain by default)."""
+def build(
+    root: Path, pulls: dict[str, list[str]] | None = None, database: NewDatabase = lambda: ""
+) -> Federation:
+    """The three nodes, each pulling from the nodes ``pulls`` names (the chain by default),
+    each with a store from ``database``."""
     pulls = PEERS if pulls is None else pulls
     directories = {name: root / name.lower() for name in NODES}
     identities: dict[str, str] = {}
     keys: dict[str, Path] = {}
     for name, (nation, communities, _) in NODES.items():
-        config = init_node(directories[name], name=name, nation=nation, communities=communities)
+        config = init_node(
+            directories[name],
+            name=name,
+            nation=nation,
+            communities=communities,
+            database=database(),
+        )
         identities[name] = config.identity_id
         keys[name] = config.public_key_path
     federation = Federation(root, directories, identities)
@@ -146,8 +155,8 @@ def build(root: Path, pulls: dict[str, list[str]] | None = None) -> Federation:
 
 
 @pytest.fixture
-def federation(tmp_path: Path) -> Iterator[Federation]:
-    built = build(tmp_path)
+def federation(tmp_path: Path, new_database: NewDatabase) -> Iterator[Federation]:
+    built = build(tmp_path, database=new_database)
     try:
         yield built
     finally:

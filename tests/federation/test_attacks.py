@@ -16,7 +16,7 @@ from allied.federation.status import status
 from allied.ingest.stix_import import import_file
 from allied.integrity.signing import SIGNATURE_EXTENSION_ID
 from allied.stix.labels import TLP2_IDS
-from tests.conftest import indicator, write_bundle
+from tests.conftest import indicator, restore_store, snapshot_store, write_bundle
 from tests.federation.conftest import Federation
 from tests.federation.relay import relay
 
@@ -118,6 +118,7 @@ def usa_restored_later(federation: Federation, first: int, then: int) -> Iterato
     usa_dir = federation.directories["USA"]
     saved = federation.root / "usa-before"
     shutil.copytree(usa_dir, saved)
+    store_saved = snapshot_store(usa_dir, saved / "store.db")
     federation.start("USA")
     publish(federation, "USA", [indicator(then)])
     [synced] = federation.sync("NATO")
@@ -125,6 +126,7 @@ def usa_restored_later(federation: Federation, first: int, then: int) -> Iterato
     federation.stop("USA")
     shutil.rmtree(usa_dir)
     shutil.copytree(saved, usa_dir)
+    restore_store(usa_dir, store_saved)
     yield
     federation.start("USA")
 

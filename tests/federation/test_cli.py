@@ -13,12 +13,13 @@ from click.testing import CliRunner, Result
 from allied.cli import main
 from allied.federation.peers import token_path
 from allied.node import Node, init_node
+from tests.conftest import NewDatabase
 
 
 @pytest.fixture
-def node_dir(tmp_path: Path) -> Path:
+def node_dir(tmp_path: Path, new_database: NewDatabase) -> Path:
     directory = tmp_path / "kor"
-    init_node(directory, name="KOR", nation="KOR", communities=["kor-usa"])
+    init_node(directory, name="KOR", nation="KOR", communities=["kor-usa"], database=new_database())
     other = init_node(tmp_path / "usa", name="USA", nation="USA")
     with Node.open(directory) as node:
         node.add_partner("USA", nation="USA", key_file=other.public_key_path,

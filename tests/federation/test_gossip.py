@@ -15,7 +15,7 @@ from allied.ingest.stix_import import import_file
 from allied.integrity.ledger import sign_head
 from allied.store import schema
 from allied.store.store import now
-from tests.conftest import indicator, write_bundle
+from tests.conftest import NewDatabase, indicator, write_bundle
 from tests.federation.conftest import Federation, build
 
 # KOR hears of NATO directly and through USA
@@ -45,8 +45,10 @@ def kor_knows_nato(federation: Federation, root: Path) -> int:
         return int(peer(kor, "NATO").head["tree_size"])  # type: ignore[index]
 
 
-def test_two_heads_of_one_size_flag_the_node_at_once(tmp_path: Path) -> None:
-    federation = build(tmp_path, TRIANGLE)
+def test_two_heads_of_one_size_flag_the_node_at_once(
+    tmp_path: Path, new_database: NewDatabase
+) -> None:
+    federation = build(tmp_path, TRIANGLE, new_database)
     try:
         size = kor_knows_nato(federation, tmp_path)
         show_usa_a_head_of_nato(federation, size)
@@ -59,8 +61,10 @@ def test_two_heads_of_one_size_flag_the_node_at_once(tmp_path: Path) -> None:
         federation.close()
 
 
-def test_a_larger_head_it_cannot_prove_flags_the_node_at_its_next_sync(tmp_path: Path) -> None:
-    federation = build(tmp_path, TRIANGLE)
+def test_a_larger_head_it_cannot_prove_flags_the_node_at_its_next_sync(
+    tmp_path: Path, new_database: NewDatabase
+) -> None:
+    federation = build(tmp_path, TRIANGLE, new_database)
     try:
         size = kor_knows_nato(federation, tmp_path)
         show_usa_a_head_of_nato(federation, size + 5)
@@ -75,8 +79,8 @@ def test_a_larger_head_it_cannot_prove_flags_the_node_at_its_next_sync(tmp_path:
         federation.close()
 
 
-def test_honest_nodes_pass_the_comparison(tmp_path: Path) -> None:
-    federation = build(tmp_path, TRIANGLE)
+def test_honest_nodes_pass_the_comparison(tmp_path: Path, new_database: NewDatabase) -> None:
+    federation = build(tmp_path, TRIANGLE, new_database)
     try:
         for n in range(3):
             with federation.node("NATO") as nato:

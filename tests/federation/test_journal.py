@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from allied.cli import main
 from allied.ingest.stix_import import import_file
+from allied.node import Node, init_node
 from allied.stix.labels import TLP2_IDS
 from allied.store.journal import SUFFIX
+from allied.store.store import Store
 from allied.taxii.service import own_collection_id
 from tests.conftest import indicator, write_bundle
 from tests.federation.conftest import Federation
@@ -86,21 +89,23 @@ def test_reads_are_journaled_while_a_long_write_holds_the_store(
         import_file(usa, write_bundle(federation.root / "usa.json", [indicator(6)]))
         api = Api(usa, (federation.root / "NATO-at-USA.token").read_text().strip())
         path = f"/api/collections/{own_collection_id(usa.config.identity_id)}/objects/"
-        with sqlite3.connect(federation.directories["USA"] / "store.db", timeout=1) as other:
-            other.execute("BEGIN IMMEDIATE")  # another process's import, mid-way
-            started = time.monotonic()
-            response = api.get(f"{path}{indicator(6)['id']}/")
-            waited = time.monotonic() - started
-            other.rollback()
+        other = Store.open(usa.config.database_url)  # another process's import, mid-way
+        try:
+            with other.write():
+                started = time.monotonic()
+                response = api.get(f"{path}{indicator(6)['id']}/")
+                waited = time.monotonic() - started
+        finally:
+            other.close()
         assert response.status_code == 200, response.text
         assert waited < 10, f"the read waited {waited:.1f} s for the store's write lock"
         assert [r["id"] for r in usa.store.releases(partner="NATO")] == [indicator(6)["id"]]
 
 
-def test_entries_kept_in_the_store_by_an_older_version_are_carried_over(
-    federation: Federation,
-) -> None:
-    directory = federation.directories["USA"]
+def test_entries_kept_in_the_store_by_an_older_version_are_carried_over(tmp_path: Path) -> None:
+    """Older versions kept the journal in the SQLite store's own table."""
+    directory = tmp_path / "usa"
+    init_node(directory, name="USA", nation="USA", database="")
     with sqlite3.connect(directory / "store.db") as conn:
         conn.executemany(
             "INSERT INTO release_journal (partner, object_id, version, released, via) "
@@ -112,12 +117,12 @@ def test_entries_kept_in_the_store_by_an_older_version_are_carried_over(
         )
     journal = directory / ("store.db" + SUFFIX)
     journal.unlink(missing_ok=True)
-    with federation.node("USA") as usa:
+    with Node.open(directory) as usa:
         assert [(r["partner"], r["via"]) for r in usa.store.releases()] == [
             ("KOR", "export"),
             ("NATO", "taxii USA"),
         ]
         usa.store.journal("KOR", [(indicator(9)["id"], "v3")], "export")
-    with federation.node("USA") as usa:  # carried over once, not again
+    with Node.open(directory) as usa:  # carried over once, not again
         assert len(usa.store.releases()) == 3
     assert journal.exists()

@@ -8,16 +8,16 @@ from allied.federation.peers import add_peer, remove_peer
 from allied.ingest.stix_import import import_file
 from allied.stix.labels import TLP2_IDS
 from allied.taxii.service import community_collection_id
-from tests.conftest import indicator, write_bundle
+from tests.conftest import NewDatabase, indicator, write_bundle
 from tests.federation.conftest import Federation, build
 
 # KOR pushes to USA; nobody pulls from KOR
 ONE_WAY = {"KOR": ["USA"], "USA": [], "NATO": []}
 
 
-def test_a_node_pushes_what_its_peer_may_receive(tmp_path: Path) -> None:
+def test_a_node_pushes_what_its_peer_may_receive(tmp_path: Path, new_database: NewDatabase) -> None:
     root = tmp_path
-    federation: Federation = build(root, ONE_WAY)
+    federation: Federation = build(root, ONE_WAY, new_database)
     try:
         collection = community_collection_id(federation.identities["USA"], "kor-usa")
         with federation.node("KOR") as kor:

@@ -8,7 +8,7 @@ from typing import Any
 from allied.ingest.stix_import import import_file
 from allied.policy.egress import Egress
 from allied.stix.labels import TLP2_IDS
-from tests.conftest import indicator, write_bundle
+from tests.conftest import indicator, restore_store, snapshot_store, write_bundle
 from tests.federation.conftest import Federation
 from tests.federation.relay import relay
 
@@ -143,6 +143,7 @@ def test_own_objects_pulled_back_after_a_restore_are_the_nodes_own_again(
     backup = federation.root / "kor-backup"
     federation.stop("KOR")
     shutil.copytree(federation.directories["KOR"], backup)
+    store_backup = snapshot_store(federation.directories["KOR"], backup / "store.db")
     federation.start("KOR")
     with federation.node("KOR") as kor:
         creator = kor.config.identity_id
@@ -151,6 +152,7 @@ def test_own_objects_pulled_back_after_a_restore_are_the_nodes_own_again(
     federation.stop("KOR")
     shutil.rmtree(federation.directories["KOR"])
     shutil.copytree(backup, federation.directories["KOR"])
+    restore_store(federation.directories["KOR"], store_backup)
     federation.start("KOR")
     with federation.node("KOR") as kor:
         assert kor.store.latest(indicator(61)["id"]) is None  # lost with the restore

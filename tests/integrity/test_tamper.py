@@ -9,9 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,18 @@ from allied.integrity.ledger import object_leaf, sign_head
 from allied.integrity.merkle import verify_consistency, verify_inclusion
 from allied.integrity.signing import SIGNATURE_EXTENSION_ID, Signer, sign
 from allied.stix.labels import TLP2_IDS, tlp1_marking
-from tests.conftest import indicator, malware, peer_key, signed_as, unsigned, write_bundle
+from tests.conftest import (
+    RawStore,
+    indicator,
+    malware,
+    peer_key,
+    raw_store,
+    restore_store,
+    signed_as,
+    snapshot_store,
+    unsigned,
+    write_bundle,
+)
 
 Cli = Callable[..., Result]
 
@@ -35,7 +44,7 @@ def filled(cli: Cli, tmp_path: Path) -> Path:
     cli("import", str(write_bundle(tmp_path / "a.json", first)))
     cli("import", str(write_bundle(tmp_path / "b.json", [malware(1), indicator(5)])))
     assert verified(cli)
-    return tmp_path / "node" / "store.db"
+    return tmp_path / "node"
 
 
 def verified(cli: Cli) -> bool:
@@ -51,22 +60,15 @@ def problems(cli: Cli) -> list[str]:
     return list(report["problems"])
 
 
-@contextmanager
-def database(path: Path) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(path)
-    try:
-        yield conn
-        conn.commit()
-    finally:
-        conn.close()
+database = raw_store
 
 
-def stored(conn: sqlite3.Connection, object_id: str) -> dict[str, object]:
+def stored(conn: RawStore, object_id: str) -> dict[str, object]:
     text = conn.execute("SELECT json FROM objects WHERE id = ?", (object_id,)).fetchone()[0]
     return dict(json.loads(text))
 
 
-def store_json(conn: sqlite3.Connection, object_id: str, data: dict[str, object]) -> None:
+def store_json(conn: RawStore, object_id: str, data: dict[str, object]) -> None:
     conn.execute("UPDATE objects SET json = ? WHERE id = ?", (json.dumps(data), object_id))
 
 
@@ -167,11 +169,10 @@ def test_a_deleted_object_is_caught(cli: Cli, filled: Path) -> None:
 def test_a_store_rolled_back_to_an_older_copy_is_caught(
     cli: Cli, filled: Path, tmp_path: Path
 ) -> None:
-    older = tmp_path / "older.db"
-    shutil.copy(filled, older)  # the CLI closed the store: no write-ahead log is pending
+    older = snapshot_store(filled, tmp_path / "older.db")  # the CLI closed the store
     cli("import", str(write_bundle(tmp_path / "c.json", [indicator(6), indicator(7)])))
     assert verified(cli)
-    shutil.copy(older, filled)
+    restore_store(filled, older)
     found = problems(cli)
     assert any("the store was rolled back to an older copy" in p for p in found)
 
@@ -189,7 +190,7 @@ def test_a_rewritten_history_differs_from_the_recorded_head(
 
 
 def test_a_missing_recorded_head_is_reported(cli: Cli, filled: Path) -> None:
-    (filled.parent / "ledger-head.json").unlink()
+    (filled / "ledger-head.json").unlink()
     assert any(p.startswith("ledger-head.json: missing") for p in problems(cli))
 
 
@@ -235,7 +236,7 @@ def test_partner_objects_keep_their_signature_and_bad_ones_are_rejected(
 def test_key_rotation_keeps_old_signatures_verifiable(
     cli: Cli, filled: Path, tmp_path: Path
 ) -> None:
-    key_file = filled.parent / "keys" / "node.key"
+    key_file = filled / "keys" / "node.key"
     old = json.loads(cli("ledger", "head", "--json").output)["key_id"]
     result = cli("key", "rotate")
     assert result.exit_code == 0 and "new signing key" in result.output

@@ -3,7 +3,6 @@ connected component, and kept by the store as objects and new versions arrive.""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from hypothesis import given
@@ -93,10 +92,10 @@ def _report(refs: list[str]) -> dict[str, Any]:
     }
 
 
-def test_the_store_keeps_closures_and_the_migration_rebuilds_them(tmp_path: Path) -> None:
+def test_the_store_keeps_closures_and_the_migration_rebuilds_them(store_url: str) -> None:
     """An older store (no closure column or tables) is upgraded and filled in; the closures
     equal those kept while importing."""
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+    url = store_url
     store = Store.open(url)
     amber = "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82"
     report = _report([indicator(1)["id"], malware(1)["id"]])

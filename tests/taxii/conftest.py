@@ -22,7 +22,16 @@ from allied.node import Node, init_node
 from allied.taxii.app import create_app
 from allied.taxii.protocol import MEDIA_TYPE
 from allied.taxii.service import TaxiiService
-from tests.conftest import STAMP, TLP_AMBER, TLP_GREEN, TLP_RED, indicator, malware, write_bundle
+from tests.conftest import (
+    STAMP,
+    TLP_AMBER,
+    TLP_GREEN,
+    TLP_RED,
+    NewDatabase,
+    indicator,
+    malware,
+    write_bundle,
+)
 
 TLP_CLEAR = "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487"
 LATER = "2026-03-02T10:00:00.000Z"
@@ -56,12 +65,18 @@ def relationship(n: int, source: str, target: str, markings: list[str]) -> dict[
     }
 
 
-def build_world(directory: Path) -> World:
+def build_world(directory: Path, database: str = "") -> World:
     """KOR's node; partner usa (kor-usa community, NATO SECRET), est (nato-ccdcoe, NATO
     RESTRICTED) and gone (revoked). Objects: a GREEN indicator, an AMBER one labelled NATO
     SECRET REL USA, CLEAR malware, a relationship from the secret indicator to the malware,
     and an indicator whose second version tightened GREEN to RED."""
-    init_node(directory, name="KOR NCSC", nation="KOR", communities=["kor-usa", "nato-ccdcoe"])
+    init_node(
+        directory,
+        name="KOR NCSC",
+        nation="KOR",
+        communities=["kor-usa", "nato-ccdcoe"],
+        database=database,
+    )
     tokens: dict[str, str] = {}
     with Node.open(directory) as node:
         for name, nation, clearance, community in (
@@ -109,8 +124,8 @@ def build_world(directory: Path) -> World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    return build_world(tmp_path / "kor")
+def world(tmp_path: Path, new_database: NewDatabase) -> World:
+    return build_world(tmp_path / "kor", new_database())
 
 
 class Api:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from allied import config as config_
-from allied.errors import AlliedError
+from allied.errors import AlliedError, ConfigError
 from allied.exercise.relay import Relay
 from allied.exercise.scenario import LabelSpec, Scenario
 from allied.federation.peers import add_peer
@@ -64,6 +64,11 @@ class Cluster:
     # -- setting up -------------------------------------------------------------------------
 
     def build(self) -> None:
+        if os.environ.get(config_.DATABASE_ENV):
+            raise ConfigError(
+                f"{config_.DATABASE_ENV} is set: it would put every node of the drill in one "
+                "database; a drill keeps each node's store in its folder, so unset it"
+            )
         scenario = self.scenario
         nodes, tokens, logs = self.root / "nodes", self.root / "tokens", self.root / "logs"
         for folder in (nodes, tokens, logs):

@@ -385,7 +385,7 @@ def _level(
 
 
 #: settings that would point every node of a drill somewhere else than its folder
-_NOT_FOR_DRILLS = frozenset({"store_url"})
+_NOT_FOR_DRILLS = frozenset({"database", "store_url"})
 
 
 def _overlap(window: dict[str, Any], inject: dict[str, Any]) -> bool:

@@ -36,6 +36,9 @@ _T = TypeVar("_T")
 _L = schema.ledger
 _N = schema.ledger_nodes
 _H = schema.tree_heads
+#: the most entries a ledger holds: its indexes are 32-bit integers in PostgreSQL, so a
+#: larger size, from a partner or a request, names no tree any store can have
+MAX_TREE_SIZE = 2**31 - 1
 
 
 def object_leaf(data: Mapping[str, Any]) -> bytes:
@@ -210,8 +213,11 @@ class TreeHead:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str) -> TreeHead:
         try:
+            size = int(data["tree_size"])
+            if not 0 <= size <= MAX_TREE_SIZE:
+                raise ValueError(f"tree_size {size} is not within 0..{MAX_TREE_SIZE}")
             return cls(
-                size=int(data["tree_size"]),
+                size=size,
                 root=base64.b64decode(data["root_hash"], validate=True),
                 timestamp=str(data["timestamp"]),
                 signer=str(data["signer"]),

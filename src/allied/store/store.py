@@ -32,7 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from allied.errors import ConfigError, Conflict, LimitExceeded, NotFound
 from allied.integrity.ledger import (
@@ -46,7 +46,7 @@ from allied.integrity.ledger import (
 from allied.integrity.signing import Signer, sign_record, signer_of
 from allied.stix.labels import LABEL_EXTENSION_ID, Label, read_label, resolve_labels
 from allied.stix.model import StixObject
-from allied.store import migrations, schema
+from allied.store import database, migrations, schema
 from allied.store.closure import Closure, closures
 from allied.store.journal import ReleaseJournal
 
@@ -186,8 +186,8 @@ class Store:
             insert_into = postgresql.insert
         else:
             raise ConfigError(
-                f"store_url: the {dialect!r} database is not supported (use sqlite:///FILE)",
-                key="store_url",
+                f"database: the {dialect!r} database is not supported (use PostgreSQL or SQLite)",
+                key="database",
             )
         # Compiled once to the driver's own SQL: an import inserts millions of rows and the
         # per-row parameter processing of a Core execute would cost more than SQLite itself.
@@ -215,17 +215,25 @@ class Store:
 
     @classmethod
     def open(cls, url: str) -> Store:
-        """Connect and bring the schema up to date."""
+        """Connect and bring the schema up to date. ``url`` as operators write it (see
+        :mod:`allied.store.database`)."""
+        parsed = database.parse(url)
         try:
-            engine = create_engine(url)
+            engine = create_engine(parsed)
         except (ArgumentError, ModuleNotFoundError) as error:
-            raise ConfigError(f"store_url {url!r}: {error}", key="store_url") from None
+            raise ConfigError(
+                f"database {database.shown(parsed)}: {error}", key="database"
+            ) from None
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
         store = cls(engine)
-        with engine.connect() as conn:  # a deferred read: opening never waits for a writer
-            current = migrations.current_version(conn)
+        try:
+            with engine.connect() as conn:  # a deferred read: opening never waits for a writer
+                current = migrations.current_version(conn)
+        except OperationalError as error:
+            engine.dispose()
+            raise database.unreachable(parsed, error) from None
         if current < migrations.LATEST:
             with store._transaction() as conn:
                 migrations.upgrade(conn)  # checks the version again, under the write lock

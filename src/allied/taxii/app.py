@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from allied.errors import AlliedError, LimitExceeded, NotFound
 from allied.integrity import proofs
+from allied.integrity.ledger import MAX_TREE_SIZE
 from allied.node import Node
 from allied.store.store import Partner
 from allied.taxii.openapi import openapi_document
@@ -422,6 +423,8 @@ def _size(value: str | None, name: str, *, required: bool) -> int | None:
         return None
     if not value.isascii() or not value.isdigit() or len(value) > 15:
         raise bad_request(f"{name} {value[:40]!r}: expected a tree size (a whole number)")
+    if int(value) > MAX_TREE_SIZE:
+        raise bad_request(f"{name} {value}: larger than any ledger ({MAX_TREE_SIZE} entries)")
     return int(value)
 
 

@@ -1,0 +1,68 @@
+"""Which database a store URL names, how it is shown, and how it is reached.
+
+Operators write PostgreSQL URLs the way libpq and every other tool spells them
+(``postgresql://user@host:5432/name``); SQLAlchemy would read that as the psycopg2 driver,
+which Allied does not ship. The driver is chosen here, once, for every caller. A URL may carry
+a password (from ``ALLIED_DATABASE_URL``): it is never shown, in errors, logs or output.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from allied.errors import ConfigError
+
+POSTGRESQL = "postgresql"
+_PSYCOPG = "postgresql+psycopg"
+_DRIVERS = {"sqlite": "sqlite", "postgresql": _PSYCOPG, "postgres": _PSYCOPG}
+_KEY = "database"
+
+
+def parse(url: str) -> URL:
+    """``url`` with Allied's driver for its database; a ConfigError names what is wrong."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"database {url!r}: not a database URL (expected empty for the node's SQLite file, "
+            "or postgresql://USER@HOST:PORT/NAME)",
+            key=_KEY,
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in _DRIVERS:
+        raise ConfigError(
+            f"database {shown(parsed)}: the {backend!r} database is not supported "
+            "(use PostgreSQL, postgresql://USER@HOST:PORT/NAME, or SQLite)",
+            key=_KEY,
+        )
+    if backend == "postgres" or (backend == POSTGRESQL and driver in ("", "psycopg2")):
+        parsed = parsed.set(drivername=_DRIVERS[backend])
+    if parsed.get_backend_name() == POSTGRESQL and not parsed.database:
+        raise ConfigError(
+            f"database {shown(parsed)}: name the database (postgresql://USER@HOST:PORT/NAME)",
+            key=_KEY,
+        )
+    return parsed
+
+
+def shown(url: URL | str) -> str:
+    """The URL as it may be printed: the password, if any, masked."""
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return "(not a database URL)"
+    return url.render_as_string(hide_password=True)
+
+
+def has_password(url: str) -> bool:
+    return bool(parse(url).password)
+
+
+def unreachable(url: URL, error: BaseException) -> ConfigError:
+    """The error an operator gets when the database cannot be reached: the server's own
+    reason (which never carries the password), without the driver's traceback."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    first = reason[0] if reason else type(error).__name__
+    return ConfigError(f"database {shown(url)}: cannot connect ({first})", key=_KEY)
