@@ -97,6 +97,11 @@ _TEMPLATE = f"allied_test_template_{os.getpid()}"
 NewDatabase = Callable[..., str]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # a developer's own store setting must not decide where the tests' nodes keep theirs
+    os.environ.pop("ALLIED_DATABASE_URL", None)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests of the backend suites that make nodes run once per backend when a PostgreSQL
     server is given; everything else, and every run without one, uses SQLite only."""

@@ -113,6 +113,21 @@ def test_not_a_node(tmp_path: Path) -> None:
         load(tmp_path)
 
 
+def test_the_older_name_of_the_database_setting_is_still_read() -> None:
+    assert resolve_settings({"store_url": "sqlite:///x.db"}, environ={})["database"] == (
+        "sqlite:///x.db"
+    )
+    with pytest.raises(ConfigError, match="store_url and database are both set") as excinfo:
+        resolve_settings({"store_url": "", "database": ""}, environ={})
+    assert excinfo.value.key == "database"
+
+
+def test_the_database_is_overridden_by_allied_database_url() -> None:
+    values = resolve_settings({"database": "sqlite:///a.db"}, environ={
+        "ALLIED_DATABASE_URL": "postgresql://u@h/db"})  # fmt: skip
+    assert values["database"] == "postgresql://u@h/db"
+
+
 def test_readme_documents_every_setting() -> None:
     text = README.read_text()
     for setting in SETTINGS:

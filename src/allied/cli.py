@@ -23,12 +23,13 @@ import click
 import orjson
 
 from allied import __version__
+from allied import config as config_
 from allied.config import DATABASE_ENV, SETTINGS
 from allied.demo import run_demo, write_jsonl
 from allied.errors import AlliedError, ConfigError, NotFound, ValidationError
 from allied.ingest.stix_import import import_file
 from allied.integrity import proofs
-from allied.node import Node, init_node
+from allied.node import Node, init_node, migrate_store
 from allied.policy.egress import Egress
 from allied.stix.labels import TLP_LEVELS
 from allied.store.database import shown as shown_url
@@ -42,10 +43,13 @@ class _Obj:
         self.node_dir = node_dir
         self.verbose = verbose
 
-    def node(self) -> Node:
+    def directory(self) -> Path:
         if self.node_dir is None:
             raise ConfigError("no node given: use --node DIR or set ALLIED_NODE")
-        return Node.open(self.node_dir)
+        return self.node_dir
+
+    def node(self) -> Node:
+        return Node.open(self.directory())
 
 
 def _emit_json(value: Any) -> None:
@@ -838,6 +842,32 @@ def sync(
         raise SystemExit(1)
 
 
+@main.command("migrate-store")
+@click.option(
+    "--to", "url", required=True, metavar="URL",
+    help="The empty PostgreSQL database to move the store to (postgresql://USER@HOST:PORT/NAME; "
+    "no password here: use ~/.pgpass or PGPASSWORD).",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def migrate_store_(obj: _Obj, url: str, as_json: bool) -> None:
+    """Copy the node's store into another database, verify it, and move the node there.
+
+    Stop the node's serve and sync processes first. Every row is copied as it is and compared
+    before the copy commits; then the node is verified on its new store, and only then does its
+    configuration point there. The old store is kept as it was."""
+    copied = migrate_store(obj.directory(), url)
+    if as_json:
+        _emit_json({"database": shown_url(url), **copied.as_dict()})
+        return
+    click.echo(
+        f"copied {copied.object_versions} object versions and "
+        f"{sum(copied.rows.values())} rows in all to {shown_url(url)}"
+    )
+    click.echo(f"ledger of {copied.ledger_size} entries, root {copied.ledger_root}: the same")
+    click.echo("verified; the node now keeps its store there (the old one is kept as it was)")
+
+
 @main.command("verify")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
@@ -891,11 +921,11 @@ def key_rotate(obj: _Obj) -> None:
 @click.pass_obj
 def settings(obj: _Obj, as_json: bool) -> None:
     """The node's effective settings (node.toml, overridden by ALLIED_* variables)."""
-    with obj.node() as node:
-        values = {
-            key: sorted(value) if isinstance(value, frozenset) else value
-            for key, value in node.config.settings.items()
-        }
+    # the file and the environment only: settings show even when the store is unreachable
+    values = {
+        key: sorted(value) if isinstance(value, frozenset) else value
+        for key, value in config_.load(obj.directory()).settings.items()
+    }
     if as_json:
         _emit_json(values)
         return

@@ -284,7 +284,8 @@ def resolve_settings(
     return resolved
 
 
-def load(directory: Path) -> NodeConfig:
+def read_file(directory: Path) -> dict[str, Any]:
+    """The node's configuration file as written, nothing resolved."""
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise NodeNotFound(
@@ -292,9 +293,14 @@ def load(directory: Path) -> NodeConfig:
             "'allied init DIR --name NAME --nation XXX'"
         )
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def load(directory: Path) -> NodeConfig:
+    path = directory / CONFIG_FILE
+    data = read_file(directory)
     node = data.get("node", {})
     for key in ("name", "nation", "identity_id", "created"):
         if not isinstance(node.get(key), str):

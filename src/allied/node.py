@@ -15,7 +15,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from allied.stix.labels import TLP2_IDS, TLP_LEVELS, Label, builtin_objects, lab
 from allied.stix.model import parse_object
 from allied.store import database as database_
 from allied.store.store import Partner, Store, Writer, now
+from allied.store.transfer import Copied, copy_store
 
 NATION = re.compile(r"^([A-Z]{3}|NATO)\Z")
 PARTNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
@@ -563,3 +564,74 @@ def _create_node(
             writer.add_node_key(node.signer.key_id, cfg.public_key_path.read_text())
             writer.add(origin.admit(parse_object(data)) for data in builtin_objects() + [identity])
     return cfg
+
+
+def migrate_store(directory: Path, url: str) -> Copied:
+    """Copy the store of the node in ``directory`` into the empty database at ``url``,
+    verify the copy, and point the node at it. The old store is left as it was.
+
+    The node's processes must be stopped first: one still running on the old store would
+    go on writing there. The copy is checked row for row (see allied.store.transfer), then
+    the node is verified on its new store as ``allied verify`` does; if that fails, the
+    node stays on its old store."""
+    if os.environ.get(config_.DATABASE_ENV):
+        raise ConfigError(
+            f"{config_.DATABASE_ENV} is set, and it would go on choosing the node's store "
+            "whatever the configuration says: unset it to migrate"
+        )
+    cfg = config_.load(directory)
+    if database_.has_password(url):
+        raise ConfigError(
+            f"--to {database_.shown(url)}: a password would be written to "
+            f"{config_.CONFIG_FILE}; keep it in ~/.pgpass or PGPASSWORD",
+            key="database",
+        )
+    if database_.parse(url) == database_.parse(cfg.database_url):
+        raise ConfigError(f"--to {database_.shown(url)}: that is the node's store already")
+    with Store.open(cfg.database_url) as source, Store.open(url) as target:
+        copied = copy_store(source, target, url)
+    config_path = directory / config_.CONFIG_FILE
+    before = config_path.read_text(encoding="utf-8")
+    _replace_file(
+        config_path, config_.render(replace(cfg, settings=_file_settings(directory, url)))
+    )
+    try:
+        with Node.open(directory) as node:
+            problems = node.verify().problems
+    except BaseException:
+        _replace_file(config_path, before)
+        raise
+    if problems:
+        _replace_file(config_path, before)
+        raise ConfigError(
+            f"the copy in {database_.shown(url)} does not verify, so the node stays on its "
+            f"old store ({len(problems)} problems; the first: {problems[0]}). Run 'allied "
+            "verify' on the old store, and empty the new database before trying again."
+        )
+    return copied
+
+
+def _file_settings(directory: Path, url: str) -> dict[str, Any]:
+    """The settings the node's file holds (not what the environment overrides), with the
+    store moved to ``url``."""
+    raw = dict(config_.read_file(directory).get("settings", {}))
+    for old, new in config_.RENAMED.items():
+        if new == "database":
+            raw.pop(old, None)
+    raw["database"] = url
+    return config_.resolve_settings(raw, environ={})
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` all at once: a crash leaves the old or the new file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, path.stat().st_mode & 0o777)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -12,7 +12,7 @@ The journal is append-only: nothing in Allied updates or deletes its rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +118,11 @@ class ReleaseJournal:
                 {"partner": p, "id": i, "version": v, "released": r, "via": w}
                 for p, i, v, r, w in conn.execute(query)
             ]
+
+    def rows(self, batch: int = 5000) -> Iterator[list[dict[str, Any]]]:
+        """Every entry with its number, oldest first, a batch at a time (to copy a store)."""
+        with self._engine.connect() as conn:
+            query = select(_J).order_by(_J.c.seq)
+            result = conn.execute(query, execution_options={"yield_per": batch}).mappings()
+            for part in result.partitions(batch):
+                yield [dict(row) for row in part]

@@ -244,6 +244,12 @@ class Store:
             self._journal.close()
         self.engine.dispose()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     @contextmanager
     def write(self, signer: Signer | None = None) -> Iterator[Writer]:
         """One transaction: everything written through the writer commits together or not,
@@ -530,6 +536,10 @@ class Store:
     ) -> list[dict[str, str]]:
         """The journal, newest first: who received which version of what, when, how."""
         return self._release_journal().entries(partner=partner, object_id=object_id, limit=limit)
+
+    def journal_rows(self) -> Iterator[list[dict[str, Any]]]:
+        """The whole release journal, oldest first, in batches (see ReleaseJournal.rows)."""
+        return self._release_journal().rows()
 
     def _release_journal(self) -> ReleaseJournal:
         with self._grown_lock:
