@@ -104,4 +104,3 @@ def test_settings_show_the_database_without_its_password(
 )
 def test_urls_as_operators_write_them_get_the_shipped_driver(url: str, driver: str) -> None:
     assert parse(url).drivername == driver
-
