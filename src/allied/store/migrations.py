@@ -246,6 +246,16 @@ def _v9_blind_matching(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v10_posted_copy_keys(conn: Connection) -> None:
+    """A community collection's row names a partner's posted copy by the copy's number,
+    negated (``collection_objects.pk = -posted_copies.seq``). Without an index on that
+    expression a planner that expects few rows joins by scanning every copy of the partner
+    for each row of the page: PostgreSQL took seconds per page of 1,000."""
+    conn.execute(
+        text("CREATE INDEX IF NOT EXISTS ix_posted_copies_negated_seq ON posted_copies ((-seq))")
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "initial tables: objects, label_sets, partners, labels", _v1_initial),
     (2, "label closures and the reverse reference index", _v2_label_closures),
@@ -256,6 +266,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (7, "peers, refusals, withdrawals and the release journal", _v7_federation),
     (8, "label sets keyed by the signer of what partners sent", _v8_label_set_signers),
     (9, "blind-matching sessions and their log", _v9_blind_matching),
+    (10, "an index on the key collections know posted copies by", _v10_posted_copy_keys),
 ]
 LATEST = MIGRATIONS[-1][0]
 

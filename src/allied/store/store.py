@@ -63,6 +63,10 @@ _RECENT_LIMIT = 200_000
 _WRITE_OPTION = "allied_write"
 _WRITER_LOCK = 0x616C6C696564  # "allied": the advisory lock all writers of a store take
 _IDS_PER_QUERY = 5000  # well below SQLite's limit of bound parameters per statement
+_ANALYSE_AFTER = 500
+#: the tables that grow with what a node holds and are filtered by releases and imports
+_ANALYSED = ("objects", "collection_objects", "object_refs", "posted_copies", "ledger",
+             "ledger_nodes", "label_sets", "label_closures", "release_journal")  # fmt: skip
 
 
 def now() -> str:
@@ -179,6 +183,7 @@ class Store:
         self._grown_rows = _Grown()
         self._grown_lock = threading.Lock()
         self._journal: ReleaseJournal | None = None
+        self._unanalysed = 0  # ledger entries this process wrote since it last analysed
         dialect = engine.dialect.name
         if dialect == "sqlite":
             insert_into: Any = sqlite.insert
@@ -258,6 +263,23 @@ class Store:
             writer = Writer(self, conn, signer)
             yield writer
             writer.finish()
+        self._keep_statistics(writer.appended, writer.ledger_size)
+
+    def _keep_statistics(self, appended: int, size: int) -> None:
+        """PostgreSQL plans the release filters of a TAXII page from its table statistics.
+        Its own analyser runs a minute or more after tables grow, and until then a page of a
+        freshly filled collection can take seconds instead of milliseconds: so each process
+        analyses the store itself once its writes have grown the ledger by a fifth."""
+        if not appended or self.engine.dialect.name != "postgresql":
+            return
+        with self._grown_lock:
+            self._unanalysed += appended
+            if self._unanalysed < max(_ANALYSE_AFTER, (size - self._unanalysed) // 5):
+                return
+            self._unanalysed = 0
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f"ANALYZE {', '.join(_ANALYSED)}")
+            conn.commit()
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -1184,6 +1206,15 @@ class Writer:
         if self._appender is None:
             self._appender = Appender(self.conn)
         return self._appender
+
+    @property
+    def appended(self) -> int:
+        """Ledger entries (object versions and partners' copies) this transaction added."""
+        return 0 if self._appender is None else self._appender.appended
+
+    @property
+    def ledger_size(self) -> int:
+        return 0 if self._appender is None else self._appender.size
 
     def finish(self) -> None:
         """Sign a tree head over what this transaction appended (with the node's key, when
