@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck format bench clean
+.PHONY: demo test test-postgres check lint typecheck format bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# the store, integrity, TAXII and federation tests on PostgreSQL as well: a throwaway server
+# on 127.0.0.1 (initdb into a temporary folder), stopped afterwards
+test-postgres: $(STAMP)
+	url=$$(bash .ci/postgres start) && \
+	  ALLIED_TEST_DATABASE_URL=$$url $(BIN)/python -m pytest -q -k postgresql tests/store tests/integrity \
+	    tests/taxii tests/federation; status=$$?; bash .ci/postgres stop; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
@@ -39,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sync.py
 	$(BIN)/python benchmarks/matching.py
 	$(BIN)/python benchmarks/blind.py
+	$(BIN)/python benchmarks/postgres.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
