@@ -153,8 +153,16 @@ def serving(directory: Path, node: Path, token: str, workers: int) -> Iterator[S
         stop(server.process)
 
 
-def in_parallel(work: list[list[object]], run: object) -> float:
-    """Seconds for every client to run ``run(items)`` on its share, started together."""
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores so far, from /proc/stat."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def in_parallel(work: list[list[object]], run: object) -> tuple[float, float]:
+    """Seconds for every client to run ``run(items)`` on its share, started together, and
+    the share of the machine's cores busy meanwhile (server, database and clients)."""
     errors: list[BaseException] = []
     go = threading.Barrier(len(work) + 1)
 
@@ -169,13 +177,14 @@ def in_parallel(work: list[list[object]], run: object) -> float:
     for thread in threads:
         thread.start()
     go.wait()
-    started = time.perf_counter()
+    started, (busy, total) = time.perf_counter(), cpu_times()
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - started
+    busy_after, total_after = cpu_times()
     if errors:
         raise RuntimeError(f"a client failed: {errors[0]}") from errors[0]
-    return seconds
+    return seconds, (busy_after - busy) / max(total_after - total, 1.0)
 
 
 @dataclass
@@ -185,6 +194,8 @@ class Row:
     post_rate: float
     get_rate: float
     stored: int
+    post_busy: float
+    get_busy: float
 
 
 def measure(server: Server, bodies: list[tuple[int, bytes]], clients: int, expected: int) -> Row:
@@ -200,7 +211,7 @@ def measure(server: Server, bodies: list[tuple[int, bytes]], clients: int, expec
                     raise RuntimeError(f"POST -> {response.status_code} {response.text[:300]}")
 
     shares: list[list[object]] = [list(bodies[k::clients]) for k in range(clients)]
-    post_seconds = in_parallel(shares, post)
+    post_seconds, post_busy = in_parallel(shares, post)
     seen: list[int] = []
 
     def page_through(_: list[object]) -> None:
@@ -218,10 +229,12 @@ def measure(server: Server, bodies: list[tuple[int, bytes]], clients: int, expec
                 params = {"limit": 1000, "next": envelope["next"]}
         seen.append(found)
 
-    get_seconds = in_parallel([[] for _ in range(clients)], page_through)
+    get_seconds, get_busy = in_parallel([[] for _ in range(clients)], page_through)
     if seen != [expected] * clients:
         raise RuntimeError(f"the clients saw {seen} objects, {expected} expected each")
-    return Row("", 0, expected / post_seconds, sum(seen) / get_seconds, expected)
+    return Row(
+        "", 0, expected / post_seconds, sum(seen) / get_seconds, expected, post_busy, get_busy
+    )
 
 
 def bulk_import(directory: Path, database: str, objects_file: Path, labels: list) -> float:  # type: ignore[type-arg]
@@ -266,8 +279,9 @@ def main() -> None:
                         row = measure(server, bodies, args.clients, args.objects)
                     row.backend, row.workers = backend, workers
                     rows.append(row)
-                    say(f"{backend}, {workers} workers: POST {row.post_rate:,.0f} objects/s, "
-                        f"GET {row.get_rate:,.0f} objects/s")  # fmt: skip
+                    say(f"{backend}, {workers} workers: POST {row.post_rate:,.0f} objects/s "
+                        f"(cores {row.post_busy:.0%} busy), GET {row.get_rate:,.0f} objects/s "
+                        f"({row.get_busy:.0%})")  # fmt: skip
         finally:
             databases.close()
     write_section(SECTION, report(rows, imports, args, command, pg_version))
@@ -287,18 +301,21 @@ def report(
         f"- Command: `{command.strip()}`",
         f"- PostgreSQL {pg_version} on 127.0.0.1 (fsync on), psycopg 3; SQLite WAL, "
         "synchronous FULL. Server and clients share the machine's cores.",
-        f"- {args.objects:,} generated objects; {args.clients} concurrent clients. POST: "
+        f"- {args.objects:,} generated objects; {args.clients} concurrent clients (threads of "
+        'this process, on the same cores). "cores busy": the share of all cores in use '
+        "during the phase, by the server, the database and the clients. POST: "
         "envelopes of 100 into the community collection. GET: every client pages through "
         "the whole collection (limit 1000) at once.",
         "",
-        "| backend | workers | POST objects/s | GET objects/s | GET vs 1 worker |",
-        "|---|---:|---:|---:|---:|",
+        "| backend | workers | POST objects/s | cores busy | GET objects/s | cores busy "
+        "| GET vs 1 worker |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         base = by[(r.backend, 1)].get_rate
         lines.append(
-            f"| {r.backend} | {r.workers} | {r.post_rate:,.0f} | {r.get_rate:,.0f} | "
-            f"{r.get_rate / base:.2f}x |"
+            f"| {r.backend} | {r.workers} | {r.post_rate:,.0f} | {r.post_busy:.0%} | "
+            f"{r.get_rate:,.0f} | {r.get_busy:.0%} | {r.get_rate / base:.2f}x |"
         )
     lines += [
         "",
