@@ -110,7 +110,8 @@ def init(
     )
     click.echo(f"created node {name} ({nation}) in {directory}")
     click.echo(f"identity {cfg.identity_id}")
-    url = database or os.environ.get(DATABASE_ENV) or cfg.database_url
+    url = database if database is not None else os.environ.get(DATABASE_ENV)
+    url = url or cfg.database_url
     click.echo(f"store {shown_url(url)}")
 
 
@@ -926,10 +927,10 @@ def settings(obj: _Obj, as_json: bool) -> None:
         key: sorted(value) if isinstance(value, frozenset) else value
         for key, value in config_.load(obj.directory()).settings.items()
     }
+    values["database"] = shown_url(str(values["database"])) if values["database"] else ""
     if as_json:
         _emit_json(values)
         return
-    values["database"] = shown_url(str(values["database"])) if values["database"] else ""
     for setting in SETTINGS:
         click.echo(f"{setting.name} = {values[setting.name]!r}")
         click.echo(f"    {setting.help}")

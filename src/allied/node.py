@@ -40,7 +40,7 @@ from allied.stix.checks import IDENTIFIER
 from allied.stix.labels import TLP2_IDS, TLP_LEVELS, Label, builtin_objects, label_marking
 from allied.stix.model import parse_object
 from allied.store import database as database_
-from allied.store.store import Partner, Store, Writer, now
+from allied.store.store import Partner, Store, Writer, check_unused, now
 from allied.store.transfer import Copied, copy_store
 
 NATION = re.compile(r"^([A-Z]{3}|NATO)\Z")
@@ -179,7 +179,7 @@ class Node:
             except orjson.JSONDecodeError:
                 recorded = {}
         keys = self.trusted_keys(include_revoked=True)
-        with self.store.engine.connect() as conn:
+        with self.store.snapshot() as conn:
             result = audit(
                 conn,
                 keys,
@@ -536,6 +536,7 @@ def _create_node(
         settings=config_.resolve_settings(settings, environ={}),
     )
     url = cfg.database_url if settings or not environ_url else environ_url
+    check_unused(url)
     with Node(cfg, Store.open(url)) as node:
         held = node.store.version_count()
         if held:
@@ -586,8 +587,9 @@ def migrate_store(directory: Path, url: str) -> Copied:
             f"{config_.CONFIG_FILE}; keep it in ~/.pgpass or PGPASSWORD",
             key="database",
         )
-    if database_.parse(url) == database_.parse(cfg.database_url):
+    if database_.same(url, cfg.database_url):
         raise ConfigError(f"--to {database_.shown(url)}: that is the node's store already")
+    check_unused(url)
     with Store.open(cfg.database_url) as source, Store.open(url) as target:
         copied = copy_store(source, target, url)
     config_path = directory / config_.CONFIG_FILE
@@ -596,11 +598,19 @@ def migrate_store(directory: Path, url: str) -> Copied:
         config_path, config_.render(replace(cfg, settings=_file_settings(directory, url)))
     )
     try:
+        with Store.open(cfg.database_url) as source:
+            written = (source.version_count(), source.journal_size())
         with Node.open(directory) as node:
             problems = node.verify().problems
     except BaseException:
         _replace_file(config_path, before)
         raise
+    if written != (copied.object_versions, copied.rows["release_journal"]):
+        _replace_file(config_path, before)
+        raise ConfigError(
+            "the node's store was written to while it was being copied, so the node stays on "
+            "it: stop its serve and sync processes, empty the new database and try again"
+        )
     if problems:
         _replace_file(config_path, before)
         raise ConfigError(

@@ -19,6 +19,7 @@ from allied.store.database import parse
 from allied.store.transfer import CopyMismatch
 from tests.conftest import (
     TLP_AMBER,
+    TLP_RED,
     NewDatabase,
     indicator,
     malware,
@@ -94,10 +95,16 @@ def test_a_node_moves_with_everything_and_goes_on_working(
     assert _contents(sqlite_node) == before
     after = json.loads(run(sqlite_node, "verify", "--json").output)
     assert after["ok"] and after["root_hash"] == verified["root_hash"]
-    # the next rows are numbered after the copied ones, and the ledger grows from the same tree
-    run(sqlite_node, "import", str(write_bundle(tmp_path / "b.json", [indicator(40)])))
+    # the next rows are numbered after the copied ones (objects, label sets and closures,
+    # the journal), and the ledger grows from the same tree
+    newer = [indicator(40), malware(41, object_marking_refs=[TLP_AMBER, TLP_RED])]
+    run(sqlite_node, "import", str(write_bundle(tmp_path / "b.json", newer)))
+    run(sqlite_node, "export", "--for", "usa", "-o", str(tmp_path / "again.json"))
     grown = json.loads(run(sqlite_node, "verify", "--json").output)
-    assert grown["ok"] and grown["ledger_size"] == verified["ledger_size"] + 1
+    assert grown["ok"] and grown["ledger_size"] == verified["ledger_size"] + 2
+    with Node.open(sqlite_node) as node:
+        assert len(node.store.releases(limit=10_000)) > len(before["journal"])  # type: ignore[arg-type]
+        assert len(node.store.label_sets()) > moved["rows"]["label_sets"]
     with Node.open(sqlite_node) as node:
         assert node.partner("usa").nation == "USA"
     # the old store is kept as it was

@@ -1,5 +1,6 @@
 """Many writers at once: 8 clients POSTing overlapping objects to 4 `allied serve` workers on
-one store. Nothing may be stored twice or lost, and the ledger must stay one tree."""
+one store, while another process imports (as a sync stores what it pulls: through the same
+writer). Nothing may be stored twice or lost, and the ledger must stay one tree."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from allied.cli import main
+from allied.ingest.stix_import import import_file
 from allied.integrity.ledger import object_leaf
 from allied.node import Node
 from allied.store import schema
 from allied.taxii.protocol import MEDIA_TYPE
-from tests.conftest import indicator
+from tests.conftest import indicator, write_bundle
 from tests.taxii.conftest import World
 from tests.taxii.test_serve import serving
 
@@ -65,6 +67,28 @@ def _post_all(url: str, token: str, collection: str, objects: list[dict[str, Any
                 failures.append(json.dumps(status["failures"])[:300])
 
 
+def _import(world: World, objects: list[dict[str, Any]], failures: list[str],
+            go: threading.Event) -> None:  # fmt: skip
+    """An operator's import beside the server, in pieces, each its own write transaction."""
+    go.wait()
+    try:
+        with Node.open(world.directory) as node:
+            for at in range(0, len(objects), BATCH):
+                path = write_bundle(world.directory.parent / f"import-{at}.json",
+                                    objects[at : at + BATCH])  # fmt: skip
+                import_file(node, path)
+    except Exception as error:  # reported by the test
+        failures.append(f"import: {error}")
+
+
+def _verify_while(world: World, problems: list[str], done: threading.Event) -> None:
+    """``allied verify`` over and over while the writers run: what it reads must be one
+    moment, or a write committing between its queries looks like tampering."""
+    with Node.open(world.directory) as node:
+        while not done.is_set():
+            problems.extend(node.verify().problems)
+
+
 def _ready(url: str, token: str) -> None:
     deadline = time.monotonic() + 30
     headers = {"Authorization": f"Bearer {token}", "Accept": MEDIA_TYPE}
@@ -84,7 +108,10 @@ def test_eight_clients_posting_overlapping_objects_to_four_workers(world: World)
     # clients 0-3 post as usa to kor-usa, 4-7 as est to nato-ccdcoe; each pair overlaps
     partners = [("usa", "kor-usa")] * 4 + [("est", "nato-ccdcoe")] * 4
     posted = {client: _objects(client) for client in range(CLIENTS)}
+    # objects of the node's own (what a partner posted, the node may not publish versions of)
+    imported = [indicator(n) for n in range(9000, 9090)]
     expected = {(o["id"], o["modified"]) for objects in posted.values() for o in objects}
+    expected |= {(o["id"], o["modified"]) for o in imported}
     with Node.open(world.directory) as node:
         before = node.store.version_count()
     failures: list[str] = []
@@ -95,12 +122,19 @@ def test_eight_clients_posting_overlapping_objects_to_four_workers(world: World)
         for client, (partner, title) in enumerate(partners):
             args = (url, world.tokens[partner], world.collections[title], posted[client])
             threads.append(threading.Thread(target=_post_all, args=(*args, failures, go)))
+        threads.append(threading.Thread(target=_import, args=(world, imported, failures, go)))
+        done, problems = threading.Event(), []  # type: ignore[var-annotated]
+        verifier = threading.Thread(target=_verify_while, args=(world, problems, done))
+        verifier.start()
         for thread in threads:
             thread.start()
         go.set()  # all at once
         for thread in threads:
             thread.join(timeout=120)
+        done.set()
+        verifier.join(timeout=120)
         assert not any(thread.is_alive() for thread in threads)
+        assert problems == []
     assert failures == []
     assert sum(len(objects) for objects in posted.values()) > len(expected)  # they overlap
     with Node.open(world.directory) as node, node.store.engine.connect() as conn:

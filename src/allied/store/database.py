@@ -8,6 +8,8 @@ a password (from ``ALLIED_DATABASE_URL``): it is never shown, in errors, logs or
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -17,6 +19,8 @@ POSTGRESQL = "postgresql"
 _PSYCOPG = "postgresql+psycopg"
 _DRIVERS = {"sqlite": "sqlite", "postgresql": _PSYCOPG, "postgres": _PSYCOPG}
 _KEY = "database"
+#: query parameters libpq takes a secret from, besides the URL's own password
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 
 
 def parse(url: str) -> URL:
@@ -24,8 +28,9 @@ def parse(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
+        # not repeated: a URL that does not parse may still hold a password
         raise ConfigError(
-            f"database {url!r}: not a database URL (expected empty for the node's SQLite file, "
+            "database: not a database URL (expected empty for the node's SQLite file, "
             "or postgresql://USER@HOST:PORT/NAME)",
             key=_KEY,
         ) from None
@@ -47,17 +52,34 @@ def parse(url: str) -> URL:
 
 
 def shown(url: URL | str) -> str:
-    """The URL as it may be printed: the password, if any, masked."""
+    """The URL as it may be printed: the password, if any, masked, and any secret given as
+    a query parameter too."""
     if isinstance(url, str):
         try:
             url = make_url(url)
         except ArgumentError:
             return "(not a database URL)"
-    return url.render_as_string(hide_password=True)
+    secrets = {key: "***" for key in url.query if key.lower() in _SECRET_PARAMETERS}
+    if secrets:
+        url = url.update_query_dict(secrets)
+    return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def same(first: str, second: str) -> bool:
+    """Whether two URLs name the same store as far as their text tells: SQLite files by
+    their resolved path. (Two spellings of one PostgreSQL server are caught when the copy
+    finds its target locked by its source.)"""
+    a, b = parse(first), parse(second)
+    if a.get_backend_name() == b.get_backend_name() == "sqlite" and a.database and b.database:
+        return Path(a.database).resolve() == Path(b.database).resolve()
+    return a == b
 
 
 def has_password(url: str) -> bool:
-    return bool(parse(url).password)
+    """Whether ``url`` carries a secret: a password, or a query parameter libpq takes one
+    from (``?password=``)."""
+    parsed = parse(url)
+    return bool(parsed.password) or any(key.lower() in _SECRET_PARAMETERS for key in parsed.query)
 
 
 def unreachable(url: URL, error: BaseException) -> ConfigError:

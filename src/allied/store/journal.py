@@ -119,6 +119,10 @@ class ReleaseJournal:
                 for p, i, v, r, w in conn.execute(query)
             ]
 
+    def size(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(_J)).scalar_one())
+
     def rows(self, batch: int = 5000) -> Iterator[list[dict[str, Any]]]:
         """Every entry with its number, oldest first, a batch at a time (to copy a store)."""
         with self._engine.connect() as conn:

@@ -256,6 +256,26 @@ def _v10_posted_copy_keys(conn: Connection) -> None:
     )
 
 
+def _v11_unbounded_text(conn: Connection) -> None:
+    """PostgreSQL enforces the lengths of VARCHAR columns, SQLite never did: a timestamp
+    with many fractional digits (which STIX allows), a long cursor from a peer or a long id
+    it refused would be stored by one backend and fail the whole write on the other, and a
+    sync would retry that page for ever. Every VARCHAR becomes TEXT (no table is rewritten);
+    lengths are the validators' business."""
+    if conn.dialect.name != "postgresql":
+        return
+    columns = conn.execute(
+        text(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND data_type = 'character varying'"
+        )
+    ).all()
+    known = {table.name for table in schema.metadata.sorted_tables}
+    for table, column in columns:
+        if table in known:
+            conn.execute(text(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE TEXT'))
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "initial tables: objects, label_sets, partners, labels", _v1_initial),
     (2, "label closures and the reverse reference index", _v2_label_closures),
@@ -267,6 +287,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (8, "label sets keyed by the signer of what partners sent", _v8_label_set_signers),
     (9, "blind-matching sessions and their log", _v9_blind_matching),
     (10, "an index on the key collections know posted copies by", _v10_posted_copy_keys),
+    (11, "text columns without a length limit", _v11_unbounded_text),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -7,6 +7,7 @@ CONFLICT dialect (PostgreSQL) runs the same code. Writes happen only inside
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,13 +27,14 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    inspect,
     literal_column,
     or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
 from allied.errors import ConfigError, Conflict, LimitExceeded, NotFound
 from allied.integrity.ledger import (
@@ -50,6 +52,7 @@ from allied.store import database, migrations, schema
 from allied.store.closure import Closure, closures
 from allied.store.journal import ReleaseJournal
 
+_log = logging.getLogger(__name__)
 _O = schema.objects
 _ROW_KEYS = (
     "id", "type", "version", "created", "modified", "date_added", "name", "originator", "tlp",
@@ -67,6 +70,52 @@ _ANALYSE_AFTER = 500
 #: the tables that grow with what a node holds and are filtered by releases and imports
 _ANALYSED = ("objects", "collection_objects", "object_refs", "posted_copies", "ledger",
              "ledger_nodes", "label_sets", "label_closures", "release_journal")  # fmt: skip
+
+
+def _check_encoding(conn: Connection, url: Any) -> None:
+    """STIX is UTF-8, and psycopg hands out a SQL_ASCII database's text as bytes."""
+    encoding = conn.exec_driver_sql("SHOW server_encoding").scalar()
+    if encoding != "UTF8":
+        raise ConfigError(
+            f"database {database.shown(url)} is encoded {encoding}: Allied needs UTF8 "
+            "(createdb -E UTF8, or initdb -E UTF8)",
+            key="database",
+        )
+
+
+def check_unused(url: str) -> None:
+    """Refuse a database that holds anything but an empty Allied store, before anything is
+    created or migrated in it: a node's store goes into a database of its own, and opening
+    would otherwise upgrade another node's older store, or add tables beside (or adopt
+    same-named ones of) some other application's."""
+    parsed = database.parse(url)
+    engine = create_engine(parsed)
+    try:
+        with engine.connect() as conn:
+            names = set(inspect(conn).get_table_names())
+            if not names:
+                return
+            ours = {table.name for table in schema.metadata.sorted_tables}
+            if "schema_migrations" not in names or names - ours:
+                others = ", ".join(sorted(names - ours or names)[:5])
+                raise ConfigError(
+                    f"database {database.shown(parsed)} holds tables that are not an Allied "
+                    f"store ({others}): give the node a database of its own",
+                    key="database",
+                )
+            for table in schema.metadata.sorted_tables:
+                if table.name in names and table.name != "schema_migrations":
+                    held = conn.execute(select(func.count()).select_from(table)).scalar()
+                    if held:
+                        raise ConfigError(
+                            f"database {database.shown(parsed)} is not empty ({table.name} "
+                            f"holds {held} rows): a node's store goes into a database of its own",
+                            key="database",
+                        )
+    except OperationalError as error:
+        raise database.unreachable(parsed, error) from None
+    finally:
+        engine.dispose()
 
 
 def now() -> str:
@@ -235,10 +284,15 @@ class Store:
         store = cls(engine)
         try:
             with engine.connect() as conn:  # a deferred read: opening never waits for a writer
+                if engine.dialect.name == "postgresql":
+                    _check_encoding(conn, parsed)
                 current = migrations.current_version(conn)
         except OperationalError as error:
             engine.dispose()
             raise database.unreachable(parsed, error) from None
+        except BaseException:
+            engine.dispose()
+            raise
         if current < migrations.LATEST:
             with store._transaction() as conn:
                 migrations.upgrade(conn)  # checks the version again, under the write lock
@@ -277,21 +331,49 @@ class Store:
             if self._unanalysed < max(_ANALYSE_AFTER, (size - self._unanalysed) // 5):
                 return
             self._unanalysed = 0
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql(f"ANALYZE {', '.join(_ANALYSED)}")
-            conn.commit()
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql(f"ANALYZE {', '.join(_ANALYSED)}")
+                conn.commit()
+        except SQLAlchemyError as error:  # the write is committed: this is only advice
+            _log.warning("analysing the store failed: %s", str(error).splitlines()[0])
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def _transaction(self, *, wait: bool = True) -> Iterator[Connection]:
         """A write transaction, serialised with every other writer of the store: SQLite
         takes its write lock at BEGIN (see _sqlite_begin), PostgreSQL one advisory lock
         first. What a writer reads (versions, referrers, closures) then includes every
-        earlier commit and cannot change before it commits."""
+        earlier commit and cannot change before it commits. Without ``wait``, a PostgreSQL
+        store another writer holds is refused at once (a copy whose target turns out to be
+        its source would otherwise wait for itself)."""
         with self.engine.connect() as conn:
             conn.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
                 if conn.dialect.name == "postgresql":
-                    conn.execute(select(func.pg_advisory_xact_lock(_WRITER_LOCK)))
+                    if wait:
+                        conn.execute(select(func.pg_advisory_xact_lock(_WRITER_LOCK)))
+                    elif not conn.execute(
+                        select(func.pg_try_advisory_xact_lock(_WRITER_LOCK))
+                    ).scalar():
+                        raise ConfigError(
+                            f"database {database.shown(self.engine.url)} is being written by "
+                            "another process (or is the store being copied itself)",
+                            key="database",
+                        )
+                yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A connection whose reads all see one moment, for checks that read the store in
+        many statements (``verify``). SQLite's deferred transactions already do; at
+        PostgreSQL's default (READ COMMITTED) each statement sees its own, and a write
+        committing between two of them would look like an inconsistency."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+            with conn.begin():
                 yield conn
 
     # -- reading objects ---------------------------------------------------------------------
@@ -558,6 +640,9 @@ class Store:
     ) -> list[dict[str, str]]:
         """The journal, newest first: who received which version of what, when, how."""
         return self._release_journal().entries(partner=partner, object_id=object_id, limit=limit)
+
+    def journal_size(self) -> int:
+        return self._release_journal().size()
 
     def journal_rows(self) -> Iterator[list[dict[str, Any]]]:
         """The whole release journal, oldest first, in batches (see ReleaseJournal.rows)."""

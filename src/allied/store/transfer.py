@@ -130,7 +130,7 @@ def _advance_sequences(conn: Connection) -> None:
 def copy_store(source: Store, target: Store, target_url: str) -> Copied:
     """Copy everything ``source`` holds into the empty ``target``, and check the target
     then holds the same rows, the same object versions and the same ledger root."""
-    with source._transaction() as src, target._transaction() as dst:
+    with source._transaction() as src, target._transaction(wait=False) as dst:
         _check_empty(dst, target_url)
         counts: dict[str, int] = {}
         digest = hashlib.sha256()
