@@ -11,7 +11,7 @@ from sqlalchemy import inspect, text
 
 from allied.errors import ConfigError, Conflict, NotFound
 from allied.stix.model import parse_object
-from allied.store import migrations
+from allied.store import database, migrations
 from allied.store.store import AddResult, Partner, Store
 from tests.conftest import indicator, malware
 
@@ -154,6 +154,15 @@ def test_opening_a_store_does_not_wait_for_a_writer(tmp_path: Path) -> None:
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_postgresql_connections_do_not_compile_queries(store: Store) -> None:
+    """A page's estimated cost set off PostgreSQL's JIT, which cost more than the query."""
+    with store.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+        else:
+            assert database.engine_options(store.engine.url) == {}
 
 
 def test_timestamps_with_many_fractional_digits_are_stored_on_every_backend(store: Store) -> None:

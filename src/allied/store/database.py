@@ -9,6 +9,7 @@ a password (from ``ALLIED_DATABASE_URL``): it is never shown, in errors, logs or
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -63,6 +64,16 @@ def shown(url: URL | str) -> str:
     if secrets:
         url = url.update_query_dict(secrets)
     return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def engine_options(url: URL) -> dict[str, Any]:
+    """How Allied connects. PostgreSQL compiles a query to machine code when its estimated
+    cost is high, and the release filters of a TAXII page (correlated subqueries per row)
+    are estimated high though they run in milliseconds: compiling took 20 ms of a 35 ms
+    page. Allied's queries are short, so the JIT is off for its connections."""
+    if url.get_backend_name() == POSTGRESQL:
+        return {"connect_args": {"options": "-c jit=off"}}
+    return {}
 
 
 def same(first: str, second: str) -> bool:

@@ -273,7 +273,7 @@ class Store:
         :mod:`allied.store.database`)."""
         parsed = database.parse(url)
         try:
-            engine = create_engine(parsed)
+            engine = create_engine(parsed, **database.engine_options(parsed))
         except (ArgumentError, ModuleNotFoundError) as error:
             raise ConfigError(
                 f"database {database.shown(parsed)}: {error}", key="database"
