@@ -279,7 +279,7 @@ def main() -> None:
                         row = measure(server, bodies, args.clients, args.objects)
                     row.backend, row.workers = backend, workers
                     rows.append(row)
-                    say(f"{backend}, {workers} workers: POST {row.post_rate:,.0f} objects/s "
+                    say(f"{backend}, {workers} worker(s): POST {row.post_rate:,.0f} objects/s "
                         f"(cores {row.post_busy:.0%} busy), GET {row.get_rate:,.0f} objects/s "
                         f"({row.get_busy:.0%})")  # fmt: skip
         finally:
@@ -328,7 +328,7 @@ def report(
         pg, lite = by.get(("postgresql", workers)), by.get(("sqlite", workers))
         if pg and lite:
             lines.append(
-                f"- {workers} workers: PostgreSQL POST {pg.post_rate / lite.post_rate:.2f}x "
+                f"- {workers} worker{'s' if workers > 1 else ''}: PostgreSQL POST {pg.post_rate / lite.post_rate:.2f}x "
                 f"SQLite's, GET {pg.get_rate / lite.get_rate:.2f}x."
             )
     return "\n".join(lines) + "\n"
