@@ -327,9 +327,11 @@ def report(
     for workers in WORKERS:
         pg, lite = by.get(("postgresql", workers)), by.get(("sqlite", workers))
         if pg and lite:
+            plural = "s" if workers > 1 else ""
             lines.append(
-                f"- {workers} worker{'s' if workers > 1 else ''}: PostgreSQL POST {pg.post_rate / lite.post_rate:.2f}x "
-                f"SQLite's, GET {pg.get_rate / lite.get_rate:.2f}x."
+                f"- {workers} worker{plural}: PostgreSQL POST "
+                f"{pg.post_rate / lite.post_rate:.2f}x SQLite's, GET "
+                f"{pg.get_rate / lite.get_rate:.2f}x."
             )
     return "\n".join(lines) + "\n"
 
