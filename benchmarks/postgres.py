@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
@@ -44,11 +45,10 @@ import psycopg
 
 from report import machine, write_section
 from taxii import (
-    COMMUNITY,
-    NODE_NAME,
     TAXII,
     Server,
     allied,
+    allied_node,
     envelopes,
     find_collections,
     free_port,
@@ -114,23 +114,10 @@ class Databases:
         self._admin.close()
 
 
-def make_node(directory: Path, database: str, labels: list[dict[str, object]]) -> tuple[Path, str]:
-    """A node (its store where ``database`` says, "" for SQLite) holding the generated
-    objects' labels, and a partner who may write to its community collection and receive
-    every label they carry."""
-    node = directory / "node"
-    init = ["init", str(node), "--name", NODE_NAME, "--nation", "USA", "--community", COMMUNITY]
-    allied(*init, *(["--database", database] if database else []))
-    write_jsonl(directory / "labels.jsonl", labels)
-    allied("--node", str(node), "import", str(directory / "labels.jsonl"))
-    token_file = directory / "reader.token"
-    allied(
-        "--node", str(node), "partner", "add", "reader", "--nation", "USA",
-        "--clearance", "NATO=SECRET", "--category", "CYBER-OPS",
-        "--community", COMMUNITY, "--community", "NATO", "--community", "nato-ccdcoe",
-        "--token-file", str(token_file),
-    )  # fmt: skip
-    return node, token_file.read_text().strip()
+def make_node(directory: Path, database: str, labels: list[dict[str, Any]]) -> tuple[Path, str]:
+    """A node with its store where ``database`` says ("" for SQLite), set up as the TAXII
+    benchmark's (see taxii.allied_node)."""
+    return allied_node(directory, labels, *(["--database", database] if database else []))
 
 
 @contextmanager
@@ -237,7 +224,9 @@ def measure(server: Server, bodies: list[tuple[int, bytes]], clients: int, expec
     )
 
 
-def bulk_import(directory: Path, database: str, objects_file: Path, labels: list) -> float:  # type: ignore[type-arg]
+def bulk_import(
+    directory: Path, database: str, objects_file: Path, labels: list[dict[str, Any]]
+) -> float:
     node, _token = make_node(directory, database, labels)
     started = time.perf_counter()
     allied("--node", str(node), "import", str(objects_file))

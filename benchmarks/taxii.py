@@ -334,12 +334,16 @@ def allied(*args: str) -> str:
     return done.stdout
 
 
-def allied_node(directory: Path, labels: Sequence[dict[str, Any]]) -> tuple[Path, str]:
+def allied_node(
+    directory: Path, labels: Sequence[dict[str, Any]], *init_options: str
+) -> tuple[Path, str]:
     """A fresh node holding the producer's labels, and a partner who may write to the
     community collection and may receive every label the generated objects carry (USA, NATO
-    SECRET with CYBER-OPS, the NATO and nato-ccdcoe communities)."""
+    SECRET with CYBER-OPS, the NATO and nato-ccdcoe communities). ``init_options`` go to
+    ``allied init`` (``--database URL``)."""
     node = directory / "node"
-    allied("init", str(node), "--name", NODE_NAME, "--nation", "USA", "--community", COMMUNITY)
+    init = ["init", str(node), "--name", NODE_NAME, "--nation", "USA", "--community", COMMUNITY]
+    allied(*init, *init_options)
     write_jsonl(directory / "labels.jsonl", labels)
     allied("--node", str(node), "import", str(directory / "labels.jsonl"))
     token_file = directory / "reader.token"

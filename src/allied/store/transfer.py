@@ -134,30 +134,29 @@ def copy_store(source: Store, target: Store, target_url: str) -> Copied:
         _check_empty(dst, target_url)
         counts: dict[str, int] = {}
         digest = hashlib.sha256()
-        for table in _tables():
-            copied, written = _Digest(), _Digest()
-            for rows in _rows(src, _ordered(table)):
-                dst.execute(insert(table), rows)
-                copied.add(rows)
-            for rows in _rows(dst, _ordered(table)):
-                written.add(rows)
-            _compare(table.name, copied, written)
+        batches = [(table, _rows(src, _ordered(table))) for table in _tables()]
+        batches.append((_JOURNAL, source.journal_rows()))
+        for table, rows in batches:
+            copied = _copy_table(dst, table, rows)
             counts[table.name] = copied.count
             digest.update(f"{table.name}:{copied.hexdigest()}\n".encode())
-        copied, written = _Digest(), _Digest()
-        for rows in source.journal_rows():
-            dst.execute(insert(_JOURNAL), rows)
-            copied.add(rows)
-        for rows in _rows(dst, _ordered(_JOURNAL)):
-            written.add(rows)
-        _compare(_JOURNAL.name, copied, written)
-        counts[_JOURNAL.name] = copied.count
-        digest.update(f"{_JOURNAL.name}:{copied.hexdigest()}\n".encode())
         _advance_sequences(dst)
         size, root = _ledger_root(src)
         if _ledger_root(dst) != (size, root):
             raise CopyMismatch("the copied ledger has another root than the original")
         return Copied(counts, counts[schema.objects.name], size, root, digest.hexdigest())
+
+
+def _copy_table(dst: Connection, table: Table, batches: Iterator[list[dict[str, Any]]]) -> _Digest:
+    """Insert the rows, then read them back and compare: what was copied, as digested."""
+    copied, written = _Digest(), _Digest()
+    for rows in batches:
+        dst.execute(insert(table), rows)
+        copied.add(rows)
+    for rows in _rows(dst, _ordered(table)):
+        written.add(rows)
+    _compare(table.name, copied, written)
+    return copied
 
 
 def _compare(name: str, copied: _Digest, written: _Digest) -> None:
