@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
 from allied.cli import main
+from allied.config import DATABASE_ENV
+from allied.errors import ConfigError
 from allied.exercise import shipped_scenario
+from allied.exercise.cluster import Cluster
 from allied.exercise.scenario import ScenarioError, parse_scenario, schema
 
 GOOD = textwrap.dedent(
@@ -217,3 +221,14 @@ def test_a_blind_match_needs_the_two_to_be_peers() -> None:
     assert parsed.title == "USA blind-matches its logs against KOR's first"
     found = problems(GOOD + blind.replace("with: KOR", "with: USA"))
     assert found == [(21, "injects[2]", "USA holds no token at USA: not peers")]
+
+
+def test_a_drill_refuses_to_put_every_node_in_one_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(DATABASE_ENV, "postgresql://allied@127.0.0.1:1/allied")
+    scenario = parse_scenario(shipped_scenario().read_text(), source="three-nations.yaml")
+    cluster = Cluster(scenario, tmp_path, time.monotonic)
+    with pytest.raises(ConfigError, match="ALLIED_DATABASE_URL is set"):
+        cluster.build()
+    assert not (tmp_path / "nodes").exists()
