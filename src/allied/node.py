@@ -481,9 +481,8 @@ def init_node(
     ``database`` is a PostgreSQL URL for the store (empty: the SQLite file in ``directory``;
     None: ``ALLIED_DATABASE_URL`` if set, else that file). It is written to the configuration
     unless it came from the environment; a URL with a password is refused there, as the file
-    is not a secret.
-    The database must not hold another node's store. Nothing is left behind if any step
-    fails."""
+    is not a secret. The database must hold nothing yet (see check_unused). Nothing is left
+    behind if any step fails."""
     check_nation(nation)
     for community in communities:
         check_community(community)
@@ -538,13 +537,6 @@ def _create_node(
     url = cfg.database_url if settings or not environ_url else environ_url
     check_unused(url)
     with Node(cfg, Store.open(url)) as node:
-        held = node.store.version_count()
-        if held:
-            raise ConfigError(
-                f"database {database_.shown(url)} already holds a store ({held} object "
-                "versions): give each node a database of its own",
-                key="database",
-            )
         create_key_pair(cfg.private_key_path, cfg.public_key_path)
         identity = {
             "type": "identity",
