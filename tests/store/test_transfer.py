@@ -13,9 +13,11 @@ from sqlalchemy import create_engine, func, select, text
 from allied import config
 from allied.cli import main
 from allied.errors import ConfigError
+from allied.ingest.stix_import import import_file
 from allied.node import Node, init_node, migrate_store
 from allied.store import schema
 from allied.store.database import parse
+from allied.store.store import Store
 from allied.store.transfer import CopyMismatch
 from tests.conftest import (
     TLP_AMBER,
@@ -203,3 +205,27 @@ def test_the_nodes_own_store_and_the_environment_are_refused(
     monkeypatch.setenv(config.DATABASE_ENV, "postgresql://u@127.0.0.1:1/db")
     with pytest.raises(ConfigError, match="ALLIED_DATABASE_URL is set"):
         migrate_store(sqlite_node, "postgresql://u@127.0.0.1:1/other")
+
+
+def test_a_store_written_to_while_it_was_copied_keeps_the_node(
+    sqlite_node: Path, tmp_path: Path, new_database: NewDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A serve left running writes after the copy: what it wrote is in the old store only,
+    so the node must not move."""
+    from allied import node as node_module
+
+    copy = node_module.copy_store
+
+    def copy_then_write(source: Store, target: Store, url: str) -> object:
+        copied = copy(source, target, url)
+        with Node.open(sqlite_node) as running:  # still on the old store
+            import_file(running, write_bundle(tmp_path / "late.json", [indicator(77)]))
+        return copied
+
+    monkeypatch.setattr(node_module, "copy_store", copy_then_write)
+    before = (sqlite_node / config.CONFIG_FILE).read_text()
+    with pytest.raises(ConfigError, match="was written to while it was being copied"):
+        migrate_store(sqlite_node, _target(new_database, tmp_path))
+    assert (sqlite_node / config.CONFIG_FILE).read_text() == before
+    with Node.open(sqlite_node) as node:
+        assert node.store.latest(indicator(77)["id"]) is not None
