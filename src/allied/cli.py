@@ -34,6 +34,7 @@ from allied.policy.egress import Egress
 from allied.stix.labels import TLP_LEVELS
 from allied.store.database import shown as shown_url
 from allied.synthetic import Mix
+from allied.web.accounts import ROLES, Accounts, check_name
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -901,6 +902,98 @@ def verify_(obj: _Obj, as_json: bool) -> None:
         )
     if not result.ok:
         raise SystemExit(1)
+
+
+@main.group()
+def user() -> None:
+    """Console accounts of the node's own people (partners use API tokens instead)."""
+
+
+def _password(password_file: Path | None) -> str:
+    """From the file (its first line), or asked twice on the terminal: never an argument,
+    which would stay in the shell's history and the process list."""
+    if password_file is not None:
+        try:
+            lines = password_file.read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise ConfigError(
+                f"--password-file {password_file}: cannot read ({error.strerror or error})"
+            ) from None
+        if not lines:
+            raise ConfigError(f"--password-file {password_file}: the file is empty")
+        return lines[0]
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+_PASSWORD_FILE = click.option(
+    "--password-file", type=click.Path(path_type=Path, dir_okay=False),
+    help="Read the password from this file's first line instead of asking for it.",
+)  # fmt: skip
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--role", type=click.Choice(ROLES), required=True,
+    help="viewer reads; analyst also creates objects; admin also sees accounts.",
+)  # fmt: skip
+@_PASSWORD_FILE
+@click.pass_obj
+def user_add(obj: _Obj, name: str, role: str, password_file: Path | None) -> None:
+    """Add console account NAME."""
+    check_name(name)
+    password = _password(password_file)
+    with obj.node() as node:
+        Accounts(node.store).add(name, role, password)
+    click.echo(f"added account {name} ({role}); log in at /ui/ of 'allied serve'")
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def user_list(obj: _Obj, as_json: bool) -> None:
+    """List console accounts (password hashes are never shown)."""
+    with obj.node() as node:
+        found = Accounts(node.store).all()
+    if as_json:
+        _emit_json([account.__dict__ for account in found])
+        return
+    for account in found:
+        click.echo(f"{account.name:<24} {account.role:<8} created {account.created}")
+
+
+@user.command("remove")
+@click.argument("name")
+@click.pass_obj
+def user_remove(obj: _Obj, name: str) -> None:
+    """Remove console account NAME; its sessions end at once."""
+    with obj.node() as node:
+        Accounts(node.store).remove(name)
+    click.echo(f"removed account {name}")
+
+
+@user.command("password")
+@click.argument("name")
+@_PASSWORD_FILE
+@click.pass_obj
+def user_password(obj: _Obj, name: str, password_file: Path | None) -> None:
+    """Set a new password for NAME; its sessions end at once."""
+    with obj.node() as node:
+        accounts = Accounts(node.store)
+        accounts.get(name)
+        accounts.set_password(name, _password(password_file))
+    click.echo(f"new password set for {name}; its sessions were ended")
+
+
+@user.command("role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(ROLES))
+@click.pass_obj
+def user_role(obj: _Obj, name: str, role: str) -> None:
+    """Give NAME another role (it applies from its next page)."""
+    with obj.node() as node:
+        Accounts(node.store).set_role(name, role)
+    click.echo(f"{name} is now {role}")
 
 
 @main.group()

@@ -218,6 +218,32 @@ SETTINGS: tuple[Setting, ...] = (
         "Objects written to the store per statement during an import.",
         _positive_int,
     ),
+    Setting(
+        "console_idle_minutes",
+        "30",
+        "Minutes a console session may stay unused before it ends.",
+        _positive_int,
+    ),
+    Setting(
+        "console_session_hours",
+        "12",
+        "Hours a console session lasts at most, however busy.",
+        _positive_int,
+    ),
+    Setting(
+        "console_login_attempts",
+        "5",
+        "Failed console logins an account may have within console_login_window_minutes "
+        "before it is refused even the right password until the window passes (a client "
+        "address may have four times as many).",
+        _positive_int,
+    ),
+    Setting(
+        "console_login_window_minutes",
+        "15",
+        "The window console_login_attempts counts failed logins in.",
+        _positive_int,
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 #: settings renamed since nodes were first created: their config files keep the old name

@@ -276,6 +276,12 @@ def _v11_unbounded_text(conn: Connection) -> None:
             conn.execute(text(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE TEXT'))
 
 
+def _v12_console(conn: Connection) -> None:
+    """The analyst console's accounts, sessions and failed logins (allied.web)."""
+    for table in (schema.console_accounts, schema.console_sessions, schema.console_login_failures):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "initial tables: objects, label_sets, partners, labels", _v1_initial),
     (2, "label closures and the reverse reference index", _v2_label_closures),
@@ -288,6 +294,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (9, "blind-matching sessions and their log", _v9_blind_matching),
     (10, "an index on the key collections know posted copies by", _v10_posted_copy_keys),
     (11, "text columns without a length limit", _v11_unbounded_text),
+    (12, "the analyst console's accounts, sessions and failed logins", _v12_console),
 ]
 LATEST = MIGRATIONS[-1][0]
 

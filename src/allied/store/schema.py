@@ -321,3 +321,34 @@ blind_log = Table(
     Column("count", Integer, nullable=False),
     Column("at", String(32), nullable=False),
 )
+
+# The analyst console's local accounts (the node's own people, never partners: those hold API
+# tokens), their sessions (by the SHA-256 of the cookie, so a copy of the table logs nobody
+# in) and recent failed logins, which the rate limit counts across serving processes.
+console_accounts = Table(
+    "console_accounts",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("role", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created", Text, nullable=False),
+)
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column("account", Text, nullable=False),
+    Column("csrf", Text, nullable=False),
+    Column("created", Text, nullable=False),
+    Column("last_seen", Text, nullable=False),
+    Index("ix_console_sessions_account", "account"),
+)
+console_login_failures = Table(
+    "console_login_failures",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    # "account:NAME" or "client:ADDRESS"
+    Column("key", Text, nullable=False),
+    Column("at", Text, nullable=False),
+    Index("ix_console_login_failures_key", "key", "at"),
+)

@@ -226,6 +226,13 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def is_latest() -> Any:
+    """A condition on ``objects`` rows: no newer version of the same id exists. Answered from
+    the (id, version) index, which is much cheaper than joining a GROUP BY of the table."""
+    newer = _O.alias("newer")
+    return ~exists().where(newer.c.id == _O.c.id, newer.c.version > _O.c.version)
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -380,10 +387,7 @@ class Store:
 
     @staticmethod
     def _is_latest() -> Any:
-        """No newer version of the same id exists: answered from the (id, version) index,
-        which is much cheaper than joining a GROUP BY of the whole table."""
-        newer = _O.alias("newer")
-        return ~exists().where(newer.c.id == _O.c.id, newer.c.version > _O.c.version)
+        return is_latest()
 
     def latest(self, object_id: str) -> StoredObject | None:
         found = self.versions(object_id)

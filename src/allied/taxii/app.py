@@ -25,8 +25,8 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
 
 from allied.errors import AlliedError, LimitExceeded, NotFound
 from allied.integrity import proofs
@@ -36,6 +36,7 @@ from allied.store.store import Partner
 from allied.taxii.openapi import openapi_document
 from allied.taxii.protocol import MEDIA_TYPE, TaxiiError, bad_request, now
 from allied.taxii.service import Answer, TaxiiService
+from allied.web.app import console_app
 
 if TYPE_CHECKING:
     from allied.matching.blind import Oracle
@@ -138,6 +139,9 @@ class TaxiiApp:
             route("/blind/sessions", self.blind_session, ["POST"]),
             route("/blind/sessions/{session_id}/evaluate", self.blind_evaluate, ["POST"]),
             route("/openapi.json", self.openapi, ["GET"]),
+            # the analyst console (docs/console.md): pages for the node's own people
+            Route("/", _to_console, methods=["GET"]),
+            Mount("/ui", app=console_app(self.node)),
         ]
         app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
         app.state.taxii = self
@@ -396,6 +400,10 @@ class TaxiiApp:
         if not _max_depth(envelope, self.max_json_depth):
             raise bad_request(f"the body nests deeper than {self.max_json_depth} levels")
         return envelope
+
+
+async def _to_console(_request: Request) -> Response:
+    return RedirectResponse("/ui/", status_code=303)
 
 
 def _too_large(limit: int) -> TaxiiError:

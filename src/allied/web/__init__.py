@@ -1,0 +1,1 @@
+"""The analyst console: the node's web interface under ``/ui`` (docs/console.md)."""

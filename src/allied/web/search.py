@@ -1,0 +1,166 @@
+"""Searching and browsing what the node holds: the latest version of each object, filtered by
+type, label, originator, time and free text, newest first, a page at a time.
+
+Free text is a case-insensitive substring of the object's JSON (names, descriptions,
+patterns, values), not an index: fine for the console's pages of fifty, and the same on
+SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import urlencode
+
+import orjson
+from sqlalchemy import func, select
+
+from allied.errors import ConfigError
+from allied.stix.banner import Banner, banner
+from allied.stix.labels import TLP_LEVELS, resolve_labels
+from allied.store import schema
+from allied.store.store import Store, is_latest
+
+PAGE_SIZE = 50
+_O = schema.objects
+_TYPE = re.compile(r"[a-z0-9-]{1,250}")
+_TLP_PREFIX = "tlp:"
+
+
+@dataclass(frozen=True)
+class Filters:
+    text: str = ""
+    type: str = ""
+    #: a label's name, or ``tlp:LEVEL``
+    label: str = ""
+    #: an identity id
+    originator: str = ""
+    #: dates (YYYY-MM-DD) the latest version was modified on or after / on or before
+    since: str = ""
+    until: str = ""
+    page: int = 1
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> Filters:
+        """From a query string; a value that cannot be a filter is a ConfigError naming it."""
+        text = params.get("q", "").strip()[:200]
+        type_ = params.get("type", "").strip()
+        if type_ and _TYPE.fullmatch(type_) is None:
+            raise ConfigError(f"type {type_[:40]!r}: not a STIX type name")
+        dates = {}
+        for key in ("since", "until"):
+            value = params.get(key, "").strip()
+            if value:
+                try:
+                    date.fromisoformat(value)
+                except ValueError:
+                    raise ConfigError(
+                        f"{key} {value[:40]!r}: expected a date, YYYY-MM-DD"
+                    ) from None
+            dates[key] = value
+        page = params.get("page", "1")
+        if not page.isascii() or not page.isdigit() or not 1 <= int(page) <= 100_000:
+            raise ConfigError(f"page {page[:20]!r}: expected a page number")
+        return cls(
+            text=text,
+            type=type_,
+            label=params.get("label", "").strip()[:200],
+            originator=params.get("originator", "").strip()[:300],
+            since=dates["since"],
+            until=dates["until"],
+            page=int(page),
+        )
+
+    def query_string(self, page: int) -> str:
+        """These filters on another page (for the pager's links)."""
+        values = {
+            "q": self.text,
+            "type": self.type,
+            "label": self.label,
+            "originator": self.originator,
+            "since": self.since,
+            "until": self.until,
+        }
+        return urlencode({k: v for k, v in values.items() if v} | {"page": page})
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    type: str
+    name: str | None
+    modified: str | None
+    date_added: str
+    originator: str | None
+    banner: Banner
+
+
+@dataclass(frozen=True)
+class Results:
+    hits: list[Hit]
+    filters: Filters
+    more: bool
+
+
+def _like(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search(store: Store, filters: Filters) -> Results:
+    latest = is_latest()
+    query = select(
+        _O.c.id, _O.c.type, _O.c.name, _O.c.modified, _O.c.date_added, _O.c.originator,
+        _O.c.markings,
+    ).where(latest)  # fmt: skip
+    if filters.type:
+        query = query.where(_O.c.type == filters.type)
+    if filters.label:
+        if filters.label.lower().startswith(_TLP_PREFIX):
+            level = filters.label[len(_TLP_PREFIX) :].lower()
+            if level not in TLP_LEVELS:
+                raise ConfigError(f"label {filters.label!r}: no such TLP level")
+            query = query.where(_O.c.tlp == level)
+        else:
+            marking_id, _tlp = store.label(filters.label)
+            query = query.where(_O.c.markings.like(_like(f'"{marking_id}"'), escape="\\"))
+    if filters.originator:
+        query = query.where(_O.c.originator == filters.originator)
+    if filters.since:
+        query = query.where(_O.c.version >= filters.since)
+    if filters.until:
+        query = query.where(_O.c.version < f"{filters.until}T99")
+    if filters.text:
+        pattern = _like(filters.text)
+        query = query.where(func.lower(_O.c.json).like(pattern, escape="\\"))
+    query = query.order_by(_O.c.date_added.desc(), _O.c.id)
+    query = query.offset((filters.page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
+    known = store.label_markings()
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    hits = [
+        Hit(
+            row.id,
+            row.type,
+            row.name,
+            row.modified,
+            row.date_added,
+            row.originator,
+            banner(resolve_labels(_markings(row.markings), known)),
+        )
+        for row in rows[:PAGE_SIZE]
+    ]
+    return Results(hits, filters, more=len(rows) > PAGE_SIZE)
+
+
+def _markings(text: str) -> list[str]:
+    value = orjson.loads(text)
+    return [str(item) for item in value] if isinstance(value, list) else []
+
+
+def label_choices(store: Store) -> list[tuple[str, str]]:
+    """(value, text) for the label filter: TLP levels, then the node's labels."""
+    tlps = [(f"{_TLP_PREFIX}{level}", f"TLP:{level.upper()}") for level in TLP_LEVELS]
+    return tlps + [(name, name) for name, _marking, _tlp in store.labels()]
