@@ -637,11 +637,13 @@ def serve(
     client_ca: Path | None,
     sync_interval: float | None,
 ) -> None:
-    """Serve the TAXII 2.1 API and the ledger endpoints until interrupted.
+    """Serve the TAXII 2.1 API, the ledger endpoints and the analyst console until
+    interrupted.
 
     Discovery is at /taxii2/, the API root at /api/, ledger proofs under /ledger/. Every
-    request needs a partner's token (Authorization: Bearer TOKEN), except discovery when
-    anonymous_discovery is set.
+    API request needs a partner's token (Authorization: Bearer TOKEN), except discovery when
+    anonymous_discovery is set. The console is at /ui/, for accounts made with 'allied user
+    add'.
     """
     from allied.taxii.server import Tls
     from allied.taxii.server import serve as run_server

@@ -59,7 +59,9 @@ def log_in(client: httpx.Client, name: str, password: str | None = None) -> http
     )
 
 
-def post_form(client: httpx.Client, path: str, data: dict[str, Any], **kwargs: Any) -> httpx.Response:
+def post_form(
+    client: httpx.Client, path: str, data: dict[str, Any], **kwargs: Any
+) -> httpx.Response:
     """POST a form of the page at ``path`` with the session's CSRF token taken from it."""
     page = client.get(path)
     assert page.status_code == 200, page.text

@@ -24,7 +24,10 @@ def _cells(page: httpx.Response, table: str) -> list[list[str]]:
     assert body is not None, f"no table {table}"
     rows = re.findall(r"<tr[^>]*>(.*?)</tr>", body.group(0), re.S)
     return [
-        [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        [
+            re.sub(r"<[^>]+>", "", cell).strip()
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
         for row in rows
         if "<td" in row
     ]
@@ -62,7 +65,7 @@ def test_the_dashboard_alerts_on_a_flagged_peer(site: Site, analyst: httpx.Clien
         )  # fmt: skip
     page = analyst.get("/ui/")
     assert "peer usa-node is flagged: its ledger at size 10 is not consistent" in page.text
-    assert ["usa-node", "usa", "flagged"] == _cells(page, "peers")[0][:3]
+    assert _cells(page, "peers")[0][:3] == ["usa-node", "usa", "flagged"]
 
 
 def test_search_filters_by_type_label_originator_time_and_text(
@@ -115,7 +118,9 @@ def test_a_bad_filter_says_what_is_wrong(
     assert message in page.text
 
 
-def test_search_pages_through_many_objects(site: Site, analyst: httpx.Client, tmp_path: Path) -> None:
+def test_search_pages_through_many_objects(
+    site: Site, analyst: httpx.Client, tmp_path: Path
+) -> None:
     many = [indicator(100 + n, name=f"paged {n}") for n in range(60)]
     import_file(site.node, write_bundle(tmp_path / "many.json", many))
     first = analyst.get("/ui/search", params={"q": "paged"})
@@ -170,7 +175,9 @@ def test_the_graph_joins_relationship_ends(site: Site, analyst: httpx.Client) ->
     assert set(nodes) == {ids["secret"], ids["clear"]}
     assert nodes[ids["secret"]]["focus"] and not nodes[ids["clear"]]["focus"]
     assert nodes[ids["clear"]]["href"] == f"/ui/objects/{ids['clear']}"
-    assert graph["edges"] == [{"source": ids["secret"], "target": ids["clear"], "label": "indicates"}]
+    assert graph["edges"] == [
+        {"source": ids["secret"], "target": ids["clear"], "label": "indicates"}
+    ]
 
 
 def _sighting(n: int, of: str, first_seen: str, count: int) -> dict[str, Any]:
@@ -236,7 +243,9 @@ def test_an_indicator_made_in_the_form_is_signed_labelled_and_released_by_its_la
     assert data["pattern"] == form["pattern"] and data["indicator_types"] == ["malicious-activity"]
     assert site.world.secret_label in data["object_marking_refs"]
     assert site.node.verify().ok
-    receivers = {row[0]: row[2] for row in _cells(analyst.get(response.headers["location"]), "receivers")}
+    receivers = {
+        row[0]: row[2] for row in _cells(analyst.get(response.headers["location"]), "receivers")
+    }
     assert receivers == {"usa": "allowed", "est": "denied", "gone": "denied"}
 
 

@@ -46,7 +46,9 @@ def test_every_page_needs_a_login(site: Site) -> None:
     assert len(paths) >= 12  # every route was found, posts included
     with site.client() as client:
         for method, path in paths:
-            response = client.request(method, path, data={"csrf": "x"} if method == "POST" else None)
+            response = client.request(
+                method, path, data={"csrf": "x"} if method == "POST" else None
+            )
             if method == "GET":
                 assert response.status_code == 303, path
                 assert response.headers["location"].startswith("/ui/login?next="), path

@@ -38,7 +38,7 @@ def banner(labels: LabelSet) -> Banner:
     if labels.unknown:
         parts.append(f"UNKNOWN MARKING ({len(labels.unknown)})")
     tlp = labels.tlp
-    tail = f"TLP:{tlp.upper()}" if tlp else "NO TLP (STAYS IN THIS NODE)"
+    tail = f"TLP:{tlp.upper()}" if tlp else "NO TLP"
     return Banner(" | ".join([*parts, tail]) if parts else tail, tlp)
 
 

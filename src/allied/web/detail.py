@@ -9,6 +9,7 @@ exactly as the TAXII API and sync ask it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from allied.integrity.signing import SignatureError, has_signature, verify
 from allied.node import Node
 from allied.policy.egress import Egress
 from allied.stix.banner import Banner, banner
-from allied.stix.labels import resolve_labels
+from allied.stix.labels import TLP_BY_ID, Label, resolve_labels
 from allied.store import schema
 from allied.store.store import StoredObject
 
@@ -84,9 +85,16 @@ def describe(node: Node, object_id: str) -> Detail:
         banner=banner(resolve_labels(markings, known)),
         signature=_signature(node, data),
         ledger=_ledger(node, object_id),
-        labels={ref: known[ref].name for ref in markings if ref in known},
+        labels={ref: _marking_name(ref, known) for ref in markings},
         originator=_who(node, data.get("created_by_ref")),
     )
+
+
+def _marking_name(ref: str, known: Mapping[str, Label]) -> str:
+    if ref in known:
+        return known[ref].name
+    level = TLP_BY_ID.get(ref)
+    return f"TLP:{level.upper()}" if level else ref
 
 
 def _who(node: Node, identity: Any) -> str | None:
