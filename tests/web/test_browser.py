@@ -96,7 +96,7 @@ def test_an_analyst_searches_opens_and_creates(browser: Browser, site: Site) -> 
     expect(page.locator("#hits tbody tr td").nth(0)).to_have_text("malware")
     expect(page).to_have_url(re.compile(r"/ui/search\?q=Family(\+|%20)3&"))
     page.fill("#q", "")
-    page.select_option("#label", "NATO SECRET REL USA")
+    page.select_option("#label", label="NATO SECRET REL USA")
     expect(page.locator("#hits tbody tr")).to_have_count(1)
     watched.shot("search")
 

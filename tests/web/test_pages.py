@@ -45,6 +45,7 @@ def test_the_dashboard_counts_what_the_node_holds(site: Site, analyst: httpx.Cli
     labels = {row[0]: int(row[1]) for row in _cells(page, "by-label")}
     assert labels["NATO SECRET REL USA"] == 1
     assert labels["TLP:RED"] == 1  # the tightened indicator, by its latest version
+    assert labels["TLP:GREEN"] == 2  # the first indicator and the relationship, not it
     head = site.node.store.tree_heads()[-1]
     assert str(head.size) in re.sub(r"\s+", " ", page.text.split('id="ledger-head"')[1][:400])
     assert "revoked partners: gone" in page.text  # an alert
@@ -77,7 +78,7 @@ def test_search_filters_by_type_label_originator_time_and_text(
         everything
     )
     assert set(_ids(analyst.get("/ui/search", params={"type": "malware"}))) == {ids["clear"]}
-    assert _ids(analyst.get("/ui/search", params={"label": "NATO SECRET REL USA"})) == [
+    assert _ids(analyst.get("/ui/search", params={"label": site.world.secret_label})) == [
         ids["secret"]
     ]
     assert _ids(analyst.get("/ui/search", params={"label": "tlp:red"})) == [ids["tightened"]]
@@ -106,7 +107,7 @@ def test_search_answers_htmx_with_the_results_only(analyst: httpx.Client) -> Non
         ({"since": "yesterday"}, "expected a date"),
         ({"type": "Not A Type"}, "not a STIX type"),
         ({"page": "0"}, "expected a page number"),
-        ({"label": "no such label"}, "no label named"),
+        ({"label": "NATO SECRET REL USA"}, "no such classification label"),
         ({"label": "tlp:purple"}, "no such TLP level"),
     ],
 )

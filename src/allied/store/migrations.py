@@ -277,9 +277,14 @@ def _v11_unbounded_text(conn: Connection) -> None:
 
 
 def _v12_console(conn: Connection) -> None:
-    """The analyst console's accounts, sessions and failed logins (allied.web)."""
+    """The analyst console's accounts, sessions and failed logins (allied.web), and an
+    index for its newest-first listing of one type: without it a page of indicators sorts
+    every indicator the node holds."""
     for table in (schema.console_accounts, schema.console_sessions, schema.console_login_failures):
         table.create(conn, checkfirst=True)
+    conn.execute(
+        text("CREATE INDEX IF NOT EXISTS ix_objects_type_added ON objects (type, date_added)")
+    )
 
 
 MIGRATIONS: list[tuple[int, str, Migration]] = [
@@ -294,7 +299,11 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (9, "blind-matching sessions and their log", _v9_blind_matching),
     (10, "an index on the key collections know posted copies by", _v10_posted_copy_keys),
     (11, "text columns without a length limit", _v11_unbounded_text),
-    (12, "the analyst console's accounts, sessions and failed logins", _v12_console),
+    (
+        12,
+        "the analyst console's accounts, sessions and logins; objects by type and time",
+        _v12_console,
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 

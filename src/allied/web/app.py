@@ -39,7 +39,13 @@ from allied.node import Node
 from allied.web import authoring, detail
 from allied.web.accounts import Account, Accounts, LoginLimit
 from allied.web.overview import overview
-from allied.web.search import Filters, label_choices, search
+from allied.web.search import (
+    Filters,
+    label_choices,
+    object_types,
+    own_label_choices,
+    search,
+)
 from allied.web.sessions import Session, Sessions
 
 access_log = logging.getLogger("allied.access")
@@ -324,7 +330,7 @@ class Console:
             "results": results,
             "f": filters,
             "labels": label_choices(self.node.store),
-            "types": sorted(self.node.store.counts_by_type()),
+            "types": object_types(self.node.store),
             "originators": self._originators(),
         }
         partial = request.headers.get("hx-request") == "true"
@@ -387,7 +393,7 @@ class Console:
         template: str,
     ) -> Page:
         values: dict[str, Any] = {
-            "labels": label_choices(self.node.store),
+            "labels": own_label_choices(self.node.store),
             "indicator_types": authoring.INDICATOR_TYPES,
             "report_types": authoring.REPORT_TYPES,
             "form": {},

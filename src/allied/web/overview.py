@@ -3,26 +3,31 @@ its peers stand, its ledger head, and what needs someone's attention now."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+import orjson
+from sqlalchemy import func, select
 
 from allied.errors import NotFound
 from allied.integrity import proofs
 from allied.node import Node
+from allied.stix.labels import TLP_LEVELS
 from allied.store import schema
 from allied.store.store import is_latest
 from allied.web.search import Filters, Hit, search
 
 _O = schema.objects
+_TLP_ORDER = {level: rank for rank, level in enumerate(TLP_LEVELS)}
 
 
 @dataclass
 class Overview:
     by_type: list[tuple[str, int]]
     by_tlp: list[tuple[str, int]]
-    by_label: list[tuple[str, int]]
+    #: (name, marking id, objects) of every classification label the node holds
+    by_label: list[tuple[str, str, int]]
     recent: list[Hit]
     peers: list[dict[str, Any]]
     head: dict[str, Any] | None
@@ -34,15 +39,23 @@ def overview(node: Node) -> Overview:
     from allied.federation.status import status
 
     store = node.store
-    with store.engine.connect() as conn:
-        by_tlp = conn.execute(
-            select(func.coalesce(_O.c.tlp, "none"), func.count(func.distinct(_O.c.id)))
-            .group_by(_O.c.tlp)
-            .order_by(_O.c.tlp)
-        ).all()
-        by_label = [
-            (name, _count_marked(conn, marking_id)) for name, marking_id, _tlp in store.labels()
-        ]
+    by_type: Counter[str] = Counter()
+    by_tlp: Counter[str] = Counter()
+    by_label: Counter[str] = Counter()
+    sets = store.label_sets()
+    labels = store.label_markings()
+    query = (
+        select(_O.c.type, _O.c.tlp, _O.c.label_set, func.count())
+        .where(is_latest())
+        .group_by(_O.c.type, _O.c.tlp, _O.c.label_set)
+    )
+    with store.engine.connect() as conn:  # one pass over the latest versions
+        for kind, tlp, label_set, count in conn.execute(query):
+            by_type[kind] += count
+            by_tlp[tlp or "none"] += count
+            markings = orjson.loads(sets[label_set][0]) if label_set in sets else []
+            for marking_id in set(markings) & labels.keys():
+                by_label[marking_id] += count
     try:
         head: dict[str, Any] | None = proofs.latest_head(store).as_dict()
     except NotFound:
@@ -58,19 +71,15 @@ def overview(node: Node) -> Overview:
     if revoked:
         alerts.append(f"revoked partners: {', '.join(revoked)}")
     return Overview(
-        by_type=sorted(store.counts_by_type().items(), key=lambda item: (-item[1], item[0])),
-        by_tlp=[(str(level), int(count)) for level, count in by_tlp],
-        by_label=by_label,
+        by_type=sorted(by_type.items(), key=lambda item: (-item[1], item[0])),
+        by_tlp=sorted(by_tlp.items(), key=lambda item: _TLP_ORDER.get(item[0], -1)),
+        by_label=sorted(
+            ((labels[m].name, m, by_label[m]) for m in labels),
+            key=lambda row: (row[0], row[1]),
+        ),
         recent=search(store, Filters()).hits[:10],
         peers=peers,
         head=head,
         versions=store.version_count(),
         alerts=alerts,
     )
-
-
-def _count_marked(conn: Connection, marking_id: str) -> int:
-    """Objects whose latest version carries the marking (markings hold quoted ids)."""
-    latest = is_latest()
-    query = select(func.count()).where(latest, _O.c.markings.like(f'%"{marking_id}"%'))
-    return int(conn.execute(query).scalar_one())

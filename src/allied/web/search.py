@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import orjson
 from sqlalchemy import func, select
 
-from allied.errors import ConfigError
+from allied.errors import ConfigError, NotFound
 from allied.stix.banner import Banner, banner
 from allied.stix.labels import TLP_LEVELS, resolve_labels
 from allied.store import schema
@@ -33,7 +33,7 @@ _TLP_PREFIX = "tlp:"
 class Filters:
     text: str = ""
     type: str = ""
-    #: a label's name, or ``tlp:LEVEL``
+    #: a classification label's marking-definition id, or ``tlp:LEVEL``
     label: str = ""
     #: an identity id
     originator: str = ""
@@ -124,8 +124,9 @@ def search(store: Store, filters: Filters) -> Results:
                 raise ConfigError(f"label {filters.label!r}: no such TLP level")
             query = query.where(_O.c.tlp == level)
         else:
-            marking_id, _tlp = store.label(filters.label)
-            query = query.where(_O.c.markings.like(_like(f'"{marking_id}"'), escape="\\"))
+            if filters.label not in store.label_markings():
+                raise NotFound(f"label {filters.label!r}: no such classification label here")
+            query = query.where(_O.c.markings.like(_like(f'"{filters.label}"'), escape="\\"))
     if filters.originator:
         query = query.where(_O.c.originator == filters.originator)
     if filters.since:
@@ -135,7 +136,9 @@ def search(store: Store, filters: Filters) -> Results:
     if filters.text:
         pattern = _like(filters.text)
         query = query.where(func.lower(_O.c.json).like(pattern, escape="\\"))
-    query = query.order_by(_O.c.date_added.desc(), _O.c.id)
+    # newest first; the primary key breaks ties, so SQLite walks the date_added index
+    # backwards (which holds it) and stops after a page instead of sorting every match
+    query = query.order_by(_O.c.date_added.desc(), _O.c.pk.desc())
     query = query.offset((filters.page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
     known = store.label_markings()
     with store.engine.connect() as conn:
@@ -160,7 +163,26 @@ def _markings(text: str) -> list[str]:
     return [str(item) for item in value] if isinstance(value, list) else []
 
 
+def tlp_choices() -> list[tuple[str, str]]:
+    return [(f"{_TLP_PREFIX}{level}", f"TLP:{level.upper()}") for level in TLP_LEVELS]
+
+
 def label_choices(store: Store) -> list[tuple[str, str]]:
-    """(value, text) for the label filter: TLP levels, then the node's labels."""
-    tlps = [(f"{_TLP_PREFIX}{level}", f"TLP:{level.upper()}") for level in TLP_LEVELS]
-    return tlps + [(name, name) for name, _marking, _tlp in store.labels()]
+    """(value, text) for the label filter: TLP levels, then every classification label the
+    node holds (its own and its partners'), by name."""
+    labels = sorted(
+        store.label_markings().values(), key=lambda label: (label.name, label.marking_id)
+    )
+    return tlp_choices() + [(label.marking_id, label.name) for label in labels]
+
+
+def own_label_choices(store: Store) -> list[tuple[str, str]]:
+    """(value, text) of what the node's analysts may mark objects with: TLP levels and the
+    node's own labels (``allied label add``), by name."""
+    return tlp_choices() + [(name, name) for name, _marking, _tlp in store.labels()]
+
+
+def object_types(store: Store) -> list[str]:
+    """Every type the node holds (read from the type index, not the objects)."""
+    with store.engine.connect() as conn:
+        return sorted(conn.execute(select(_O.c.type).distinct()).scalars())
