@@ -15,7 +15,7 @@ from datetime import date
 from urllib.parse import urlencode
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from allied.errors import ConfigError, NotFound
 from allied.stix.banner import Banner, banner
@@ -105,7 +105,7 @@ class Results:
 
 
 def _like(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
@@ -135,7 +135,12 @@ def search(store: Store, filters: Filters) -> Results:
         query = query.where(_O.c.version < f"{filters.until}T99")
     if filters.text:
         pattern = _like(filters.text)
-        query = query.where(func.lower(_O.c.json).like(pattern, escape="\\"))
+        # SQLite's LIKE ignores ASCII case already (lower() would cost a copy of each row)
+        column = _O.c.json
+        if store.engine.dialect.name == "postgresql":
+            query = query.where(column.ilike(pattern, escape="\\"))
+        else:
+            query = query.where(column.like(pattern, escape="\\"))
     # newest first; the primary key breaks ties, so SQLite walks the date_added index
     # backwards (which holds it) and stops after a page instead of sorting every match
     query = query.order_by(_O.c.date_added.desc(), _O.c.pk.desc())
