@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/matching.py
 	$(BIN)/python benchmarks/blind.py
 	$(BIN)/python benchmarks/postgres.py
+	$(BIN)/python benchmarks/console.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

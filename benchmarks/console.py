@@ -170,6 +170,13 @@ def main() -> None:
         "|---|---:|---:|---:|",
     ]
     lines += [f"| {t.name} | {t.median_ms:.1f} | {t.p95_ms:.1f} | {t.bytes:,} |" for t in timings]
+    lines += [
+        "",
+        "Pages read indexes (newest first, by type, by label) and a page of rows; the dashboard "
+        "counts from a covering index. Free-text search reads every object's JSON (there is no "
+        "text index), so it grows with the store: a substring of anything, names, patterns and "
+        "values alike.",
+    ]
     write_section(SECTION, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
