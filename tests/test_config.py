@@ -38,6 +38,7 @@ def test_defaults_cast() -> None:
         "sync_page_size": 1000,
         "sync_max_pages": 1000,
         "import_batch_size": 2000,
+        "console": True,
         "console_idle_minutes": 30,
         "console_session_hours": 12,
         "console_login_attempts": 5,

@@ -987,6 +987,16 @@ def user_password(obj: _Obj, name: str, password_file: Path | None) -> None:
     click.echo(f"new password set for {name}; its sessions were ended")
 
 
+@user.command("unlock")
+@click.argument("name")
+@click.pass_obj
+def user_unlock(obj: _Obj, name: str) -> None:
+    """Forget NAME's failed logins, so that it may log in again at once."""
+    with obj.node() as node:
+        forgotten = Accounts(node.store).unlock(name)
+    click.echo(f"{name}: {forgotten} failed logins forgotten")
+
+
 @user.command("role")
 @click.argument("name")
 @click.argument("role", type=click.Choice(ROLES))

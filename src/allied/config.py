@@ -219,6 +219,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "console",
+        "true",
+        "Whether 'allied serve' serves the analyst console at /ui/ beside the API (a node "
+        "whose API listens where partners reach it may run its console elsewhere).",
+        _flag,
+    ),
+    Setting(
         "console_idle_minutes",
         "30",
         "Minutes a console session may stay unused before it ends.",
@@ -233,9 +240,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "console_login_attempts",
         "5",
-        "Failed console logins an account may have within console_login_window_minutes "
-        "before it is refused even the right password until the window passes (a client "
-        "address may have four times as many).",
+        "Failed console logins one client may have for one account within "
+        "console_login_window_minutes before it is refused even the right password until the "
+        "window passes; all clients together may have ten times as many for an account, and "
+        "one client four times as many over all accounts.",
         _positive_int,
     ),
     Setting(

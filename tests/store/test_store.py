@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from allied.errors import ConfigError, Conflict, NotFound
 from allied.stix.model import parse_object
@@ -162,7 +163,14 @@ def test_postgresql_connections_do_not_compile_queries(store: Store) -> None:
         if conn.dialect.name == "postgresql":
             assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
         else:
-            assert database.engine_options(store.engine.url) == {}
+            assert "connect_args" not in database.engine_options(store.engine.url)
+
+
+def test_a_failed_statements_error_leaves_its_parameters_out(store: Store) -> None:
+    """Errors reach logs; a parameter may be a session's token hash or an object's text."""
+    with pytest.raises(SQLAlchemyError) as failed, store.engine.connect() as conn:
+        conn.execute(text("SELECT * FROM no_such_table WHERE x = :v"), {"v": "secret-value-17"})
+    assert "secret-value-17" not in str(failed.value)
 
 
 def test_timestamps_with_many_fractional_digits_are_stored_on_every_backend(store: Store) -> None:

@@ -3,6 +3,7 @@ counted in the store, and sessions that end when they should."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from allied.errors import AuthError, ConfigError, Conflict, LimitExceeded, NotFound
 from allied.node import Node
 from allied.store import schema
-from allied.web.accounts import Accounts, LoginLimit
+from allied.web.accounts import Accounts, Busy, LoginLimit
 from allied.web.sessions import Sessions
 
 PASSWORD = "long enough password"
@@ -66,27 +67,67 @@ def test_a_wrong_password_and_an_unknown_name_fail_alike(node: Node) -> None:
     assert wrong.value.message == unknown.value.message
 
 
-def test_too_many_failures_lock_the_account_even_for_the_right_password(node: Node) -> None:
+def test_too_many_failures_refuse_that_client_even_the_right_password(node: Node) -> None:
     accounts = Accounts(node.store, LoginLimit(attempts=3, window=timedelta(seconds=2)))
     accounts.add("ann", "viewer", PASSWORD)
     for n in range(3):
         with pytest.raises(AuthError):
-            accounts.login("ann", f"guess {n}", f"10.0.0.{n}")  # from three addresses
+            accounts.login("ann", f"guess {n}", "10.0.0.1")
     with pytest.raises(LimitExceeded, match="too many failed logins"):
-        accounts.login("ann", PASSWORD, "10.0.0.9")
+        accounts.login("ann", PASSWORD, "10.0.0.1")
+    # whoever guessed cannot lock the owner out from elsewhere
+    assert accounts.login("ann", PASSWORD, "10.0.0.2").name == "ann"
     time.sleep(2.1)  # the window passes: the failures no longer count
-    assert accounts.login("ann", PASSWORD, "10.0.0.9").name == "ann"
+    assert accounts.login("ann", PASSWORD, "10.0.0.1").name == "ann"
 
 
-def test_a_client_spraying_many_accounts_is_limited(node: Node) -> None:
-    accounts = Accounts(node.store, LoginLimit(attempts=2, window=timedelta(minutes=5)))
+def test_a_guess_spread_over_many_clients_locks_the_account(node: Node) -> None:
+    accounts = Accounts(node.store, LoginLimit(attempts=1, window=timedelta(minutes=5)))
     accounts.add("ann", "viewer", PASSWORD)
-    for n in range(8):  # per client: four times the per-account limit
+    for n in range(10):  # all clients together: ten times the limit of one
         with pytest.raises(AuthError):
-            accounts.login(f"user{n}", PASSWORD, "10.9.9.9")
+            accounts.login("ann", "wrong", f"10.0.1.{n}")
     with pytest.raises(LimitExceeded):
-        accounts.login("ann", PASSWORD, "10.9.9.9")
-    assert accounts.login("ann", PASSWORD, "10.1.1.1").name == "ann"  # another client
+        accounts.login("ann", PASSWORD, "10.0.2.1")
+    assert accounts.unlock("ann") == 10  # the operator looked into it
+    assert accounts.login("ann", PASSWORD, "10.0.2.1").name == "ann"
+
+
+def test_logins_at_once_cannot_all_pass_the_limit(node: Node) -> None:
+    accounts = Accounts(node.store, LoginLimit(attempts=3, window=timedelta(minutes=5)))
+    accounts.add("ann", "viewer", PASSWORD)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(12)
+
+    def attempt(n: int) -> None:
+        barrier.wait()
+        try:
+            accounts.login("ann", f"guess {n}", "10.0.0.1")
+        except AuthError:
+            outcomes.append("checked")
+        except LimitExceeded:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 12
+    assert 1 <= outcomes.count("checked") <= 3
+
+
+def test_a_name_no_account_can_have_counts_against_the_client(node: Node) -> None:
+    accounts = Accounts(node.store, LoginLimit(attempts=1, window=timedelta(minutes=5)))
+    accounts.add("ann", "viewer", PASSWORD)
+    for n in range(4):
+        with pytest.raises(AuthError):
+            accounts.login("x" * 3000 + str(n), PASSWORD, "10.0.0.5")
+    with node.store.engine.connect() as conn:
+        keys = set(conn.execute(select(schema.console_login_failures.c.key)).scalars())
+    assert keys == {"client:10.0.0.5"}
+    with pytest.raises(LimitExceeded):  # four per client, whatever the names
+        accounts.login("ann", PASSWORD, "10.0.0.5")
 
 
 def test_a_success_forgets_the_accounts_earlier_failures(node: Node) -> None:
@@ -130,6 +171,19 @@ def test_each_login_is_a_new_session(node: Node) -> None:
     assert first != second and one.csrf != two.csrf
 
 
+def test_a_login_ends_the_browsers_earlier_session_and_expired_ones(node: Node) -> None:
+    account = Accounts(node.store).add("ann", "analyst", PASSWORD)
+    sessions = _sessions(node, idle=timedelta(seconds=1))
+    sessions.open(account)
+    time.sleep(1.1)
+    earlier, _ = sessions.open(account)  # fresh: not purged for being idle
+    current, _ = sessions.open(account, replacing=earlier)
+    with node.store.engine.connect() as conn:
+        rows = conn.execute(select(schema.console_sessions.c.token_hash)).all()
+    assert len(rows) == 1  # the stale one was purged, the replaced one ended
+    assert sessions.find(current) is not None
+
+
 def test_idle_and_old_sessions_end(node: Node) -> None:
     account = Accounts(node.store).add("ann", "analyst", PASSWORD)
     idle = _sessions(node, idle=timedelta(seconds=1))
@@ -150,8 +204,13 @@ def test_a_new_password_or_a_removed_account_ends_its_sessions(node: Node) -> No
     account = accounts.add("ann", "analyst", PASSWORD)
     sessions = _sessions(node)
     token, _ = sessions.open(account)
+    with pytest.raises(AuthError):
+        accounts.login("ann", "wrong", "10.0.0.1")
     accounts.set_password("ann", PASSWORD + " new")
     assert sessions.find(token) is None
+    with node.store.engine.connect() as conn:  # and its failed logins are forgotten
+        keys = set(conn.execute(select(schema.console_login_failures.c.key)).scalars())
+    assert keys == {"client:10.0.0.1"}
     with pytest.raises(AuthError):
         accounts.login("ann", PASSWORD, "10.0.0.1")
     token, _ = sessions.open(account)
@@ -170,3 +229,21 @@ def test_a_role_change_applies_to_open_sessions(node: Node) -> None:
     found = sessions.find(token)
     assert found is not None and found.account.role == "viewer"
     assert not found.account.may("analyst") and found.account.may("viewer")
+
+
+def test_password_checks_beyond_two_at_once_are_told_to_retry(node: Node) -> None:
+    accounts = Accounts(node.store)
+    accounts.add("ann", "viewer", PASSWORD)
+    from allied.web import accounts as module
+
+    for _ in range(2):  # two checks in progress
+        assert module._CHECKS.acquire(blocking=False)
+    try:
+        with pytest.raises(Busy, match="checking other logins"):
+            accounts.login("ann", PASSWORD, "10.0.0.1")
+    finally:
+        module._CHECKS.release()
+        module._CHECKS.release()
+    with node.store.engine.connect() as conn:  # a refused attempt is no failure
+        assert conn.execute(select(schema.console_login_failures)).all() == []
+    assert accounts.login("ann", PASSWORD, "10.0.0.1").name == "ann"

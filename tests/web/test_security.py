@@ -244,3 +244,19 @@ def test_stored_script_in_an_object_renders_as_text(
     graph = analyst.get(f"/ui/objects/{object_id}/graph.json")
     assert graph.headers["content-type"] == "application/json"
     assert any(XSS in node["label"] for node in graph.json()["nodes"])  # data, for textContent
+
+
+def test_the_access_log_names_the_account_never_its_secrets(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="allied.access")
+    with site.client() as client:
+        response = log_in(client, "ann")
+        cookie = response.cookies[SESSION_COOKIE]
+        page = client.get("/ui/")
+        post_form(client, "/ui/new/indicator", INDICATOR)
+    lines = [r.getMessage() for r in caplog.records if r.name == "allied.access"]
+    assert any('"account":"ann"' in line and '"path":"/ui/"' in line for line in lines)
+    text = "\n".join(lines)
+    for secret in (PASSWORDS["ann"], cookie, hidden(page, "csrf"), INDICATOR["pattern"]):
+        assert secret not in text

@@ -6,9 +6,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from allied.cli import main
+from allied.errors import AuthError
 from allied.node import Node
 from allied.web.accounts import Accounts
 
@@ -37,6 +39,10 @@ def test_add_list_role_password_remove(cli: Cli, node_dir: Path, tmp_path: Path)
     with Node.open(node_dir) as node:
         account = Accounts(node.store).login("ann", "second password 2", "127.0.0.1")
     assert account.role == "viewer"
+    with Node.open(node_dir) as node, pytest.raises(AuthError):
+        Accounts(node.store).login("ann", "a wrong password", "127.0.0.1")
+    unlocked = cli("user", "unlock", "ann")
+    assert unlocked.exit_code == 0 and "ann: 1 failed logins forgotten" in unlocked.output
     assert cli("user", "remove", "ann").exit_code == 0
     assert cli("user", "list").output == ""
 

@@ -70,10 +70,13 @@ def engine_options(url: URL) -> dict[str, Any]:
     """How Allied connects. PostgreSQL compiles a query to machine code when its estimated
     cost is high, and the release filters of a TAXII page (correlated subqueries per row)
     are estimated high though they run in milliseconds: compiling took 20 ms of a 35 ms
-    page. Allied's queries are short, so the JIT is off for its connections."""
+    page. Allied's queries are short, so the JIT is off for its connections.
+
+    A failed statement's error leaves its parameters out: they may be a session's token
+    hash or an object's text, and errors end up in logs."""
     if url.get_backend_name() == POSTGRESQL:
-        return {"connect_args": {"options": "-c jit=off"}}
-    return {}
+        return {"hide_parameters": True, "connect_args": {"options": "-c jit=off"}}
+    return {"hide_parameters": True}
 
 
 def same(first: str, second: str) -> bool:

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from allied.errors import AlliedError, LimitExceeded, NotFound
 from allied.integrity import proofs
@@ -121,7 +121,7 @@ class TaxiiApp:
             return Route(path, self._endpoint(handler, anonymous=anonymous), methods=methods)
 
         collection = "/api/collections/{collection_id}"
-        routes = [
+        routes: list[BaseRoute] = [
             route("/taxii2/", self.discovery, ["GET"], anonymous=True),
             route("/api/", self.api_root, ["GET"]),
             route("/api/collections/", self.collections, ["GET"]),
@@ -139,10 +139,12 @@ class TaxiiApp:
             route("/blind/sessions", self.blind_session, ["POST"]),
             route("/blind/sessions/{session_id}/evaluate", self.blind_evaluate, ["POST"]),
             route("/openapi.json", self.openapi, ["GET"]),
-            # the analyst console (docs/console.md): pages for the node's own people
-            Route("/", _to_console, methods=["GET"]),
-            Mount("/ui", app=console_app(self.node)),
         ]
+        if self.node.config.setting("console"):  # pages for the node's own people
+            routes += [
+                Route("/", _to_console, methods=["GET"]),
+                Mount("/ui", app=console_app(self.node)),
+            ]
         app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
         app.state.taxii = self
         return app

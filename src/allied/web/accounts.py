@@ -10,16 +10,18 @@ limited even for the right password until the window has passed.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 
 from allied.errors import AuthError, ConfigError, Conflict, LimitExceeded, NotFound
 from allied.store import schema
-from allied.store.store import Store, now
+from allied.store.store import Store, now, stamp
 
 #: each role may do all that the ones before it may
 ROLES = ("viewer", "analyst", "admin")
@@ -29,8 +31,14 @@ _A = schema.console_accounts
 _F = schema.console_login_failures
 _S = schema.console_sessions
 _HASHER = PasswordHasher()
+#: password checks running at once in this process (see Accounts.login)
+_CHECKS = threading.BoundedSemaphore(2)
 #: verified when the account does not exist, so that answer takes as long as a wrong password
 _DUMMY = _HASHER.hash("not a password of anyone's")
+
+
+class Busy(LimitExceeded):
+    """Too many logins being checked at this moment (not too many failures)."""
 
 
 @dataclass(frozen=True)
@@ -46,15 +54,24 @@ class Account:
 
 @dataclass(frozen=True)
 class LoginLimit:
-    """How many failed logins a window allows, per account and per client address."""
+    """How many failed logins a window allows.
+
+    ``attempts`` for one account from one client: past them that client is refused even
+    the right password, but the account's owner elsewhere is not (anyone could otherwise
+    lock out any account). Ten times as many for one account from all clients together (a
+    guess spread over many addresses), and four times as many for one client over all
+    accounts (it may mistype a name, not spray many)."""
 
     attempts: int = 5
     window: timedelta = timedelta(minutes=15)
 
     @property
     def per_client(self) -> int:
-        """A client may try a few accounts (a mistyped name) but not spray many."""
         return self.attempts * 4
+
+    @property
+    def per_account(self) -> int:
+        return self.attempts * 10
 
 
 def check_name(name: str) -> str:
@@ -130,6 +147,7 @@ class Accounts:
                 update(_A).where(_A.c.name == name).values(password_hash=hashed)
             ).rowcount
             writer.conn.execute(delete(_S).where(_S.c.account == name))
+            writer.conn.execute(delete(_F).where(_failures_of(name)))
         if not changed:
             raise NotFound(f"no account {name} (see 'allied user list')")
 
@@ -143,41 +161,75 @@ class Accounts:
             raise NotFound(f"no account {name} (see 'allied user list')")
 
     def login(self, name: str, password: str, client: str) -> Account:
-        """The account, if ``password`` is its password and neither it nor ``client`` is
-        over the limit; AuthError (the same for an unknown name) or LimitExceeded."""
-        keys = (f"account:{name}", f"client:{client}")
-        since = _stamp(datetime.now(UTC) - self.limit.window)
-        with self.store.engine.connect() as conn:
-            counts: dict[str, int] = dict(
-                conn.execute(
-                    select(_F.c.key, func.count())
-                    .where(_F.c.key.in_(keys), _F.c.at > since)
-                    .group_by(_F.c.key)
-                ).all()
-            )
-            row = conn.execute(
-                select(_A.c.name, _A.c.role, _A.c.created, _A.c.password_hash).where(
-                    _A.c.name == name
-                )
-            ).first()
-        if (
-            counts.get(keys[0], 0) >= self.limit.attempts
-            or counts.get(keys[1], 0) >= self.limit.per_client
-        ):
-            minutes = int(self.limit.window.total_seconds() // 60)
-            raise LimitExceeded(f"too many failed logins: try again in up to {minutes} minutes")
-        if row is not None and _verified(row.password_hash, password):
-            if _HASHER.check_needs_rehash(row.password_hash):
-                self._rehash(name, password)
-            with self.store.write() as writer:
-                writer.conn.execute(delete(_F).where(_F.c.key == keys[0]))
-            return Account(row.name, row.role, row.created)
-        if row is None:
-            _verified(_DUMMY, password)
+        """The account, if ``password`` is its password and no limit is reached; AuthError
+        (the same for an unknown name) or LimitExceeded.
+
+        Each attempt is counted as a failure before its password is checked, in the same
+        write transaction that checks the counts, so attempts made at once cannot all pass
+        the limit; a success takes its failures back. Password checks run at most
+        ``_CHECKS`` at a time per process: each costs 64 MiB and a tenth of a second, and
+        a burst of them must not starve the API serving partners."""
+        valid = _NAME.fullmatch(name) is not None
+        keys = [f"client:{client}"]
+        if valid:  # a name no account can have is counted against the client alone
+            keys += [f"account:{name}", f"pair:{name} {client}"]
+        if not _CHECKS.acquire(blocking=False):
+            raise Busy("the node is checking other logins: try again in a moment")
+        try:
+            reserved = self._count_attempt(keys)
+            row = None
+            if valid:
+                with self.store.engine.connect() as conn:
+                    row = conn.execute(
+                        select(_A.c.name, _A.c.role, _A.c.created, _A.c.password_hash).where(
+                            _A.c.name == name
+                        )
+                    ).first()
+            verified = row is not None and _verified(row.password_hash, password)
+            if valid and row is None:
+                _verified(_DUMMY, password)
+        finally:
+            _CHECKS.release()
+        if not verified or row is None:
+            raise AuthError("wrong account name or password")
         with self.store.write() as writer:
-            writer.conn.execute(delete(_F).where(_F.c.at <= since))
-            writer.conn.execute(insert(_F), [{"key": key, "at": now()} for key in keys])
-        raise AuthError("wrong account name or password")
+            writer.conn.execute(
+                delete(_F).where(or_(_F.c.seq.in_(reserved), _F.c.key.in_(keys[1:])))
+            )
+        if _HASHER.check_needs_rehash(row.password_hash):
+            self._rehash(name, password)
+        return Account(row.name, row.role, row.created)
+
+    def _count_attempt(self, keys: list[str]) -> list[int]:
+        """Check the limits of ``keys`` and count one more failure for each, at once;
+        returns the new rows' numbers (a success deletes them)."""
+        since = stamp(datetime.now(UTC) - self.limit.window)
+        limits = {"client": self.limit.per_client, "account": self.limit.per_account,
+                  "pair": self.limit.attempts}  # fmt: skip
+        with self.store.write() as writer:
+            conn = writer.conn
+            conn.execute(delete(_F).where(_F.c.at <= since))
+            counted = select(_F.c.key, func.count()).where(_F.c.key.in_(keys)).group_by(_F.c.key)
+            counts: dict[str, int] = {key: int(n) for key, n in conn.execute(counted)}
+            if any(counts.get(key, 0) >= limits[key.split(":")[0]] for key in keys):
+                minutes = int(self.limit.window.total_seconds() // 60)
+                raise LimitExceeded(f"too many failed logins: try again in up to {minutes} minutes")
+            at, numbers = now(), []
+            for key in keys:
+                inserted = conn.execute(insert(_F).values(key=key, at=at)).inserted_primary_key
+                assert inserted is not None
+                numbers.append(int(inserted[0]))
+            return numbers
+
+    def unlock(self, name: str) -> int:
+        """Forget the account's failed logins (from every client); how many there were."""
+        self.get(name)
+        with self.store.write() as writer:
+            attempts = writer.conn.execute(
+                select(func.count()).where(_F.c.key == f"account:{name}")
+            ).scalar_one()
+            writer.conn.execute(delete(_F).where(_failures_of(name)))
+        return int(attempts)
 
     def _rehash(self, name: str, password: str) -> None:
         with self.store.write() as writer:
@@ -186,12 +238,12 @@ class Accounts:
             )
 
 
+def _failures_of(name: str) -> Any:
+    return or_(_F.c.key == f"account:{name}", _F.c.key.startswith(f"pair:{name} ", autoescape=True))
+
+
 def _verified(hashed: str, password: str) -> bool:
     try:
         return _HASHER.verify(hashed, password)
     except (VerificationError, InvalidHashError):
         return False
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

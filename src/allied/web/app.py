@@ -34,10 +34,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from allied.errors import AlliedError, AuthError, LimitExceeded
+from allied.errors import AlliedError, AuthError, LimitExceeded, NotFound
 from allied.node import Node
+from allied.stix.checks import IDENTIFIER
 from allied.web import authoring, detail
-from allied.web.accounts import Account, Accounts, LoginLimit
+from allied.web.accounts import Account, Accounts, Busy, LoginLimit
 from allied.web.overview import overview
 from allied.web.search import (
     Filters,
@@ -71,6 +72,17 @@ _HEADERS = {
 }
 
 
+class _Static(StaticFiles):
+    """The console's stylesheet and scripts, and nothing else of the folder."""
+
+    async def get_response(self, path: str, scope: Any) -> Response:
+        if not path.endswith((".css", ".js")):
+            return Response("no such file", 404, _HEADERS, media_type="text/plain")
+        response = await super().get_response(path, scope)
+        response.headers.update({**_HEADERS, "Cache-Control": "no-cache"})
+        return response
+
+
 class Forbidden(AlliedError):
     http_status = 403
 
@@ -92,6 +104,8 @@ class Page:
     status: int = 200
     redirect: str | None = None
     json: Any = None
+    #: the response also deletes the session cookie (logout)
+    forget: bool = False
 
 
 Handler = Callable[[Request, Session], Awaitable[Page]]
@@ -143,7 +157,7 @@ class Console:
             page("/new/indicator", self.new_indicator, ["GET", "POST"], role="analyst"),
             page("/new/report", self.new_report, ["GET", "POST"], role="analyst"),
             page("/accounts", self.account_list, ["GET"], role="admin"),
-            Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+            Mount("/static", _Static(directory=_HERE / "static"), name="static"),
         ]
         return Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
 
@@ -151,7 +165,12 @@ class Console:
 
     def _render(self, request: Request, page: Page, session: Session | None) -> Response:
         if page.redirect is not None:
-            return RedirectResponse(page.redirect, status_code=303, headers=_HEADERS)
+            response = RedirectResponse(page.redirect, status_code=303, headers=_HEADERS)
+            if page.forget:
+                response.delete_cookie(
+                    SESSION_COOKIE, path=PREFIX, httponly=True, samesite="strict"
+                )
+            return response
         if page.json is not None:
             return Response(
                 orjson.dumps(page.json), page.status, _HEADERS, media_type="application/json"
@@ -210,7 +229,7 @@ class Console:
         return endpoint
 
     def _to_login(self, request: Request) -> Response:
-        if request.method != "GET" or request.headers.get("hx-request"):
+        if request.method not in ("GET", "HEAD") or request.headers.get("hx-request"):
             return Response("log in first", 401, _HEADERS, media_type="text/plain")
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(
@@ -227,7 +246,8 @@ class Console:
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
-        message = "no such page" if status == 404 else "that method is not allowed here"
+        messages = {404: "no such page", 405: "that method is not allowed here"}
+        message = messages.get(status, "the request could not be handled")
         response = Response(message, status, _HEADERS, media_type="text/plain")
         if status == 405 and isinstance(exc, HTTPException) and exc.headers:
             response.headers.update(exc.headers)
@@ -258,10 +278,16 @@ class Console:
         started = time.perf_counter()
         account: Account | None = None
         target = _local_target(request.query_params.get("next"))
-        if request.method == "GET":
-            response = self._login_form(request, target, None, 200)
-        else:
-            response, account = await self._log_in(request, target)
+        try:
+            if request.method == "POST":
+                response, account = await self._log_in(request, target)
+            else:
+                response = self._login_form(request, target, None, 200)
+        except Exception:
+            error_id = uuid.uuid4().hex[:16]
+            error_log.error("console login %s failed:\n%s", error_id, traceback.format_exc())
+            message = f"the login could not be handled; quote error id {error_id}"
+            response = self._error_page(request, 500, message, None)
         self._log(request, account.name if account else None, response, started)
         return response
 
@@ -286,7 +312,11 @@ class Console:
         except AlliedError as error:
             return self._login_form(request, target, error.message, error.http_status), None
         sent, kept = form.get("login_token"), request.cookies.get(LOGIN_COOKIE)
-        if not isinstance(sent, str) or not kept or not hmac.compare_digest(sent, kept):
+        if (
+            not isinstance(sent, str)
+            or not kept
+            or not hmac.compare_digest(sent.encode(), kept.encode())
+        ):
             message = "the login form expired or came from elsewhere: try again"
             return self._login_form(request, target, message, 403), None
         name, password = form.get("name"), form.get("password")
@@ -300,11 +330,12 @@ class Console:
         except (AuthError, LimitExceeded) as error:
             response = self._login_form(request, target, error.message, error.http_status)
             if isinstance(error, LimitExceeded):
-                response.headers["Retry-After"] = str(
-                    int(self.accounts.limit.window.total_seconds())
-                )
+                wait = 1 if isinstance(error, Busy) else self.accounts.limit.window.total_seconds()
+                response.headers["Retry-After"] = str(int(wait))
             return response, None
-        token, _session = await run_in_threadpool(self.sessions.open, account)
+        token, _session = await run_in_threadpool(
+            self.sessions.open, account, request.cookies.get(SESSION_COOKIE)
+        )
         response = RedirectResponse(target, status_code=303, headers=_HEADERS)
         response.set_cookie(
             SESSION_COOKIE, token, path=PREFIX, httponly=True, samesite="strict",
@@ -315,7 +346,7 @@ class Console:
 
     async def logout(self, request: Request, session: Session) -> Page:
         await run_in_threadpool(self.sessions.close, session)
-        return Page(redirect=f"{PREFIX}/login")
+        return Page(redirect=f"{PREFIX}/login", forget=True)
 
     # -- pages -----------------------------------------------------------------------------
 
@@ -342,7 +373,7 @@ class Console:
         return found + [(p.identity_id, p.name) for p in self.node.partners()]
 
     async def object(self, request: Request, session: Session) -> Page:
-        object_id = request.path_params["object_id"]
+        object_id = _object_id(request.path_params["object_id"])
 
         def gather() -> dict[str, Any]:
             return {
@@ -357,7 +388,7 @@ class Console:
         return Page("object.html", values)
 
     async def graph(self, request: Request, session: Session) -> Page:
-        object_id = request.path_params["object_id"]
+        object_id = _object_id(request.path_params["object_id"])
         return Page(json=await run_in_threadpool(detail.graph, self.node, object_id))
 
     async def partners(self, request: Request, session: Session) -> Page:
@@ -371,6 +402,8 @@ class Console:
     async def journal(self, request: Request, session: Session) -> Page:
         partner = request.query_params.get("partner", "").strip() or None
         object_id = request.query_params.get("object", "").strip() or None
+        if object_id is not None and IDENTIFIER.match(object_id) is None:
+            raise BadForm(f"object {object_id[:80]!r}: not a STIX id (type--UUID)", 400)
         if partner is not None:
             self.node.partner(partner)  # an unknown name is a 404, not an empty page
         rows = await run_in_threadpool(
@@ -412,6 +445,13 @@ class Console:
         return Page("accounts.html", {"accounts": await run_in_threadpool(self.accounts.all)})
 
 
+def _object_id(value: str) -> str:
+    """A path's object id: one that cannot be a STIX id is no object of this node's."""
+    if IDENTIFIER.match(value) is None:
+        raise NotFound(f"no object {value[:80]!r} in this node")
+    return value
+
+
 def _local_target(value: str | None) -> str:
     """Where to go after logging in: a console path only, never another site."""
     default = f"{PREFIX}/"
@@ -440,7 +480,10 @@ async def _form(request: Request) -> FormData:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise BadForm("expected a form (application/x-www-form-urlencoded)", 415)
-    return await request.form(max_files=0, max_fields=50)
+    try:
+        return await request.form(max_files=0, max_fields=50)
+    except HTTPException as error:  # more fields or parts than a console form has
+        raise BadForm(f"the form could not be read: {error.detail}", 400) from None
 
 
 def console_app(node: Node) -> Starlette:

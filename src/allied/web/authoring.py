@@ -6,7 +6,6 @@ recorded in the ledger, and released only as their label allows.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 
 from allied.errors import AlliedError, NotFound
 from allied.node import Node
+from allied.stix.checks import IDENTIFIER
 from allied.stix.labels import TLP2_IDS, TLP_LEVELS
 from allied.stix.model import check
 from allied.store.store import now
@@ -26,7 +26,6 @@ REPORT_TYPES = (
     "threat-report", "attack-pattern", "campaign", "identity", "indicator", "intrusion-set",
     "malware", "observed-data", "threat-actor", "tool", "vulnerability",
 )  # fmt: skip
-_ID = re.compile(r"[a-z][a-z0-9-]*--[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass
@@ -93,7 +92,7 @@ def report(node: Node, form: Mapping[str, str]) -> Draft:
     if kind not in REPORT_TYPES:
         errors["report_type"] = "not a report type of the STIX vocabulary"
     refs = list(dict.fromkeys(form.get("object_refs", "").split()))
-    wrong = [ref for ref in refs if _ID.fullmatch(ref) is None]
+    wrong = [ref for ref in refs if IDENTIFIER.match(ref) is None]
     held = node.store.latest_json_of(refs) if not wrong else {}
     unknown = [ref for ref in refs if ref not in held]
     if not refs:

@@ -1,9 +1,11 @@
 """Searching and browsing what the node holds: the latest version of each object, filtered by
 type, label, originator, time and free text, newest first, a page at a time.
 
-Free text is a case-insensitive substring of the object's JSON (names, descriptions,
-patterns, values), not an index: fine for the console's pages of fifty, and the same on
-SQLite and PostgreSQL.
+Free text is a substring of the object's JSON as stored (names, descriptions, patterns,
+values, and property names too), read without an index: every object is scanned, which
+benchmarks/console.py measures. Case is ignored (for ASCII letters only on SQLite); a quote,
+backslash or line break in the text is escaped in the JSON, so text holding one is not
+found.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ PAGE_SIZE = 50
 _O = schema.objects
 _TYPE = re.compile(r"[a-z0-9-]{1,250}")
 _TLP_PREFIX = "tlp:"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class Filters:
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> Filters:
         """From a query string; a value that cannot be a filter is a ConfigError naming it."""
+        for key, value in params.items():
+            if _CONTROL.search(value):
+                raise ConfigError(f"{key}: a control character is no part of a filter")
         text = params.get("q", "").strip()[:200]
         type_ = params.get("type", "").strip()
         if type_ and _TYPE.fullmatch(type_) is None:
@@ -53,8 +59,8 @@ class Filters:
         for key in ("since", "until"):
             value = params.get(key, "").strip()
             if value:
-                try:
-                    date.fromisoformat(value)
+                try:  # written out as compared: 20260301 is 2026-03-01
+                    value = date.fromisoformat(value).isoformat()
                 except ValueError:
                     raise ConfigError(
                         f"{key} {value[:40]!r}: expected a date, YYYY-MM-DD"

@@ -14,10 +14,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 
 from allied.store import schema
-from allied.store.store import Store, now
+from allied.store.store import Store, now, stamp
 from allied.web.accounts import Account
 
 _S = schema.console_sessions
@@ -41,8 +41,8 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _parse(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+def _parse(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 class Sessions:
@@ -51,19 +51,31 @@ class Sessions:
         self.idle = idle
         self.lifetime = lifetime
 
-    def open(self, account: Account) -> tuple[str, Session]:
-        """A new session for ``account``: the cookie value (shown once) and the session."""
+    def open(self, account: Account, replacing: str | None = None) -> tuple[str, Session]:
+        """A new session for ``account``: the cookie value (shown once) and the session.
+        The session of cookie ``replacing`` (the browser's before this login) ends, and so
+        does every session past its time, which nobody would otherwise remove."""
         token = secrets.token_urlsafe(32)
         session = Session(account, secrets.token_urlsafe(32), _hash(token))
-        stamp = now()
+        opened = now()
+        current = datetime.now(UTC)
         with self.store.write() as writer:
+            writer.conn.execute(
+                delete(_S).where(
+                    or_(
+                        _S.c.last_seen < stamp(current - self.idle),
+                        _S.c.created < stamp(current - self.lifetime),
+                        _S.c.token_hash == _hash(replacing or ""),
+                    )
+                )
+            )
             writer.conn.execute(
                 insert(_S).values(
                     token_hash=session.token_hash,
                     account=account.name,
                     csrf=session.csrf,
-                    created=stamp,
-                    last_seen=stamp,
+                    created=opened,
+                    last_seen=opened,
                 )
             )
         return token, session
