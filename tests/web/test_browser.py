@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from allied.taxii.protocol import MEDIA_TYPE
 from tests.exercise.conftest import ARTIFACTS
-from tests.web.conftest import PASSWORDS, Site
+from tests.web.conftest import PASSWORDS, ROLES, Site
 from tests.web.test_security import hostile
 
 pytestmark = pytest.mark.slow
@@ -74,9 +74,7 @@ def _log_in(watched: Watched, site: Site, name: str) -> None:
     page.fill("#password", PASSWORDS[name])
     page.click("button[type=submit]")
     expect(page).to_have_url(f"{site.url}/ui/")
-    expect(page.locator("#who")).to_have_text(
-        f"{name} ({'analyst' if name == 'ann' else 'viewer'})"
-    )
+    expect(page.locator("#who")).to_have_text(f"{name} ({ROLES[name]})")
 
 
 def test_an_analyst_searches_opens_and_creates(browser: Browser, site: Site) -> None:
@@ -174,5 +172,30 @@ def test_hostile_text_stays_text_in_the_browser(
     expect(page.locator("#hits tbody tr")).to_have_count(1)
     watched.shot("hostile")
     assert page.locator("text=New indicator").count() == 0  # a viewer has no such link
+    watched.clean()
+    watched.context.close()
+
+
+def test_an_admin_writes_a_report_and_sees_the_accounts(browser: Browser, site: Site) -> None:
+    ids = site.world.ids
+    watched = Watched(browser, site)
+    page = watched.page
+    _log_in(watched, site, "ada")
+    page.click("text=Accounts")
+    expect(page.locator("#accounts tbody tr")).to_have_count(len(PASSWORDS))
+    watched.shot("accounts")
+    page.click("text=New report")
+    page.fill("#name", "Weekly summary")
+    page.fill("#object_refs", f"{ids['secret']}\n{ids['clear']}")
+    page.select_option("#label", "tlp:green")
+    page.fill("#description", "Two items of note this week.")
+    watched.shot("new-report")
+    page.click("#report-form button[type=submit]")
+    expect(page.locator("#object-name")).to_have_text("Weekly summary")
+    # it covers the USA-only indicator: est, which may not receive that, gets no report
+    expect(page.locator('#receivers tr[data-partner="usa"] td').nth(2)).to_have_text("allowed")
+    expect(page.locator('#receivers tr[data-partner="est"] td').nth(2)).to_have_text("denied")
+    expect(page.locator("#graph")).to_have_attribute("data-rendered", "3")
+    watched.shot("report")
     watched.clean()
     watched.context.close()
