@@ -989,11 +989,15 @@ def user_password(obj: _Obj, name: str, password_file: Path | None) -> None:
 
 @user.command("unlock")
 @click.argument("name")
+@click.option(
+    "--client", metavar="ADDRESS",
+    help="Also forget every failed login from this client address (a shared one).",
+)  # fmt: skip
 @click.pass_obj
-def user_unlock(obj: _Obj, name: str) -> None:
+def user_unlock(obj: _Obj, name: str, client: str | None) -> None:
     """Forget NAME's failed logins, so that it may log in again at once."""
     with obj.node() as node:
-        forgotten = Accounts(node.store).unlock(name)
+        forgotten = Accounts(node.store).unlock(name, client)
     click.echo(f"{name}: {forgotten} failed logins forgotten")
 
 

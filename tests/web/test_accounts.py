@@ -13,7 +13,7 @@ from sqlalchemy import select
 from allied.errors import AuthError, ConfigError, Conflict, LimitExceeded, NotFound
 from allied.node import Node
 from allied.store import schema
-from allied.web.accounts import Accounts, Busy, LoginLimit
+from allied.web.accounts import Accounts, LoginLimit, client_key
 from allied.web.sessions import Sessions
 
 PASSWORD = "long enough password"
@@ -231,19 +231,25 @@ def test_a_role_change_applies_to_open_sessions(node: Node) -> None:
     assert not found.account.may("analyst") and found.account.may("viewer")
 
 
-def test_password_checks_beyond_two_at_once_are_told_to_retry(node: Node) -> None:
-    accounts = Accounts(node.store)
-    accounts.add("ann", "viewer", PASSWORD)
-    from allied.web import accounts as module
+def test_clients_are_counted_by_address_and_ipv6_hosts_by_network() -> None:
+    assert client_key("10.0.0.7") == "10.0.0.7"
+    assert client_key("::ffff:10.0.0.7") == "10.0.0.7"
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::2")
+    assert client_key("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("testclient") == "testclient"
 
-    for _ in range(2):  # two checks in progress
-        assert module._CHECKS.acquire(blocking=False)
-    try:
-        with pytest.raises(Busy, match="checking other logins"):
-            accounts.login("ann", PASSWORD, "10.0.0.1")
-    finally:
-        module._CHECKS.release()
-        module._CHECKS.release()
-    with node.store.engine.connect() as conn:  # a refused attempt is no failure
-        assert conn.execute(select(schema.console_login_failures)).all() == []
-    assert accounts.login("ann", PASSWORD, "10.0.0.1").name == "ann"
+
+def test_unlock_with_a_client_forgets_that_address_too(node: Node) -> None:
+    accounts = Accounts(node.store, LoginLimit(attempts=1, window=timedelta(minutes=5)))
+    accounts.add("vic", "viewer", PASSWORD)
+    for n in range(4):  # an office behind one address mistypes names
+        with pytest.raises(AuthError):
+            accounts.login(f"vik{n}", PASSWORD, "192.0.2.1")
+    with pytest.raises(LimitExceeded):
+        accounts.login("vic", PASSWORD, "192.0.2.1")
+    assert accounts.unlock("vic") == 0  # vic itself never failed
+    with pytest.raises(LimitExceeded):
+        accounts.login("vic", PASSWORD, "192.0.2.1")
+    assert accounts.unlock("vic", client="192.0.2.1") == 4
+    assert accounts.login("vic", PASSWORD, "192.0.2.1").name == "vic"

@@ -4,6 +4,7 @@ scripts; logging in again and out leave no session behind; the console can be tu
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ from allied.node import Node
 from allied.taxii.protocol import MEDIA_TYPE
 from allied.web.app import SESSION_COOKIE
 from tests.taxii.conftest import World, live_server
-from tests.web.conftest import PASSWORDS, Site, hidden, log_in
+from tests.web.conftest import PASSWORDS, Site, hidden, log_in, post_form
 
 
 def test_head_requests_are_answered_like_gets(site: Site) -> None:
@@ -114,3 +115,33 @@ def test_partners_tokens_open_no_console_page(site: Site, tmp_path: Path) -> Non
     )
     assert response.status_code == 303
     assert response.headers["location"].startswith("/ui/login")
+
+
+def test_logins_at_once_wait_for_each_other_rather_than_fail(site: Site) -> None:
+    outcomes: list[int] = []
+
+    def one(name: str) -> None:
+        with site.client() as client:
+            outcomes.append(log_in(client, name).status_code)
+
+    # six at once, two slots to check passwords in: four wait their turn
+    threads = [threading.Thread(target=one, args=(name,)) for name in [*PASSWORDS] * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == [303] * 6
+
+
+@pytest.mark.parametrize("field", ["name", "label", "description", "pattern"])
+def test_a_control_character_in_a_form_is_a_field_error(
+    site: Site, analyst: httpx.Client, field: str
+) -> None:
+    before = site.node.store.version_count()
+    form = {"name": "x", "pattern": "[ipv4-addr:value = '203.0.113.77']", "label": "tlp:green",
+            "description": "text"}  # fmt: skip
+    form[field] += "\x00"
+    response = post_form(analyst, "/ui/new/indicator", form)
+    assert response.status_code == 422
+    assert f'id="error-{field}">holds a control character' in response.text
+    assert site.node.store.version_count() == before

@@ -351,4 +351,6 @@ console_login_failures = Table(
     Column("key", Text, nullable=False),
     Column("at", Text, nullable=False),
     Index("ix_console_login_failures_key", "key", "at"),
+    # every attempt first drops the rows past the window
+    Index("ix_console_login_failures_at", "at"),
 )

@@ -9,8 +9,8 @@ limited even for the right password until the window has passed.
 
 from __future__ import annotations
 
+import ipaddress
 import re
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,14 +31,37 @@ _A = schema.console_accounts
 _F = schema.console_login_failures
 _S = schema.console_sessions
 _HASHER = PasswordHasher()
-#: password checks running at once in this process (see Accounts.login)
-_CHECKS = threading.BoundedSemaphore(2)
 #: verified when the account does not exist, so that answer takes as long as a wrong password
 _DUMMY = _HASHER.hash("not a password of anyone's")
 
 
 class Busy(LimitExceeded):
     """Too many logins being checked at this moment (not too many failures)."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A login attempt counted against its limits (see Accounts.begin)."""
+
+    #: None for a name no account can have
+    name: str | None
+    keys: tuple[str, ...]
+    #: the failure rows counted for it, taken back on success
+    reserved: tuple[int, ...]
+
+
+def client_key(address: str) -> str:
+    """What the limit counts a client by: its address, or for IPv6 its /64 network (one
+    host commonly holds all of one)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:100]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 @dataclass(frozen=True)
@@ -161,44 +184,50 @@ class Accounts:
             raise NotFound(f"no account {name} (see 'allied user list')")
 
     def login(self, name: str, password: str, client: str) -> Account:
-        """The account, if ``password`` is its password and no limit is reached; AuthError
-        (the same for an unknown name) or LimitExceeded.
+        """:meth:`begin` and :meth:`check` at once (the console spaces its checks out
+        between the two, see allied.web.app)."""
+        return self.check(self.begin(name, client), password)
 
-        Each attempt is counted as a failure before its password is checked, in the same
+    def begin(self, name: str, client: str) -> Attempt:
+        """An attempt to log in, counted as a failure before its password is checked: in the
         write transaction that checks the counts, so attempts made at once cannot all pass
-        the limit; a success takes its failures back. Password checks run at most
-        ``_CHECKS`` at a time per process: each costs 64 MiB and a tenth of a second, and
-        a burst of them must not starve the API serving partners."""
+        the limit (LimitExceeded). A success takes it back."""
         valid = _NAME.fullmatch(name) is not None
-        keys = [f"client:{client}"]
+        keys = [f"client:{client_key(client)}"]
         if valid:  # a name no account can have is counted against the client alone
-            keys += [f"account:{name}", f"pair:{name} {client}"]
-        if not _CHECKS.acquire(blocking=False):
-            raise Busy("the node is checking other logins: try again in a moment")
-        try:
-            reserved = self._count_attempt(keys)
-            row = None
-            if valid:
-                with self.store.engine.connect() as conn:
-                    row = conn.execute(
-                        select(_A.c.name, _A.c.role, _A.c.created, _A.c.password_hash).where(
-                            _A.c.name == name
-                        )
-                    ).first()
-            verified = row is not None and _verified(row.password_hash, password)
-            if valid and row is None:
-                _verified(_DUMMY, password)
-        finally:
-            _CHECKS.release()
-        if not verified or row is None:
+            keys += [f"account:{name}", f"pair:{name} {client_key(client)}"]
+        return Attempt(name if valid else None, tuple(keys), tuple(self._count_attempt(keys)))
+
+    def check(self, attempt: Attempt, password: str) -> Account:
+        """The account, if ``password`` is its password; AuthError otherwise, the same for
+        a name no account has (which costs as long)."""
+        if attempt.name is None:
+            raise AuthError("wrong account name or password")
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                select(_A.c.name, _A.c.role, _A.c.created, _A.c.password_hash).where(
+                    _A.c.name == attempt.name
+                )
+            ).first()
+        if row is None:
+            _verified(_DUMMY, password)
+            raise AuthError("wrong account name or password")
+        if not _verified(row.password_hash, password):
             raise AuthError("wrong account name or password")
         with self.store.write() as writer:
             writer.conn.execute(
-                delete(_F).where(or_(_F.c.seq.in_(reserved), _F.c.key.in_(keys[1:])))
+                delete(_F).where(
+                    or_(_F.c.seq.in_(attempt.reserved), _F.c.key.in_(attempt.keys[1:]))
+                )
             )
         if _HASHER.check_needs_rehash(row.password_hash):
-            self._rehash(name, password)
+            self._rehash(row.name, password)
         return Account(row.name, row.role, row.created)
+
+    def abandon(self, attempt: Attempt) -> None:
+        """An attempt whose password was never checked is no failure."""
+        with self.store.write() as writer:
+            writer.conn.execute(delete(_F).where(_F.c.seq.in_(attempt.reserved)))
 
     def _count_attempt(self, keys: list[str]) -> list[int]:
         """Check the limits of ``keys`` and count one more failure for each, at once;
@@ -221,14 +250,19 @@ class Accounts:
                 numbers.append(int(inserted[0]))
             return numbers
 
-    def unlock(self, name: str) -> int:
-        """Forget the account's failed logins (from every client); how many there were."""
+    def unlock(self, name: str, client: str | None = None) -> int:
+        """Forget the account's failed logins (from every client), and with ``client``
+        every failed login of that client address too (a shared address that mistyped
+        names); how many attempts were forgotten."""
         self.get(name)
+        which = _failures_of(name)
+        counted = _F.c.key == f"account:{name}"
+        if client is not None:
+            key = f"client:{client_key(client)}"
+            which, counted = or_(which, _F.c.key == key), or_(counted, _F.c.key == key)
         with self.store.write() as writer:
-            attempts = writer.conn.execute(
-                select(func.count()).where(_F.c.key == f"account:{name}")
-            ).scalar_one()
-            writer.conn.execute(delete(_F).where(_failures_of(name)))
+            attempts = writer.conn.execute(select(func.count()).where(counted)).scalar_one()
+            writer.conn.execute(delete(_F).where(which))
         return int(attempts)
 
     def _rehash(self, name: str, password: str) -> None:

@@ -10,6 +10,7 @@ script or style: STIX text is partners' input, and none of it may ever run.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import secrets
@@ -25,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -56,6 +58,10 @@ PREFIX = "/ui"
 SESSION_COOKIE = "allied_session"
 LOGIN_COOKIE = "allied_login"
 _HERE = Path(__file__).parent
+#: password checks (argon2id: 64 MiB, a tenth of a second) one process runs at once, and
+#: how long a login waits for one
+CHECKS_AT_ONCE = 2
+CHECK_WAIT = 5.0
 #: a form body larger than this is refused before it is parsed (a report's text fits)
 MAX_FORM_BYTES = 256 * 1024
 CSP = (
@@ -140,6 +146,7 @@ class Console:
             lifetime=timedelta(hours=int(setting("console_session_hours"))),
         )
         self.env = _environment()
+        self._checks = asyncio.Semaphore(CHECKS_AT_ONCE)
 
     def application(self) -> Starlette:
         def page(path: str, handler: Handler, methods: list[str], role: str = "viewer") -> Route:
@@ -326,7 +333,10 @@ class Console:
             ), None
         client = request.client.host if request.client else "-"
         try:
-            account = await run_in_threadpool(self.accounts.login, name, password, client)
+            account = await self._check_login(name, password, client)
+        except OperationalError:  # the store's writer was busy past the lock's timeout
+            message = "the node is busy writing: try again in a moment"
+            return self._login_form(request, target, message, 503), None
         except (AuthError, LimitExceeded) as error:
             response = self._login_form(request, target, error.message, error.http_status)
             if isinstance(error, LimitExceeded):
@@ -343,6 +353,23 @@ class Console:
         )  # fmt: skip
         response.delete_cookie(LOGIN_COOKIE, path=f"{PREFIX}/login")
         return response, account
+
+    async def _check_login(self, name: str, password: str, client: str) -> Account:
+        """Count the attempt, then check the password when one of CHECKS_AT_ONCE slots is
+        free: an attempt over its limit never waits for one, and waiting happens here on
+        the event loop, not in a worker thread, so a burst of logins neither makes argon2
+        use gigabytes nor starves the API partners use. An attempt that waits longer than
+        CHECK_WAIT seconds is turned away uncounted (429, retry)."""
+        attempt = await run_in_threadpool(self.accounts.begin, name, client)
+        try:
+            await asyncio.wait_for(self._checks.acquire(), CHECK_WAIT)
+        except TimeoutError:
+            await run_in_threadpool(self.accounts.abandon, attempt)
+            raise Busy("the node is checking other logins: try again in a moment") from None
+        try:
+            return await run_in_threadpool(self.accounts.check, attempt, password)
+        finally:
+            self._checks.release()
 
     async def logout(self, request: Request, session: Session) -> Page:
         await run_in_threadpool(self.sessions.close, session)

@@ -6,6 +6,7 @@ recorded in the ledger, and released only as their label allows.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ REPORT_TYPES = (
 )  # fmt: skip
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 @dataclass
 class Draft:
     """A form's outcome: the stored object's id, or the problems by form field."""
@@ -37,6 +41,8 @@ class Draft:
 
 
 def _markings(node: Node, label: str, errors: dict[str, str]) -> list[str]:
+    if "label" in errors:
+        return []
     if label.startswith("tlp:") and label[4:] in TLP_LEVELS:
         return [TLP2_IDS[label[4:]]]
     try:
@@ -70,8 +76,17 @@ def _common(
     return data
 
 
+def _control_characters(form: Mapping[str, str], errors: dict[str, str]) -> None:
+    """Text may hold tabs and line breaks; no other control character belongs in STIX text
+    (PostgreSQL cannot even store a NUL)."""
+    for key, value in form.items():
+        if _CONTROL.search(value):
+            errors[key] = "holds a control character (only tabs and line breaks may be in text)"
+
+
 def indicator(node: Node, form: Mapping[str, str]) -> Draft:
     errors: dict[str, str] = {}
+    _control_characters(form, errors)
     data = _common(node, "indicator", form, errors)
     pattern = form.get("pattern", "").strip()
     if not pattern:
@@ -87,6 +102,7 @@ def indicator(node: Node, form: Mapping[str, str]) -> Draft:
 
 def report(node: Node, form: Mapping[str, str]) -> Draft:
     errors: dict[str, str] = {}
+    _control_characters(form, errors)
     data = _common(node, "report", form, errors)
     kind = form.get("report_type", "").strip() or "threat-report"
     if kind not in REPORT_TYPES:
