@@ -11,7 +11,8 @@ account is added, `allied serve` runs on 127.0.0.1, and one httpx client (keep-a
 request at a time) logs in and asks each page ``--repeat`` times after one warm-up request.
 Timed: the whole request, server-side rendering included. Median and 95th percentile in ms.
 
-Figures are printed and written into benchmarks/RESULTS.md (section "Console").
+Figures are printed and written into benchmarks/RESULTS.md (section "Console", or "Console
+(PostgreSQL)" with --database).
 """
 
 from __future__ import annotations
@@ -177,7 +178,9 @@ def main() -> None:
         "text index), so it grows with the store: a substring of anything, names, patterns and "
         "values alike.",
     ]
-    write_section(SECTION, "\n".join(lines) + "\n")
+    heading = SECTION if not args.database else f"{SECTION} (PostgreSQL)"
+    lines[0] = heading
+    write_section(heading, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

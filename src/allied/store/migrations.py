@@ -277,15 +277,23 @@ def _v11_unbounded_text(conn: Connection) -> None:
 
 
 def _v12_console(conn: Connection) -> None:
-    """The analyst console's accounts, sessions and failed logins (allied.web), and two
+    """The analyst console's accounts, sessions and failed logins (allied.web), and
     indexes for its pages: newest first by type (without it a page of indicators sorts
-    every indicator the node holds), and the dashboard's counts (without it they read every
+    every indicator the node holds) and, on PostgreSQL, of everything, and the dashboard's
+    counts (without it they read every
     object's row, JSON and all: 0.7 s at 200,000 objects, 17 ms with it)."""
     for table in (schema.console_accounts, schema.console_sessions, schema.console_login_failures):
         table.create(conn, checkfirst=True)
     conn.execute(
-        text("CREATE INDEX IF NOT EXISTS ix_objects_type_added ON objects (type, date_added)")
+        text("CREATE INDEX IF NOT EXISTS ix_objects_type_added ON objects (type, date_added, pk)")
     )
+    if conn.dialect.name == "postgresql":
+        # SQLite's date_added index holds the key already (the rowid); PostgreSQL's does not,
+        # and an import gives all its objects one date_added: newest first then sorted them
+        # all by key (0.2 s a page at 200,000 objects, 0.4 ms with this index)
+        conn.execute(
+            text("CREATE INDEX IF NOT EXISTS ix_objects_added_pk ON objects (date_added, pk)")
+        )
     # what the dashboard counts, readable without the objects' rows (a covering index)
     conn.execute(
         text("CREATE INDEX IF NOT EXISTS ix_objects_summary ON objects (type, tlp, label_set)")
