@@ -27,7 +27,9 @@ from allied import config as config_
 from allied.config import DATABASE_ENV, SETTINGS
 from allied.demo import run_demo, write_jsonl
 from allied.errors import AlliedError, ConfigError, NotFound, ValidationError
-from allied.ingest.stix_import import import_file
+from allied.ingest import importers
+from allied.ingest.importers import FORMATS, Options
+from allied.ingest.stix_import import ImportReport
 from allied.integrity import proofs
 from allied.node import Node, init_node, migrate_store
 from allied.policy.egress import Egress
@@ -281,15 +283,13 @@ def label_list(obj: _Obj, as_json: bool) -> None:
 
 
 @main.command("import")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "--format",
-    "format_",
-    type=click.Choice(["stix"]),
-    default="stix",
-    show_default=True,
-    help="Input format: STIX 2.1 bundle or JSON lines.",
-)
+    "--format", "format_", type=click.Choice(FORMATS), default="stix", show_default=True,
+    help="stix: STIX 2.1 bundles or JSON lines. misp: MISP event JSON files or feed "
+    "directories (manifest.json). csv: indicator lists, one per row. text: written reports "
+    "(plain text, Markdown or HTML) with the indicators and entities found in them.",
+)  # fmt: skip
 @click.option("--skip-invalid", is_flag=True, help="Store the valid objects, report the rest.")
 @click.option("--label", "label_name", help="Label given to objects that carry no marking.")
 @click.option(
@@ -299,52 +299,102 @@ def label_list(obj: _Obj, as_json: bool) -> None:
     help="The partner these objects came from: they are then never forwarded beyond what "
     "their labels allow a recipient (AMBER and RED are not passed on).",
 )
+@click.option("--dry-run", is_flag=True, help="Convert and check everything; store nothing.")
+@click.option("--columns", metavar="FIELD,...",
+              help="csv: the field of each column in order (type, value, first_seen, "
+              "last_seen, confidence, description; empty skips a column).")  # fmt: skip
+@click.option("--tag-label", "tag_labels", multiple=True, metavar="TAG=LABEL",
+              help="misp: give objects tagged TAG (e.g. nato:classification=\"NS\") this "
+              "node's label LABEL. Repeatable.")  # fmt: skip
+@click.option("--sharing-group", "sharing_groups", multiple=True, metavar="NAME=LABEL",
+              help="misp: give events shared with sharing group NAME this node's label "
+              "LABEL (otherwise they stay inside this node). Repeatable.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 @click.pass_obj
 def import_(
     obj: _Obj,
-    files: tuple[Path, ...],
+    sources: tuple[Path, ...],
     format_: str,
     skip_invalid: bool,
     label_name: str | None,
     from_partner: str | None,
+    dry_run: bool,
+    columns: str | None,
+    tag_labels: tuple[str, ...],
+    sharing_groups: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Import STIX 2.1 FILES; each file lands whole or not at all."""
+    """Import SOURCES; each file (or MISP event) lands whole or not at all."""
+    if columns is not None and format_ != "csv":
+        raise click.UsageError("--columns is for --format csv")
+    if (tag_labels or sharing_groups) and format_ != "misp":
+        raise click.UsageError("--tag-label and --sharing-group are for --format misp")
+    options = Options(
+        skip_invalid=skip_invalid,
+        label=label_name,
+        received_from=from_partner,
+        dry_run=dry_run,
+        columns=None if columns is None else columns.split(","),
+        tag_labels=_pairs("--tag-label", tag_labels),
+        sharing_groups=_pairs("--sharing-group", sharing_groups),
+    )
     failed = 0
     reports = []
     with obj.node() as node:
-        if from_partner is not None:  # an unknown partner is an error before any work
+        if from_partner is not None:  # an unknown partner or label is an error before any work
             node.partner(from_partner)
-        for path in files:
+        for name in {label_name, *options.tag_labels.values(), *options.sharing_groups.values()}:
+            if name is not None:
+                node.store.label(name)
+        for source in sources:
             try:
-                report = import_file(
-                    node,
-                    path,
-                    skip_invalid=skip_invalid,
-                    label=label_name,
-                    received_from=from_partner,
-                )
+                paths = importers.sources(format_, source)
             except AlliedError as error:
                 failed += 1
-                _print_error(error, always_details=isinstance(error, ValidationError))
-                click.echo(f"{path}: nothing stored", err=True)
+                _print_error(error)
                 continue
-            reports.append(report)
-            if as_json:
-                continue
-            click.echo(
-                f"{path}: {report.stored} stored, {report.duplicates} duplicates, "
-                f"{report.invalid} invalid (of {report.read} read)"
-            )
-            for problem in report.problems:
-                click.echo(f"  skipped {problem}", err=True)
-            if report.invalid > len(report.problems):
-                click.echo(f"  ... and {report.invalid - len(report.problems)} more", err=True)
+            for path in paths:
+                try:
+                    report = importers.run(node, format_, path, options)
+                except AlliedError as error:
+                    failed += 1
+                    _print_error(error, always_details=isinstance(error, ValidationError))
+                    click.echo(f"{path}: nothing stored", err=True)
+                    continue
+                reports.append(report)
+                if not as_json:
+                    _print_import(report)
     if as_json:
         _emit_json([r.as_dict() for r in reports])
     if failed:
         sys.exit(1)
+
+
+def _pairs(option: str, items: tuple[str, ...]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.rpartition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise click.UsageError(f"{option} {item!r}: expected NAME=LABEL")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _print_import(report: ImportReport) -> None:
+    made = ", ".join(f"{n} {kind}" for kind, n in sorted(report.created.items()))
+    verb = "would be stored (dry run: nothing stored)" if report.dry_run else "stored"
+    click.echo(
+        f"{report.source}: {report.stored} {verb}{f' ({made})' if made else ''}, "
+        f"{report.duplicates} duplicates, {report.invalid} invalid (of {report.read} read)"
+    )
+    for note in report.notes:
+        click.echo(f"  note: {note}")
+    for skipped in report.skipped:
+        click.echo(f"  skipped {skipped}", err=True)
+    for problem in report.problems:
+        click.echo(f"  skipped {problem}", err=True)
+    if report.invalid > len(report.problems):
+        click.echo(f"  ... and {report.invalid - len(report.problems)} more", err=True)
 
 
 @main.command("match")

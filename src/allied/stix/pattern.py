@@ -258,19 +258,20 @@ def _float_text(value: float) -> str:
     return text if "." in text else text + ".0"
 
 
-def _string_text(value: str) -> str:
+def string_literal(value: str) -> str:
+    """``value`` as a pattern's string literal (quotes and backslashes escaped)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _key_text(key: str) -> str:
-    return key if _PROP_NAME.fullmatch(key) and key not in _RESERVED else _string_text(key)
+    return key if _PROP_NAME.fullmatch(key) and key not in _RESERVED else string_literal(key)
 
 
 def _value_text(value: Value | None) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(_value_text(v) for v in value) + ")"
     if isinstance(value, str):
-        return _string_text(value)
+        return string_literal(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return _float_text(value) if isinstance(value, float) else str(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -207,6 +208,8 @@ class Partner:
 class AddResult:
     stored: int
     duplicates: int
+    #: of the stored versions, how many of each object type (an import's summary)
+    types: Counter[str] = field(default_factory=Counter)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -1039,7 +1042,7 @@ class Writer:
         fresh = [n for n in fresh if objects[n].id not in copies]
         if not fresh:
             ledger.append(leaves)
-            return AddResult(len(kept), duplicates)
+            return AddResult(len(kept), duplicates, Counter(obj.type for obj in kept))
         if len(fresh) < len(rows):
             rows = [rows[n] for n in fresh]
             refs = [refs[n] for n in fresh]
@@ -1081,7 +1084,8 @@ class Writer:
                 self.conn.exec_driver_sql(store._insert_refs_sql, edges)
             else:
                 self.conn.exec_driver_sql(store._insert_refs_sql, [(s, t) for t, s in edges])
-        return AddResult(stored + len(kept), duplicates)
+        types = Counter(obj.type for obj in objects) + Counter(obj.type for obj in kept)
+        return AddResult(stored + len(kept), duplicates, types)
 
     def _copies_held(self, ids: Collection[str], partner: str | None) -> set[tuple[str, str]]:
         """(id, version) of the copies ``partner`` already has of ``ids``."""
