@@ -36,7 +36,7 @@ class Item:
     """One decoded element of the input: its position (0-based) and the line it starts on."""
 
     index: int
-    line: int
+    line: int | None
     data: Any
 
 
