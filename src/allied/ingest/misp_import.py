@@ -88,6 +88,8 @@ class _Scope:
 
     tlp: str | None = None
     labels: set[str] = field(default_factory=set)
+    #: the label a sharing group maps to (--sharing-group): not for what is kept in house
+    group: set[str] = field(default_factory=set)
     distribution: int | None = None
     #: tags that refuse the event (a classification this node has no label for)
     refused: list[str] = field(default_factory=list)
@@ -102,6 +104,7 @@ class _Scope:
         return _Scope(
             _stricter(self.tlp, outer.tlp),
             self.labels | outer.labels,
+            set() if self.distribution == 0 else self.group | outer.group,
             distribution,
             self.refused + outer.refused,
         )
@@ -217,7 +220,7 @@ def _convert(
     _report_distribution(event, event_scope, group, mapped, report)
     if event_scope.distribution == 4:
         if mapped is not None:
-            event_scope.labels.add(mapped)
+            event_scope.group.add(mapped)
         else:
             event_scope.tlp = "red"
     elif event_scope.distribution == 0:
@@ -252,7 +255,9 @@ def _convert(
     converted = orjson.loads(parser.bundle.serialize())["objects"]
     by_id = {obj["id"]: obj for obj in converted}
     markings = {
-        name: node.store.label(name) for s in (event_scope, *scopes.values()) for name in s.labels
+        name: node.store.label(name)
+        for scope in (event_scope, *scopes.values())
+        for name in scope.labels | scope.group
     }
     out = []
     for obj in converted:
@@ -353,7 +358,7 @@ def _marked(
         return obj
     tlp = scope.tlp
     refs: list[str] = []
-    for name in sorted(scope.labels):
+    for name in sorted(scope.labels | scope.group):
         marking_id, label_tlp = markings[name]
         if scope.tlp is None:  # no TLP tag: the label's own TLP
             tlp = _stricter(tlp, label_tlp)

@@ -194,6 +194,6 @@ def label_markings(node: Node, label: str | None) -> tuple[str, ...]:
 
 def apply_label(data: Mapping[str, Any], markings: tuple[str, ...]) -> Any:
     """Objects that carry no marking at all get the label; marked ones keep their own."""
-    if data.get("object_marking_refs") or data.get("type") in _UNLABELLED_TYPES:
+    if not markings or data.get("object_marking_refs") or data.get("type") in _UNLABELLED_TYPES:
         return data
     return {**data, "object_marking_refs": list(markings)}

@@ -1,0 +1,265 @@
+"""MISP events and feeds, converted by misp-stix, with MISP's tags and distribution levels
+carried into Allied labels: never less restricted than MISP said, refused when unsure."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+
+from allied.errors import InputFormatError
+from allied.ingest.importers import Options, run, sources
+from allied.node import Node
+from allied.policy.egress import Egress
+from allied.stix.labels import TLP1_IDS, TLP2_IDS
+from tests.ingest.conftest import DATA, latest, oasis_errors
+
+EVENT = "5e3c1a7e-1b2c-4d5e-8f90-0a1b2c3d4e5f"
+GROUP_EVENT = "6f4d2b8f-2c3d-4e6f-9a01-1b2c3d4e5f60"
+RED_IP = "11111111-1111-4111-8111-111111111111"  # the attribute tagged tlp:red
+HASH = "33333333-3333-4333-8333-333333333333"
+FILE_OBJECT = "44444444-4444-4444-8444-444444444444"
+
+
+def _nr(node: Node, name: str = "nato-r") -> str:
+    return node.add_label(name, tlp="amber", policy="NATO", classification="RESTRICTED",
+                          releasable_to=["NATO"])  # fmt: skip
+
+
+def _objects(node: Node) -> dict[str, dict[str, Any]]:
+    return {obj["id"]: obj for obj in latest(node)}
+
+
+def _event(tmp_path: Path, change: Callable[[dict[str, Any]], None], name: str = "e.json") -> Path:
+    document = json.loads((DATA / "misp-event.json").read_text())
+    change(document["Event"])
+    path = tmp_path / name
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_an_event_with_attributes_objects_tags_galaxies_and_sightings(node: Node) -> None:
+    label = _nr(node)
+    report = run(node, "misp", DATA / "misp-event.json", Options())
+    assert report.created == {
+        "domain-name": 1, "file": 2, "identity": 1, "indicator": 3, "ipv4-addr": 1,
+        "network-traffic": 1, "observed-data": 4, "relationship": 3, "report": 1,
+        "sighting": 1, "threat-actor": 1,
+    }  # fmt: skip
+    assert report.notes == [f"event {EVENT}: distribution all communities"]
+    objects = _objects(node)
+    event = objects[f"report--{EVENT}"]
+    assert event["name"] == "Spear-phishing campaign against ministries of defence"
+    # tlp:amber and nato:classification="NR" are markings now, PAP:WHITE is PAP:CLEAR
+    assert event["object_marking_refs"] == [TLP2_IDS["amber"], label]
+    assert "PAP:CLEAR" in event["labels"] and "campaign:spear" in event["labels"]
+    assert not [t for t in event["labels"] if t.lower().startswith(("tlp:", "nato:"))]
+    # the attribute tagged tlp:red is RED, and so is what refers to it
+    red = [TLP2_IDS["red"], label]
+    assert objects[f"indicator--{RED_IP}"]["object_marking_refs"] == red
+    assert objects[f"ipv4-addr--{RED_IP}"]["object_marking_refs"] == red
+    sighting = next(o for o in objects.values() if o["type"] == "sighting")
+    assert sighting["sighting_of_ref"] == f"indicator--{RED_IP}"
+    assert sighting["object_marking_refs"] == red
+    for relationship in (o for o in objects.values() if o["type"] == "relationship"):
+        if RED_IP in relationship["source_ref"]:
+            assert relationship["object_marking_refs"] == red
+    # everything else carries the event's markings, objects' attributes included
+    amber = [TLP2_IDS["amber"], label]
+    assert objects[f"indicator--{HASH}"]["object_marking_refs"] == amber
+    assert objects[f"indicator--{FILE_OBJECT}"]["object_marking_refs"] == amber
+    actor = next(o for o in objects.values() if o["type"] == "threat-actor")
+    assert actor["name"] == "APT28" and actor["aliases"] == ["Fancy Bear", "Sofacy"]
+    assert actor["object_marking_refs"] == amber
+    assert len(event["object_refs"]) == 17
+    assert set(event["object_refs"]) | {event["id"], event["created_by_ref"]} == set(objects) - {
+        o["id"]
+        for o in objects.values()
+        if o["type"] in ("marking-definition", "extension-definition")
+        or o["id"] == node.config.identity_id
+        or o.get("name") == "Allied"
+    }
+    tlp1 = set(TLP1_IDS.values())
+    assert not [o["id"] for o in objects.values() if tlp1 & set(o.get("object_marking_refs", []))]
+    assert not tlp1 & set(objects)
+    assert oasis_errors(list(objects.values())) == []
+    assert node.verify().ok
+
+
+def test_a_re_import_changes_nothing(node: Node) -> None:
+    _nr(node)
+    first = run(node, "misp", DATA / "misp-event.json", Options())
+    count = node.store.version_count()
+    again = run(node, "misp", DATA / "misp-event.json", Options())
+    assert (again.stored, again.duplicates) == (0, first.stored)
+    assert node.store.version_count() == count
+
+
+def test_an_updated_event_is_new_versions(node: Node, tmp_path: Path) -> None:
+    _nr(node)
+    run(node, "misp", DATA / "misp-event.json", Options())
+
+    def update(event: dict[str, Any]) -> None:
+        event["timestamp"] = "1759500000"
+        event["Attribute"][2]["timestamp"] = "1759500000"
+        event["Attribute"][2]["comment"] = "dropper, second stage"
+
+    report = run(node, "misp", _event(tmp_path, update), Options())
+    assert report.stored >= 2 and report.created["indicator"] == 1
+    assert len(node.store.versions(f"indicator--{HASH}")) == 2
+    assert _objects(node)[f"indicator--{HASH}"]["description"] == "dropper, second stage"
+
+
+def test_a_classification_without_a_label_refuses_the_event(node: Node, tmp_path: Path) -> None:
+    before = node.store.version_count()
+    with pytest.raises(InputFormatError) as excinfo:
+        run(node, "misp", DATA / "misp-event.json", Options())
+    message = str(excinfo.value)
+    assert "this node has no label for NATO RESTRICTED" in message
+    assert "--tag-label 'nato:classification=\"NR\"=LABEL'" in message
+    assert node.store.version_count() == before
+    label = node.add_label("ours", tlp="amber", policy="NATO", classification="RESTRICTED",
+                           releasable_to=["EST", "LVA"])  # fmt: skip
+    _nr(node, "theirs")
+    with pytest.raises(InputFormatError, match="labels ours, theirs for NATO RESTRICTED"):
+        run(node, "misp", DATA / "misp-event.json", Options())
+    chosen = Options(tag_labels={'nato:classification="NR"': "ours"})
+    run(node, "misp", DATA / "misp-event.json", chosen)
+    assert _objects(node)[f"report--{EVENT}"]["object_marking_refs"] == [TLP2_IDS["amber"], label]
+
+
+@pytest.mark.parametrize(
+    "tag", ['nato:classification="NATO_RESTRICTED"', 'nato:classification="NATO RESTRICTED"']
+)
+def test_expanded_classification_names_map_too(node: Node, tmp_path: Path, tag: str) -> None:
+    label = _nr(node)
+
+    def retag(event: dict[str, Any]) -> None:
+        event["Tag"][1]["name"] = tag
+
+    run(node, "misp", _event(tmp_path, retag), Options())
+    assert label in _objects(node)[f"report--{EVENT}"]["object_marking_refs"]
+
+
+@pytest.mark.parametrize("tag", ['nato:classification="TOP-ISH"', "nato:classification"])
+def test_a_classification_not_understood_refuses_the_event(
+    node: Node, tmp_path: Path, tag: str
+) -> None:
+    _nr(node)
+
+    def retag(event: dict[str, Any]) -> None:
+        event["Attribute"][1]["Tag"] = [{"name": tag}]
+
+    with pytest.raises(InputFormatError, match="not a value of the nato taxonomy"):
+        run(node, "misp", _event(tmp_path, retag), Options())
+    assert latest(node, "report") == []
+
+
+def test_sharing_groups_and_organisation_only_stay_inside(node: Node) -> None:
+    node.add_partner("lva", nation="LVA", communities=["baltic"])
+    report = run(node, "misp", DATA / "misp-sharing-group.json", Options())
+    assert report.notes == [
+        f"event {GROUP_EVENT}: distribution sharing group 'Baltic CERTs' (CERT-EE) -> TLP:RED "
+        "(map it with --sharing-group)"
+    ]
+    objects = _objects(node)
+    assert objects[f"report--{GROUP_EVENT}"]["object_marking_refs"] == [TLP2_IDS["red"]]
+    egress = Egress(node)
+    assert not egress.explain(f"report--{GROUP_EVENT}", "lva").allowed
+
+
+def test_a_mapped_sharing_group_takes_its_label_but_organisation_only_stays_red(
+    node: Node,
+) -> None:
+    node.add_partner("lva", nation="LVA", communities=["council"])
+    label = node.add_label("baltic", tlp="amber", recipients=["lva"])
+    options = Options(sharing_groups={"Baltic CERTs": "baltic"})
+    report = run(node, "misp", DATA / "misp-sharing-group.json", options)
+    assert report.notes[0].endswith("(CERT-EE) -> label baltic")
+    objects = _objects(node)
+    # tlp:green from the tag, the sharing group's label
+    assert objects[f"report--{GROUP_EVENT}"]["object_marking_refs"] == [TLP2_IDS["green"], label]
+    url = objects["indicator--77777777-7777-4777-8777-777777777777"]
+    assert url["object_marking_refs"] == [TLP2_IDS["green"], label]
+    in_house = objects["indicator--88888888-8888-4888-8888-888888888888"]
+    assert in_house["object_marking_refs"] == [TLP2_IDS["red"]]  # distribution 0: no group
+    egress = Egress(node)
+    assert egress.explain(url["id"], "lva").allowed
+    assert not egress.explain(in_house["id"], "lva").allowed
+
+
+def test_a_feed_directory(node: Node, tmp_path: Path) -> None:
+    _nr(node)
+    feed = sources("misp", DATA / "misp-feed")
+    assert [p.name for p in feed] == [f"{EVENT}.json", f"{GROUP_EVENT}.json"]
+    reports = [run(node, "misp", path, Options()) for path in feed]
+    assert [r.created["report"] for r in reports] == [1, 1]
+    assert {o["id"] for o in latest(node, "report")} == {
+        f"report--{EVENT}",
+        f"report--{GROUP_EVENT}",
+    }
+    broken = tmp_path / "feed"
+    shutil.copytree(DATA / "misp-feed", broken)
+    (broken / f"{EVENT}.json").unlink()
+    with pytest.raises(InputFormatError, match="no such file"):
+        run(node, "misp", sources("misp", broken)[0], Options())
+    (broken / "manifest.json").unlink()
+    with pytest.raises(InputFormatError, match=r"not a MISP feed: no manifest\.json"):
+        sources("misp", broken)
+
+
+def test_an_export_of_several_events(node: Node, tmp_path: Path) -> None:
+    _nr(node)
+    export = {"response": [json.loads((DATA / name).read_text())
+                           for name in ("misp-event.json", "misp-sharing-group.json")]}  # fmt: skip
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export))
+    report = run(node, "misp", path, Options())
+    assert report.created["report"] == 2 and len(report.notes) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "not JSON"),
+        ('{"Event": {"info": "x"}}', "Event has no uuid"),
+        ('{"Event": {"uuid": "5e3c1a7e-1b2c-4d5e-8f90-0a1b2c3d4e5f"}}', "Event.info is missing"),
+        ('{"response": [{"Event": {"uuid": "a", "info": "x"}}, 3]}', "events[1] has no uuid"),
+    ],
+)
+def test_what_is_no_misp_event(node: Node, tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "x.json"
+    path.write_text(content)
+    with pytest.raises(InputFormatError, match=message.replace("[", r"\[")):
+        run(node, "misp", path, Options())
+
+
+def test_the_command_line(cli: Callable[..., Result], node: Node, tmp_path: Path) -> None:
+    _nr(node)
+    result = cli("import", "--format", "misp", str(DATA / "misp-feed"), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("would be stored") == 2
+    assert latest(node, "report") == []
+    result = cli("import", "--format", "misp", str(DATA / "misp-feed"),
+                 "--sharing-group", "Baltic CERTs=nato-r")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "-> label nato-r" in result.output
+    result = cli("import", "--format", "misp", str(DATA / "misp-event.json"),
+                 "--sharing-group", "Baltic CERTs=blue")  # fmt: skip
+    assert result.exit_code != 0 and "no label named 'blue'" in result.output
+    result = cli("import", "--format", "misp", "--tag-label", "oops", str(DATA / "misp-event.json"))
+    assert result.exit_code == 2 and "expected NAME=LABEL" in result.output
+    result = cli("import", "--tag-label", "a=b", str(DATA / "misp-event.json"))
+    assert result.exit_code == 2 and "are for --format misp" in result.output
+    broken = tmp_path / "feed"
+    shutil.copytree(DATA / "misp-feed", broken)
+    (broken / f"{EVENT}.json").unlink()
+    result = cli("import", "--format", "misp", str(broken))
+    assert result.exit_code == 1
+    assert f"{EVENT}.json: no such file" in result.output
+    assert "0 stored, " in result.output  # the other event: already stored above
