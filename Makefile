@@ -18,12 +18,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# the store, integrity, TAXII and federation tests on PostgreSQL as well: a throwaway server
-# on 127.0.0.1 (initdb into a temporary folder), stopped afterwards
+# the store, integrity, import, TAXII, federation and console tests on PostgreSQL as well: a
+# throwaway server on 127.0.0.1 (initdb into a temporary folder), stopped afterwards
 test-postgres: $(STAMP)
 	url=$$(bash .ci/postgres start) && \
-	  ALLIED_TEST_DATABASE_URL=$$url $(BIN)/python -m pytest -q -k postgresql tests/store tests/integrity \
-	    tests/taxii tests/federation; status=$$?; bash .ci/postgres stop; exit $$status
+	  ALLIED_TEST_DATABASE_URL=$$url $(BIN)/python -m pytest -q -k postgresql tests/store \
+	    tests/integrity tests/ingest tests/taxii tests/federation tests/web; status=$$?; \
+	  bash .ci/postgres stop; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks

@@ -89,7 +89,7 @@ def write_lines(path: Path, objects: Iterable[Any]) -> Path:
 
 #: a PostgreSQL server's URL (any database on it): the suites below then run on it as well
 TEST_DATABASE_ENV = "ALLIED_TEST_DATABASE_URL"
-BACKEND_SUITES = frozenset({"store", "integrity", "taxii", "federation", "web"})
+BACKEND_SUITES = frozenset({"store", "integrity", "taxii", "federation", "web", "ingest"})
 TESTS = Path(__file__).parent
 #: a new database is a copy of this one, already migrated: much quicker than migrating each
 _TEMPLATE = f"allied_test_template_{os.getpid()}"

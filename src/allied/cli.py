@@ -327,6 +327,10 @@ def import_(
     """Import SOURCES; each file (or MISP event) lands whole or not at all."""
     if columns is not None and format_ != "csv":
         raise click.UsageError("--columns is for --format csv")
+    if from_partner is not None and format_ != "stix":
+        raise click.UsageError(
+            "--from is for STIX objects a partner signed; converted objects are this node's"
+        )
     if (tag_labels or sharing_groups) and format_ != "misp":
         raise click.UsageError("--tag-label and --sharing-group are for --format misp")
     options = Options(

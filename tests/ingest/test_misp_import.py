@@ -263,3 +263,41 @@ def test_the_command_line(cli: Callable[..., Result], node: Node, tmp_path: Path
     assert result.exit_code == 1
     assert f"{EVENT}.json: no such file" in result.output
     assert "0 stored, " in result.output  # the other event: already stored above
+
+
+def test_event_reports_and_opinions_follow_what_they_are_about(node: Node, tmp_path: Path) -> None:
+    """An analyst's event report kept in house, and a false-positive sighting (an opinion)
+    on an attribute kept in house, stay on this node while the event itself is shared."""
+    _nr(node)
+    node.add_partner("usa", nation="USA", clearances=["NATO=SECRET"], communities=["NATO"])
+
+    def annotate(event: dict[str, Any]) -> None:
+        event["EventReport"] = [{
+            "uuid": "abababab-1111-4111-8111-111111111111", "name": "Analyst notes",
+            "content": "Internal only: the source is a liaison officer.", "distribution": "0",
+            "timestamp": "1759400000", "deleted": False,
+        }]  # fmt: skip
+        domain = event["Attribute"][1]
+        domain["distribution"] = "0"
+        domain["Sighting"] = [{
+            "uuid": "cdcdcdcd-1111-4111-8111-111111111111", "date_sighting": "1759400600",
+            "type": "1", "Organisation": event["Orgc"],
+        }]  # fmt: skip
+
+    report = run(node, "misp", _event(tmp_path, annotate), Options())
+    assert report.created["note"] == 1 and report.created["opinion"] == 1
+    objects = _objects(node)
+    note = objects["note--abababab-1111-4111-8111-111111111111"]
+    opinion = objects["opinion--cdcdcdcd-1111-4111-8111-111111111111"]
+    assert note["object_marking_refs"][0] == TLP2_IDS["red"]
+    assert opinion["object_marking_refs"][0] == TLP2_IDS["red"]
+    egress = Egress(node)
+    assert egress.explain(f"report--{EVENT}", "usa").decision.allowed
+    assert egress.explain(f"indicator--{HASH}", "usa").allowed
+    for kept in (note["id"], opinion["id"], "observed-data--22222222-2222-4222-8222-222222222222"):
+        assert not egress.explain(kept, "usa").allowed, kept
+
+
+def test_converted_objects_cannot_claim_a_partner(cli: Callable[..., Result]) -> None:
+    result = cli("import", "--format", "misp", "--from", "usa", str(DATA / "misp-event.json"))
+    assert result.exit_code == 2 and "--from is for STIX objects a partner signed" in result.output

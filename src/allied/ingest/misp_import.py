@@ -31,6 +31,7 @@ import orjson
 from misp_stix_converter import MISPtoSTIX21Parser
 
 from allied.errors import InputFormatError
+from allied.ingest.importers import Options
 from allied.ingest.stix_import import ImportReport
 from allied.node import Node
 from allied.stix.labels import TLP2_IDS, TLP_BY_ID, TLP_LEVELS
@@ -157,7 +158,7 @@ def _events(document: Any, source: str) -> list[dict[str, Any]]:
     return events
 
 
-def read_event(node: Node, path: Path, report: ImportReport, options: Any) -> Iterator[Item]:
+def read_event(node: Node, path: Path, report: ImportReport, options: Options) -> Iterator[Item]:
     """The STIX objects of the MISP event file ``path``, marked as its tags and distribution
     say (see the module's docstring); what cannot be mapped safely is refused."""
     events = _events(_load(path), str(path))
@@ -209,7 +210,7 @@ def _convert(
     node: Node,
     event: dict[str, Any],
     report: ImportReport,
-    options: Any,
+    options: Options,
     nato: Mapping[tuple[str, tuple[str, ...]], list[str]],
     source: str,
 ) -> list[dict[str, Any]]:
@@ -230,6 +231,8 @@ def _convert(
         scopes[str(attribute.get("uuid"))] = _inner(
             _scope(attribute, tag_labels, nato), event_scope
         )
+    for element in event.get("EventReport") or []:
+        scopes[str(element.get("uuid"))] = _inner(_scope(element, tag_labels, nato), event_scope)
     for obj in event.get("Object") or []:
         outer = _inner(_scope(obj, tag_labels, nato), event_scope)
         scopes[str(obj.get("uuid"))] = outer
@@ -342,6 +345,8 @@ def _object_scope(
         return scopes[uuid]
     ends = [obj.get(k) for k in ("source_ref", "target_ref", "sighting_of_ref")]
     ends.extend(obj.get("observed_data_refs") or [])
+    if obj["type"] in ("note", "opinion"):  # what MISP analysts wrote about an attribute
+        ends.extend(obj.get("object_refs") or [])
     scope = event
     for end in ends:
         if isinstance(end, str) and end.split("--", 1)[-1] in scopes:
