@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/blind.py
 	$(BIN)/python benchmarks/postgres.py
 	$(BIN)/python benchmarks/console.py
+	$(BIN)/python benchmarks/importers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

@@ -291,7 +291,7 @@ def test_import_list_show_export(cli: Cli, tmp_path: Path) -> None:
     newer = indicator(1, modified="2026-05-01T00:00:00.000Z", name="newer")
     path = write_bundle(tmp_path / "in.json", [indicator(1), newer, malware(1)])
     out = ok(cli("import", str(path))).output
-    assert f"{path}: 3 stored, 0 duplicates, 0 invalid (of 3 read)" in out
+    assert f"{path}: 3 stored (2 indicator, 1 malware), 0 duplicates, 0 invalid (of 3 read)" in out
     rows = json.loads(ok(cli("list", "--type", "indicator", "--json")).output)
     assert [(r["id"], r["name"], r["versions"]) for r in rows] == [(newer["id"], "newer", 2)]
     assert newer["id"] in ok(cli("list")).output

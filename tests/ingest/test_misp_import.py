@@ -206,7 +206,7 @@ def test_a_feed_directory(node: Node, tmp_path: Path) -> None:
     broken = tmp_path / "feed"
     shutil.copytree(DATA / "misp-feed", broken)
     (broken / f"{EVENT}.json").unlink()
-    with pytest.raises(InputFormatError, match="no such file"):
+    with pytest.raises(InputFormatError, match="cannot read: No such file"):
         run(node, "misp", sources("misp", broken)[0], Options())
     (broken / "manifest.json").unlink()
     with pytest.raises(InputFormatError, match=r"not a MISP feed: no manifest\.json"):
@@ -261,7 +261,7 @@ def test_the_command_line(cli: Callable[..., Result], node: Node, tmp_path: Path
     (broken / f"{EVENT}.json").unlink()
     result = cli("import", "--format", "misp", str(broken))
     assert result.exit_code == 1
-    assert f"{EVENT}.json: no such file" in result.output
+    assert f"{EVENT}.json: cannot read: No such file or directory" in result.output
     assert "0 stored, " in result.output  # the other event: already stored above
 
 

@@ -175,4 +175,5 @@ def test_the_command_line(cli: Callable[..., Result]) -> None:
     assert result.exit_code == 0, result.output
     assert "advisory.md: 17 stored (2 attack-pattern, 2 identity, 7 indicator" in result.output
     result = cli("import", "--format", "text", str(DATA / "missing.md"))
-    assert result.exit_code == 1 and "missing.md: no such file" in result.output
+    assert result.exit_code == 1
+    assert "missing.md: cannot read: No such file or directory" in result.output

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ _BY_HEADER = {name: field for field, names in _HEADER_NAMES.items() for name in 
 _CONFIDENCE_WORDS = {"none": 0, "low": 15, "medium": 50, "med": 50, "high": 85}
 _CHUNK = 500
 _SNIFF_BYTES = 65536
+_SNIFF_LINES = 20
+_DELIMITERS = (",", ";", "\t", "|")
 
 
 @dataclass(frozen=True)
@@ -114,13 +117,32 @@ def _decode(path: Path, report: ImportReport) -> str:
         return raw.decode("cp1252", errors="replace")
 
 
+def _delimiter(text: str) -> str:
+    """The delimiter that splits most first lines into the same number (above one) of cells;
+    the standard library's sniffer takes seconds on a long first sample and guesses wrong
+    on one-column files."""
+    lines = [
+        line
+        for line in text[:_SNIFF_BYTES].splitlines()[:_SNIFF_LINES]
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    best, widest = ",", 1
+    for delimiter in _DELIMITERS:
+        try:
+            widths = Counter(len(cells) for cells in csv.reader(lines, delimiter=delimiter))
+        except csv.Error:
+            continue
+        if not widths:
+            continue
+        width, lines_of_width = widths.most_common(1)[0]
+        # most lines agree (a few rows with an extra or a missing cell are common)
+        if width > widest and lines_of_width >= 0.8 * len(lines):
+            best, widest = delimiter, width
+    return best
+
+
 def _rows(text: str, source: str) -> list[_Row]:
-    sample = text[:_SNIFF_BYTES]
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     rows = []
     start = 1
     try:

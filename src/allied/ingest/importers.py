@@ -45,9 +45,7 @@ def sources(format_: str, path: Path) -> list[Path]:
         from allied.ingest.misp_import import feed_events
 
         return feed_events(path)
-    if not path.exists():
-        raise InputFormatError("no such file", source=str(path))
-    return [path]
+    return [path]  # a file that cannot be read is its reader's to report
 
 
 def run(node: Node, format_: str, path: Path, options: Options) -> ImportReport:

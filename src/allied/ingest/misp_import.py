@@ -132,8 +132,8 @@ def feed_events(directory: Path) -> list[Path]:
 def _load(path: Path) -> Any:
     try:
         return orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise InputFormatError("no such file", source=str(path)) from None
+    except OSError as error:
+        raise InputFormatError(f"cannot read: {error.strerror}", source=str(path)) from None
     except orjson.JSONDecodeError as error:
         raise InputFormatError(f"not JSON: {error}", source=str(path)) from None
 
