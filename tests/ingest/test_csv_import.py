@@ -212,3 +212,19 @@ def test_the_command_line(cli: Callable[..., Result], node_dir: Path) -> None:
     assert result.exit_code != 0 and "no label named 'nope'" in result.output
     result = cli("import", "--format", "csv", str(DATA))
     assert result.exit_code == 1 and "only --format misp reads a feed directory" in result.output
+
+
+def test_lists_under_different_labels_never_overwrite_each_other(node: Node) -> None:
+    """The same value imported under another label is another indicator: a GREEN list
+    cannot rewrite (or widen) what a RED list said about the same address."""
+    node.add_label("red", tlp="red")
+    node.add_label("green", tlp="green")
+    run(node, "csv", DATA / "feed.txt.csv", Options(label="red"))
+    run(node, "csv", DATA / "feed.txt.csv", Options(label="green"))
+    found = latest(node, "indicator")
+    assert len(found) == 6
+    by_tlp = {TLP2_IDS["red"]: 0, TLP2_IDS["green"]: 0}
+    for indicator in found:
+        by_tlp[indicator["object_marking_refs"][0]] += 1
+        assert len(node.store.versions(indicator["id"])) == 1
+    assert by_tlp == {TLP2_IDS["red"]: 3, TLP2_IDS["green"]: 3}

@@ -301,3 +301,44 @@ def test_event_reports_and_opinions_follow_what_they_are_about(node: Node, tmp_p
 def test_converted_objects_cannot_claim_a_partner(cli: Callable[..., Result]) -> None:
     result = cli("import", "--format", "misp", "--from", "usa", str(DATA / "misp-event.json"))
     assert result.exit_code == 2 and "--from is for STIX objects a partner signed" in result.output
+
+
+def test_attributes_without_a_stix_type_become_notes(node: Node, tmp_path: Path) -> None:
+    """Comments, free text and custom object templates have no STIX type; misp-stix writes
+    deprecated x-misp-* objects, which the pipeline refuses, so they are kept as notes."""
+    _nr(node)
+
+    def extend(event: dict[str, Any]) -> None:
+        common = {"to_ids": False, "timestamp": "1759400000", "category": "Other"}
+        event["Attribute"] += [
+            {"uuid": "12121212-1111-4111-8111-111111111111", "type": "comment",
+             "value": "Seen during the exercise", "distribution": "5", **common},
+            {"uuid": "14141414-1111-4111-8111-111111111111", "type": "vulnerability",
+             "value": "CVE-2024-3400", "distribution": "0", **common},
+        ]  # fmt: skip
+        event["Object"].append({
+            "uuid": "16161616-1111-4111-8111-111111111111", "name": "drill-note",
+            "meta-category": "misc", "timestamp": "1759400000", "distribution": "0",
+            "Attribute": [{"uuid": "17171717-1111-4111-8111-111111111111", "type": "text",
+                           "object_relation": "phase", "value": "red team", **common}],
+        })  # fmt: skip
+
+    report = run(node, "misp", _event(tmp_path, extend), Options())
+    assert "kept as notes (no STIX type for them): 1 comment, 1 drill-note" in report.notes
+    objects = _objects(node)
+    comment = objects["note--12121212-1111-4111-8111-111111111111"]
+    assert (comment["abstract"], comment["content"]) == (
+        "MISP attribute comment", "Seen during the exercise",
+    )  # fmt: skip
+    assert comment["object_refs"] == [f"report--{EVENT}"]
+    assert comment["object_marking_refs"][0] == TLP2_IDS["amber"]
+    custom = objects["note--16161616-1111-4111-8111-111111111111"]
+    assert custom["content"] == "phase: red team"
+    assert custom["object_marking_refs"][0] == TLP2_IDS["red"]  # the object's distribution 0
+    vulnerability = objects["vulnerability--14141414-1111-4111-8111-111111111111"]
+    assert vulnerability["object_marking_refs"][0] == TLP2_IDS["red"]
+    refs = objects[f"report--{EVENT}"]["object_refs"]
+    assert "note--12121212-1111-4111-8111-111111111111" in refs
+    assert not [ref for ref in refs if ref.startswith("x-")]
+    assert not [o for o in objects if o.startswith("x-")]
+    assert oasis_errors(list(objects.values())) == []

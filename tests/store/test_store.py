@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import sqlite3
 from pathlib import Path
 
@@ -48,9 +49,10 @@ def test_reopening_applies_nothing_twice(store_url: str) -> None:
 def test_add_counts_duplicates_within_and_across_batches(store: Store) -> None:
     first, second = parse_object(indicator(1)), parse_object(indicator(2))
     with store.write() as writer:
-        assert writer.add([first, second, first]) == AddResult(stored=2, duplicates=1)
-        assert writer.add([second]).duplicates == 1
-    assert store.version_count() == 2
+        added = writer.add([first, second, first, parse_object(malware(1))])
+        assert added == AddResult(stored=3, duplicates=1, types=Counter(indicator=2, malware=1))
+        assert writer.add([second]) == AddResult(stored=0, duplicates=1)
+    assert store.version_count() == 3
 
 
 def test_write_rolls_back_on_error(store: Store) -> None:

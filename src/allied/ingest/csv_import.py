@@ -83,7 +83,7 @@ def read_csv(
             continue
         cells = {field: cell.strip() for field, cell in zip(layout, row.cells, strict=False)}
         cells.pop("", None)
-        built = _indicator(cells, identity, row.line, layout)
+        built = _indicator(cells, identity, markings, row.line, layout)
         index += 1
         if isinstance(built, list):
             report.read += 1
@@ -199,7 +199,11 @@ def _layout(
 
 
 def _indicator(
-    cells: dict[str, str], identity: str, line: int, layout: list[str]
+    cells: dict[str, str],
+    identity: str,
+    markings: tuple[str, ...],
+    line: int,
+    layout: list[str],
 ) -> dict[str, Any] | list[Problem]:
     problems: list[Problem] = []
 
@@ -228,7 +232,8 @@ def _indicator(
     data: dict[str, Any] = {
         "type": "indicator",
         "spec_version": "2.1",
-        "id": stable_id("indicator", identity, pattern),
+        # keyed by the label too: lists under different labels never overwrite each other
+        "id": stable_id("indicator", identity, pattern, *markings),
         "created": stamp,
         "modified": stamp,
         "created_by_ref": identity,

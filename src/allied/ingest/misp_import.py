@@ -255,7 +255,7 @@ def _convert(
         report.skipped.append(f"event {event['uuid']}: {problem}")
     for warning in _messages(parser.warnings):
         report.notes.append(f"event {event['uuid']}: {warning}")
-    converted = orjson.loads(parser.bundle.serialize())["objects"]
+    converted = _without_custom_objects(orjson.loads(parser.bundle.serialize())["objects"], report)
     by_id = {obj["id"]: obj for obj in converted}
     markings = {
         name: node.store.label(name)
@@ -271,6 +271,67 @@ def _convert(
     return out
 
 
+def _without_custom_objects(
+    objects: list[dict[str, Any]], report: ImportReport
+) -> list[dict[str, Any]]:
+    """The converter's ``x-misp-*`` objects (attributes and objects STIX has no type for:
+    comments, free text, custom templates) as STIX notes on the event, references renamed.
+
+    Custom object types without an extension-definition are deprecated in STIX 2.1 and
+    refused by the pipeline; a note keeps what the analyst wrote, readable by any tool,
+    under the same uuid (so it keeps the scope of its MISP element)."""
+    event = next((o["id"] for o in objects if o["type"] == "report"), None)
+    renamed: dict[str, str] = {}
+    kinds: dict[str, int] = {}
+    out = []
+    for obj in objects:
+        if not obj["type"].startswith("x-misp-") or event is None:
+            out.append(obj)
+            continue
+        note_id = "note--" + obj["id"].split("--", 1)[1]
+        renamed[obj["id"]] = note_id
+        what = str(obj.get("x_misp_type") or obj.get("x_misp_name") or obj["type"][7:])
+        kinds[what] = kinds.get(what, 0) + 1
+        note: dict[str, Any] = {"type": "note", "spec_version": "2.1", "id": note_id}
+        note |= {k: v for k, v in obj.items() if k in _NOTE_KEPT}
+        note |= {
+            "abstract": f"MISP {obj['type'][7:]} {what}"[:250],
+            "content": _custom_content(obj),
+            "object_refs": [event],
+        }
+        out.append(note)
+    for obj in out:
+        for key, value in list(obj.items()):
+            if key.endswith("_ref") and value in renamed:
+                obj[key] = renamed[value]
+            elif key.endswith("_refs") and isinstance(value, list):
+                obj[key] = [renamed.get(ref, ref) for ref in value]
+    if kinds:
+        listed = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        report.notes.append(f"kept as notes (no STIX type for them): {listed}")
+    return out
+
+
+_NOTE_KEPT = frozenset(
+    {"created_by_ref", "created", "modified", "labels", "object_marking_refs",
+     "external_references", "lang", "confidence"}
+)  # fmt: skip
+
+
+def _custom_content(obj: dict[str, Any]) -> str:
+    """What a custom MISP object says, as text: its value, or one line per attribute."""
+    lines = []
+    if "x_misp_value" in obj:
+        lines.append(str(obj["x_misp_value"]))
+    for attribute in obj.get("x_misp_attributes") or []:
+        if isinstance(attribute, dict):
+            relation = attribute.get("object_relation") or attribute.get("type") or "value"
+            lines.append(f"{relation}: {attribute.get('value', '')}")
+    if obj.get("x_misp_comment"):
+        lines.append(f"comment: {obj['x_misp_comment']}")
+    return "\n".join(lines) or "(empty)"
+
+
 def _inner(scope: _Scope, outer: _Scope) -> _Scope:
     inner = scope.under(outer)
     if scope.distribution == 0:
@@ -279,13 +340,13 @@ def _inner(scope: _Scope, outer: _Scope) -> _Scope:
 
 
 def _messages(found: Any) -> list[str]:
-    if isinstance(found, dict):
-        return [f"{key}: {_text(value)}" for key, value in found.items()]
-    return [str(item) for item in found or []]
-
-
-def _text(value: Any) -> str:
-    return "; ".join(map(str, value)) if isinstance(value, (list, set, tuple)) else str(value)
+    """The converter's errors or warnings (by event uuid, or a plain list), one each."""
+    values = found.values() if isinstance(found, dict) else [found or []]
+    out: list[str] = []
+    for value in values:
+        items = value if isinstance(value, (list, set, tuple)) else [value]
+        out.extend(str(item).strip() for item in items if str(item).strip())
+    return out
 
 
 def _scope(

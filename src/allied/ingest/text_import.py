@@ -94,8 +94,9 @@ def read_text(node: Node, path: Path, report: ImportReport, label: str | None) -
     title, text = _read(path)
     identity = node.config.identity_id
     markings = label_markings(node, label)
-    # the report's objects are its own: keyed by its text, they carry its label
-    key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # the report's objects are its own: keyed by its text and label, they carry that label
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    key = "\x1e".join((digest, *markings))
     stamp = timestamp()
     objects: list[dict[str, Any]] = []
     for observable in _observables(text, report):
@@ -129,7 +130,7 @@ def read_text(node: Node, path: Path, report: ImportReport, label: str | None) -
             "object_refs": refs,
             "external_references": [
                 {"source_name": "allied-import", "description": f"imported from {path.name}",
-                 "hashes": {"SHA-256": key}}
+                 "hashes": {"SHA-256": digest}}
             ],
         }
     )  # fmt: skip
