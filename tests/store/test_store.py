@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import pytest
