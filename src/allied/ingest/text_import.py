@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -98,10 +98,18 @@ def read_text(node: Node, path: Path, report: ImportReport, label: str | None) -
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     key = "\x1e".join((digest, *markings))
     stamp = timestamp()
+    found = find_iocs(
+        text,
+        parse_domain_from_url=False,
+        parse_domain_from_email_address=False,
+        parse_from_url_path=False,
+        parse_domain_name_from_xmpp_address=False,
+        parse_urls_without_scheme=False,
+        included_ioc_types=_IOC_TYPES,
+    )
     objects: list[dict[str, Any]] = []
-    for observable in _observables(text, report):
+    for observable in _observables(found, report):
         objects.append(_indicator(observable, identity, key, stamp, title))
-    found = find_iocs(text, included_ioc_types=["cves", "attack_techniques"])
     for cve in sorted({c.upper() for c in found.get("cves", [])}):
         objects.append(_vulnerability(cve, identity, key, stamp))
     techniques = found.get("attack_techniques", {})
@@ -176,16 +184,7 @@ def _read(path: Path) -> tuple[str, str]:
     return title, text
 
 
-def _observables(text: str, report: ImportReport) -> list[Observable]:
-    found = find_iocs(
-        text,
-        parse_domain_from_url=False,
-        parse_domain_from_email_address=False,
-        parse_from_url_path=False,
-        parse_domain_name_from_xmpp_address=False,
-        parse_urls_without_scheme=False,
-        included_ioc_types=list(_IOC_KINDS),
-    )
+def _observables(found: Mapping[str, Any], report: ImportReport) -> list[Observable]:
     seen: dict[str, Observable] = {}
     for key, kind in _IOC_KINDS.items():
         values = found.get(key, [])
