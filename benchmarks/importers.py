@@ -219,6 +219,14 @@ def main() -> None:
         f"{len(text) / 2**20:.1f} MB report, {text_report.stored:,} objects | {text_s:.1f} s | "
         f"{len(text) / 2**20 / text_s:.2f} MB/s | ioc-finder alone: {finder_s:.1f} s |",
         "",
+        f"The CSV import runs at {args.rows / csv_s / (stix_report.stored / stix_s):.0%} of the "
+        "plain STIX import's rate: reading, detecting, refanging and settling versions cost",
+        "the rest. Of the MISP import, the converter alone takes "
+        f"{convert_s / misp_s:.0%} and the pipeline on its bundle {plain_s / misp_s:.0%}: mapping",
+        "tags and distribution adds next to nothing. A report's import is mostly ioc-finder",
+        "(run with domains inside URLs and e-mail addresses left out, which it does by parsing",
+        "again), then one object per indicator through the pipeline.",
+        "",
         "One run each, in one process, on fresh nodes (SQLite). The CSV baseline is the",
         "plain STIX import of exactly the indicators the CSV import stored (their signatures",
         "removed, so the node signs them again): the difference is what reading a",
