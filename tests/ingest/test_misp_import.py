@@ -165,7 +165,9 @@ def test_sharing_groups_and_organisation_only_stay_inside(node: Node) -> None:
     report = run(node, "misp", DATA / "misp-sharing-group.json", Options())
     assert report.notes == [
         f"event {GROUP_EVENT}: distribution sharing group 'Baltic CERTs' (CERT-EE) -> TLP:RED "
-        "(map it with --sharing-group)"
+        "(map it with --sharing-group)",
+        f"event {GROUP_EVENT}: 1 attributes, objects or notes kept in house (distribution 0 "
+        "or an unmapped sharing group) -> TLP:RED",
     ]
     objects = _objects(node)
     assert objects[f"report--{GROUP_EVENT}"]["object_marking_refs"] == [TLP2_IDS["red"]]
@@ -220,7 +222,7 @@ def test_an_export_of_several_events(node: Node, tmp_path: Path) -> None:
     path = tmp_path / "export.json"
     path.write_text(json.dumps(export))
     report = run(node, "misp", path, Options())
-    assert report.created["report"] == 2 and len(report.notes) == 2
+    assert report.created["report"] == 2 and len(report.notes) == 3
 
 
 @pytest.mark.parametrize(
@@ -342,3 +344,224 @@ def test_attributes_without_a_stix_type_become_notes(node: Node, tmp_path: Path)
     assert not [ref for ref in refs if ref.startswith("x-")]
     assert not [o for o in objects if o.startswith("x-")]
     assert oasis_errors(list(objects.values())) == []
+
+
+# -- what a review found leaking, each now marked at least as strictly as MISP said -------------
+
+
+def _scratch_event(**event: Any) -> dict[str, Any]:
+    base = {
+        "uuid": "9a9a9a9a-0000-4000-8000-000000000001", "info": "Review case",
+        "date": "2026-10-02", "timestamp": "1759400000", "publish_timestamp": "1759400100",
+        "published": True, "analysis": "2", "threat_level_id": "2", "distribution": "3",
+        "Orgc": {"name": "CERT-EE", "uuid": "bbbb1111-2222-4333-8444-555566667777"},
+        "Tag": [{"name": "tlp:green"}], "Attribute": [], "Object": [],
+    }  # fmt: skip
+    return {"Event": base | event}
+
+
+def _attribute(uuid: str, type_: str, value: str, **more: Any) -> dict[str, Any]:
+    return {"uuid": uuid, "type": type_, "category": "Network activity", "value": value,
+            "to_ids": True, "timestamp": "1759400000", "distribution": "5", **more}  # fmt: skip
+
+
+def _import(node: Node, tmp_path: Path, document: dict[str, Any], **options: Any) -> Any:
+    path = tmp_path / f"case-{len(list(tmp_path.iterdir()))}.json"
+    path.write_text(json.dumps(document))
+    return run(node, "misp", path, Options(**options))
+
+
+def _partners(node: Node) -> Egress:
+    node.add_partner("deu", nation="DEU", clearances=["NATO=SECRET"], communities=["council"])
+    return Egress(node)
+
+
+def test_in_house_objects_never_go_to_a_labels_recipients(node: Node, tmp_path: Path) -> None:
+    """A NATO label naming recipients is never chosen for a tag by itself; chosen by hand
+    for something kept in house, it refuses the event rather than send it to them."""
+    node.add_partner("deu", nation="DEU", clearances=["NATO=SECRET"], communities=["council"])
+    node.add_label("nr-deu", tlp="amber", policy="NATO", classification="RESTRICTED",
+                   releasable_to=["DEU"], recipients=["deu"])  # fmt: skip
+    document = _scratch_event(
+        distribution="0",
+        Tag=[{"name": "tlp:amber"}, {"name": 'nato:classification="NR"'}],
+        Attribute=[_attribute("9a9a9a9a-0000-4000-8000-0000000000a1", "ip-dst", "198.51.100.2")],
+    )
+    with pytest.raises(InputFormatError, match="no label for NATO RESTRICTED"):
+        _import(node, tmp_path, document)
+    tagged = {'nato:classification="NR"': "nr-deu"}
+    with pytest.raises(InputFormatError, match="label nr-deu names recipients"):
+        _import(node, tmp_path, document, tag_labels=tagged)
+    assert latest(node, "indicator") == []
+    # shared with the community, the same hand-chosen label is the operator's to choose
+    document["Event"]["distribution"] = "3"
+    _import(node, tmp_path, document, tag_labels=tagged)
+    assert Egress(node).explain("indicator--9a9a9a9a-0000-4000-8000-0000000000a1", "deu").allowed
+
+
+def test_an_objects_indicator_is_as_strict_as_its_strictest_attribute(
+    node: Node, tmp_path: Path
+) -> None:
+    """misp-stix writes one indicator for a MISP object, holding every attribute's value:
+    an attribute kept in house keeps that indicator in house too."""
+    egress = _partners(node)
+    document = _scratch_event(Object=[{
+        "uuid": "9a9a9a9a-0000-4000-8000-0000000000b0", "name": "domain-ip",
+        "meta-category": "network", "timestamp": "1759400000", "distribution": "5",
+        "Attribute": [
+            _attribute("9a9a9a9a-0000-4000-8000-0000000000b1", "domain", "evil.example",
+                       object_relation="domain"),
+            _attribute("9a9a9a9a-0000-4000-8000-0000000000b2", "ip-dst", "198.51.100.2",
+                       object_relation="ip", distribution="0", Tag=[{"name": "tlp:red"}]),
+        ],
+    }])  # fmt: skip
+    _import(node, tmp_path, document)
+    objects = _objects(node)
+    indicator = objects["indicator--9a9a9a9a-0000-4000-8000-0000000000b0"]
+    assert "198.51.100.2" in indicator["pattern"]
+    assert indicator["object_marking_refs"] == [TLP2_IDS["red"]]
+    assert not egress.explain(indicator["id"], "deu").allowed
+    domain = objects["domain-name--9a9a9a9a-0000-4000-8000-0000000000b1"]
+    assert domain["object_marking_refs"] == [TLP2_IDS["green"]]  # the domain alone is shared
+
+
+def test_sharing_groups_count_at_every_level(node: Node, tmp_path: Path) -> None:
+    egress = _partners(node)
+    node.add_label("baltic", tlp="amber", recipients=["deu"])
+    group = {"name": "Baltic CERTs", "uuid": "aaaa1111-2222-4333-8444-555566667777"}
+    document = _scratch_event(Attribute=[
+        _attribute("9a9a9a9a-0000-4000-8000-0000000000c1", "ip-dst", "198.51.100.3",
+                   distribution="4", sharing_group_id="7", SharingGroup=group),
+    ])  # fmt: skip
+    _import(node, tmp_path, document)
+    ip = "indicator--9a9a9a9a-0000-4000-8000-0000000000c1"
+    assert _objects(node)[ip]["object_marking_refs"] == [TLP2_IDS["red"]]
+    assert not egress.explain(ip, "deu").allowed
+    document["Event"]["Attribute"][0]["timestamp"] = "1759400500"  # a new version
+    _import(node, tmp_path, document, sharing_groups={"Baltic CERTs": "baltic"})
+    assert _objects(node)[ip]["object_marking_refs"][1] == node.store.label("baltic")[0]
+    assert Egress(node).explain(ip, "deu").allowed
+
+
+@pytest.mark.parametrize(
+    ("tag", "outcome"),
+    [
+        ("TLP: RED", "red"),
+        ("tlp：red", "red"),  # a full-width colon
+        ("tlp:red\u200b", "red"),  # an invisible character
+        ("tlp:ex:chr", "red"),  # Chatham House rule: never passed on
+        ("tlp:amber-strict", "amber+strict"),
+        ("tlp:unclear", "refused"),
+        ('nato:classification:"NS"', "refused"),
+        ('nato-classification="NS"', "refused"),
+        ("nato:NS", "refused"),
+        ("classification:NATO SECRET", "refused"),
+        ('de-vs:einstufung="VS-NfD"', None),  # not recognisably a classification: a label
+        ('fr-classif:classifie="confidentiel-defense"', "refused"),
+    ],
+)
+def test_tags_are_read_whatever_their_spelling_or_refuse(
+    node: Node, tmp_path: Path, tag: str, outcome: str | None
+) -> None:
+    document = _scratch_event(Attribute=[
+        _attribute("9a9a9a9a-0000-4000-8000-0000000000d1", "ip-dst", "198.51.100.4",
+                   Tag=[tag]),  # a plain string, as pymisp also accepts
+    ])  # fmt: skip
+    if outcome == "refused":
+        with pytest.raises(InputFormatError, match=r"--tag-label|nato taxonomy"):
+            _import(node, tmp_path, document)
+        return
+    _import(node, tmp_path, document)
+    marked = _objects(node)["indicator--9a9a9a9a-0000-4000-8000-0000000000d1"]
+    assert marked["object_marking_refs"][0] == TLP2_IDS[outcome or "green"]
+
+
+def test_galaxies_sightings_and_analyst_notes_take_their_elements_scope(
+    node: Node, tmp_path: Path
+) -> None:
+    egress = _partners(node)
+    secret_cluster = "9a9a9a9a-0000-4000-8000-0000000000e9"
+    public_cluster = "7cdd1f7c-3a6b-4e5c-9d0a-1b2c3d4e5f60"
+    galaxy = {"uuid": "c4e851fa-775f-11e7-8163-b774922098cd", "name": "Threat Actor",
+              "type": "threat-actor", "description": "Threat actors"}  # fmt: skip
+    document = _scratch_event(
+        Galaxy=[galaxy | {"GalaxyCluster": [{
+            "uuid": public_cluster, "type": "threat-actor", "value": "APT28",
+            "description": "Russian actor", "tag_name": 'misp-galaxy:threat-actor="APT28"',
+        }]}],
+        Attribute=[_attribute(
+            "9a9a9a9a-0000-4000-8000-0000000000e1", "ip-dst", "198.51.100.5", distribution="0",
+            Galaxy=[galaxy | {"GalaxyCluster": [{
+                "uuid": secret_cluster, "type": "threat-actor", "value": "Operation Nightjar",
+                "description": "our own operation", "tag_name": 'misp-galaxy:threat-actor="x"',
+            }]}],
+            Sighting=[{"uuid": "9a9a9a9a-0000-4000-8000-0000000000e2", "type": "1",
+                       "date_sighting": "1759400600",
+                       "Organisation": {"name": "Liaison", "uuid":
+                                        "9a9a9a9a-0000-4000-8000-0000000000e3"}}],
+        )],
+    )  # fmt: skip
+    _import(node, tmp_path, document)
+    objects = _objects(node)
+    assert objects[f"threat-actor--{public_cluster}"]["object_marking_refs"] == [TLP2_IDS["green"]]
+    kept = [
+        f"threat-actor--{secret_cluster}",
+        "identity--9a9a9a9a-0000-4000-8000-0000000000e3",
+        "opinion--9a9a9a9a-0000-4000-8000-0000000000e2",
+    ]
+    for object_id in kept:
+        assert objects[object_id]["object_marking_refs"] == [TLP2_IDS["red"]], object_id
+        assert not egress.explain(object_id, "deu").allowed, object_id
+    creator = objects["identity--bbbb1111-2222-4333-8444-555566667777"]
+    assert creator["object_marking_refs"] == [TLP2_IDS["green"]]
+
+
+def test_an_attribute_without_a_uuid_refuses_the_event(node: Node, tmp_path: Path) -> None:
+    attribute = _attribute("x", "ip-dst", "198.51.100.6", Tag=[{"name": "tlp:red"}])
+    del attribute["uuid"]
+    with pytest.raises(InputFormatError, match=r"Event.Attribute\[0\] has no uuid"):
+        _import(node, tmp_path, _scratch_event(Attribute=[attribute]))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"distribution": [1]},
+        {"timestamp": "yesterday"},
+        {"date": "2026-13-45"},
+        {"Tag": [None]},
+        {"Tag": 3},
+        {"Galaxy": ["x"]},
+        {"Attribute": {"a": 1}},
+        {"Attribute": ["x"]},
+        {"Object": "x"},
+        {"EventReport": [1]},
+        {"Object": [{"uuid": "9a9a9a9a-0000-4000-8000-0000000000f0", "name": "file",
+                     "Attribute": {"x": 1}}]},
+        {"distribution": "4", "SharingGroup": {"name": "x", "SharingGroupOrg": ["a"]}},
+        {"distribution": "4", "SharingGroup": "abc"},
+    ],
+)  # fmt: skip
+def test_malformed_events_are_refused_with_a_reason(
+    node: Node, tmp_path: Path, change: dict[str, Any]
+) -> None:
+    document = _scratch_event(**change)
+    try:
+        _import(node, tmp_path, document)
+    except InputFormatError as error:
+        assert "9a9a9a9a-0000-4000-8000-000000000001" in str(error)
+    else:  # what the converter can read is imported, marked as strictly as ever
+        for obj in latest(node):
+            assert obj["type"] != "report" or obj["object_marking_refs"]
+
+
+def test_an_unpublished_event_with_comments(node: Node, tmp_path: Path) -> None:
+    document = _scratch_event(published=False, Attribute=[
+        {**_attribute("9a9a9a9a-0000-4000-8000-0000000000a9", "comment", "a remark"),
+         "category": "Other", "to_ids": False},
+    ])  # fmt: skip
+    del document["Event"]["publish_timestamp"]
+    report = _import(node, tmp_path, document)
+    assert report.created["grouping"] == 1 and report.created["note"] == 1
+    note = _objects(node)["note--9a9a9a9a-0000-4000-8000-0000000000a9"]
+    assert note["object_refs"] == ["grouping--9a9a9a9a-0000-4000-8000-000000000001"]

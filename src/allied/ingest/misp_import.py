@@ -22,6 +22,7 @@ the strictest of what applies to the MISP element it came from:
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,10 @@ _TLP_TAGS = {
     "tlp:green": "green",
     "tlp:amber": "amber",
     "tlp:amber+strict": "amber+strict",
+    "tlp:amber-strict": "amber+strict",
     "tlp:red": "red",
+    # Chatham House rule (MISP's tlp taxonomy): no attribution, so never passed on
+    "tlp:ex:chr": "red",
 }
 #: the nato taxonomy's values (MISP/misp-taxonomies nato/machinetag.json): level, handling
 NATO_LEVELS = {
@@ -79,35 +83,29 @@ _NATO_NAMES = {
     "CONFIDENTIAL ATOMAL": "NC-A",
 }
 # any tag of the predicate, whatever its value: one not understood refuses its event
-_NATO_TAG = re.compile(r'\s*nato\s*:\s*classification\b\s*(?:=\s*"?([^"]*)"?)?\s*', re.IGNORECASE)
+_NATO_TAG = re.compile(r'nato:classification(?:="?([^"]*)"?)?', re.IGNORECASE)
 _PAP_TAG = re.compile(r"pap:(clear|white|green|amber|red)", re.IGNORECASE)
 
 
 @dataclass
 class _Scope:
-    """What MISP says of one element: its TLP, its classification labels, its distribution."""
+    """What MISP says of one element and everything it sits in: its TLP, its classification
+    labels, its sharing groups' labels, and whether it is kept in house."""
 
     tlp: str | None = None
     labels: set[str] = field(default_factory=set)
-    #: the label a sharing group maps to (--sharing-group): not for what is kept in house
+    #: labels that sharing groups map to (--sharing-group)
     group: set[str] = field(default_factory=set)
-    distribution: int | None = None
-    #: tags that refuse the event (a classification this node has no label for)
-    refused: list[str] = field(default_factory=list)
+    #: distribution "your organisation only", or a sharing group no label maps, here or above
+    in_house: bool = False
 
-    def under(self, outer: _Scope) -> _Scope:
-        """This scope inside ``outer``: never less restricted than it."""
-        distribution = self.distribution
-        if distribution in (None, 5):
-            distribution = outer.distribution
-        elif outer.distribution is not None and outer.distribution != 4:
-            distribution = min(distribution, outer.distribution)
+    def with_(self, other: _Scope) -> _Scope:
+        """The strictest of both: what holds for content subject to both."""
         return _Scope(
-            _stricter(self.tlp, outer.tlp),
-            self.labels | outer.labels,
-            set() if self.distribution == 0 else self.group | outer.group,
-            distribution,
-            self.refused + outer.refused,
+            _stricter(self.tlp, other.tlp),
+            self.labels | other.labels,
+            self.group | other.group,
+            self.in_house or other.in_house,
         )
 
 
@@ -192,18 +190,35 @@ def _note_remarked(node: Node, objects: list[dict[str, Any]], report: ImportRepo
 
 
 def _nato_labels(node: Node) -> dict[tuple[str, tuple[str, ...]], list[str]]:
-    """The node's labels under the NATO policy, by (classification, handling)."""
+    """The node's labels under the NATO policy, by (classification, handling). Labels that
+    name recipients are left out: a tag never sends anything to named partners by itself."""
     found: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     markings = node.store.label_markings()
     for name, marking_id, _tlp in node.store.labels():
         label = markings.get(marking_id)
         if label is None or label.policy is None or label.classification is None:
             continue
-        if label.policy.upper() != "NATO":
+        if label.policy.upper() != "NATO" or label.recipients:
             continue
         key = (label.classification.upper(), tuple(sorted(h.upper() for h in label.handling)))
         found.setdefault(key, []).append(name)
     return found
+
+
+class _Refused(Exception):
+    """An element whose markings cannot be mapped safely: the whole event is refused."""
+
+
+@dataclass
+class _Context:
+    """What mapping one event needs, and what it counts for the summary."""
+
+    event_uuid: str
+    tag_labels: Mapping[str, str]
+    sharing_groups: Mapping[str, str]
+    nato: Mapping[tuple[str, tuple[str, ...]], list[str]]
+    kept_in_house: int = 0
+    grouped: dict[str, int] = field(default_factory=dict)
 
 
 def _convert(
@@ -214,61 +229,338 @@ def _convert(
     nato: Mapping[tuple[str, tuple[str, ...]], list[str]],
     source: str,
 ) -> list[dict[str, Any]]:
-    tag_labels: Mapping[str, str] = options.tag_labels
-    event_scope = _scope(event, tag_labels, nato)
-    group = event.get("SharingGroup") if isinstance(event.get("SharingGroup"), dict) else None
-    mapped = options.sharing_groups.get(str((group or {}).get("name", "")))
-    _report_distribution(event, event_scope, group, mapped, report)
-    if event_scope.distribution == 4:
-        if mapped is not None:
-            event_scope.group.add(mapped)
-        else:
-            event_scope.tlp = "red"
-    elif event_scope.distribution == 0:
-        event_scope.tlp = "red"
-    scopes: dict[str, _Scope] = {}
-    for attribute in event.get("Attribute") or []:
-        scopes[str(attribute.get("uuid"))] = _inner(
-            _scope(attribute, tag_labels, nato), event_scope
-        )
-    for element in event.get("EventReport") or []:
-        scopes[str(element.get("uuid"))] = _inner(_scope(element, tag_labels, nato), event_scope)
-    for obj in event.get("Object") or []:
-        outer = _inner(_scope(obj, tag_labels, nato), event_scope)
-        scopes[str(obj.get("uuid"))] = outer
-        for attribute in obj.get("Attribute") or []:
-            scopes[str(attribute.get("uuid"))] = _inner(_scope(attribute, tag_labels, nato), outer)
-    refused = event_scope.refused + [r for s in scopes.values() for r in s.refused]
-    if refused:
+    uuid = event["uuid"]
+    context = _Context(uuid, options.tag_labels, options.sharing_groups, nato)
+    try:
+        scopes, everything = _scopes(event, context)
+    except _Refused as refusal:
         raise InputFormatError(
-            f"event {event['uuid']}: {refused[0]}; nothing of this event is imported",
-            source=source,
-        )
+            f"event {uuid}: {refusal}; nothing of this event is imported", source=source
+        ) from None
+    _report_distribution(event, scopes[uuid.lower()], context, report)
     parser = MISPtoSTIX21Parser()
     try:
         parser.parse_misp_event({"Event": event})
+        bundle = orjson.loads(parser.bundle.serialize())
     except Exception as error:  # the converter's own errors: bad values deep in an event
-        raise InputFormatError(
-            f"event {event['uuid']}: misp-stix: {error}", source=source
-        ) from None
+        raise InputFormatError(f"event {uuid}: misp-stix: {error}", source=source) from None
+    if not isinstance(bundle.get("objects"), list):  # pymisp could not load the event
+        why = "; ".join(_messages(parser.errors)) or "it is not a MISP event it can read"
+        raise InputFormatError(f"event {uuid}: misp-stix: {why}", source=source)
     for problem in _messages(parser.errors):
-        report.skipped.append(f"event {event['uuid']}: {problem}")
+        report.skipped.append(f"event {uuid}: {problem}")
     for warning in _messages(parser.warnings):
-        report.notes.append(f"event {event['uuid']}: {warning}")
-    converted = _without_custom_objects(orjson.loads(parser.bundle.serialize())["objects"], report)
-    by_id = {obj["id"]: obj for obj in converted}
+        report.notes.append(f"event {uuid}: {warning}")
+    converted = _without_custom_objects(bundle["objects"], report)
+    labels = node.store.label_markings()
     markings = {
-        name: node.store.label(name)
-        for scope in (event_scope, *scopes.values())
-        for name in scope.labels | scope.group
+        name: node.store.label(name) for sc in scopes.values() for name in sc.labels | sc.group
     }
     out = []
-    for obj in converted:
-        if obj["type"] == "marking-definition" and obj["id"] in TLP_BY_ID:
-            continue  # replaced by the TLP 2.0 markings below
-        scope = _object_scope(obj, by_id, scopes, event_scope)
-        out.append(_marked(obj, scope, markings))
+    try:
+        for obj in converted:
+            if obj["type"] == "marking-definition" and obj["id"] in TLP_BY_ID:
+                continue  # replaced by the TLP 2.0 markings below
+            scope = _object_scope(obj, scopes, everything)
+            out.append(_marked(obj, scope, markings, labels))
+    except _Refused as refusal:
+        raise InputFormatError(
+            f"event {uuid}: {refusal}; nothing of this event is imported", source=source
+        ) from None
     return out
+
+
+def _scopes(event: dict[str, Any], context: _Context) -> tuple[dict[str, _Scope], _Scope]:
+    """The scope of every MISP element of ``event`` by its uuid (lower case), and the
+    strictest of them all (for what the converter made that names no element).
+
+    misp-stix names what it makes from an attribute, an object, an event report, a galaxy
+    cluster, a sighting or analyst data after that element's uuid; what it makes from a
+    MISP object (an indicator, observed data, a file) holds every attribute's value, so an
+    object's scope is the strictest of it and all its attributes."""
+    scopes: dict[str, _Scope] = {}
+    clusters: dict[str, _Scope] = {}
+    # the event's organisations: creators of everything in it, at the event's scope
+    own_orgs = {
+        org["uuid"].strip().lower()
+        for org in (event.get("Orgc"), event.get("Org"))
+        if isinstance(org, dict) and isinstance(org.get("uuid"), str)
+    }
+
+    def put(uuid: Any, scope: _Scope, where: str) -> None:
+        if not isinstance(uuid, str) or not uuid.strip():
+            raise _Refused(f"{where} has no uuid, so what is made of it cannot be marked")
+        key = uuid.strip().lower()
+        scopes[key] = scopes[key].with_(scope) if key in scopes else scope
+
+    def annotations(element: dict[str, Any], scope: _Scope, where: str) -> None:
+        """Sightings, analyst data and galaxies attached to ``element``."""
+        for n, sighting in enumerate(_dicts(element, "Sighting", where)):
+            put(sighting.get("uuid"), scope, f"{where}.Sighting[{n}]")
+            org = sighting.get("Organisation")
+            org_uuid = org.get("uuid") if isinstance(org, dict) else None
+            if isinstance(org_uuid, str) and org_uuid.strip().lower() not in own_orgs:
+                put(org_uuid, scope, f"{where}.Sighting[{n}].Organisation")  # who else saw it
+        for kind in ("Note", "Opinion", "Relationship"):
+            for n, data in enumerate(_dicts(element, kind, where)):
+                inner = _element(data, context, f"{where}.{kind}[{n}]").with_(scope)
+                put(data.get("uuid"), inner, f"{where}.{kind}[{n}]")
+        for n, galaxy in enumerate(_dicts(element, "Galaxy", where)):
+            for m, cluster in enumerate(_dicts(galaxy, "GalaxyCluster", f"{where}.Galaxy[{n}]")):
+                uuid = cluster.get("uuid")
+                if isinstance(uuid, str):
+                    key = uuid.strip().lower()
+                    clusters[key] = clusters[key].with_(scope) if key in clusters else scope
+                else:
+                    raise _Refused(f"{where}.Galaxy[{n}].GalaxyCluster[{m}] has no uuid")
+
+    outer = _element(event, context, "Event")
+    put(event["uuid"], outer, "Event")
+    for org_uuid in own_orgs:
+        scopes[org_uuid] = outer
+    for n, attribute in enumerate(_dicts(event, "Attribute", "Event")):
+        where = f"Event.Attribute[{n}]"
+        scope = _element(attribute, context, where).with_(outer)
+        put(attribute.get("uuid"), scope, where)
+        annotations(attribute, scope, where)
+    for n, element in enumerate(_dicts(event, "EventReport", "Event")):
+        where = f"Event.EventReport[{n}]"
+        put(element.get("uuid"), _element(element, context, where).with_(outer), where)
+    for n, obj in enumerate(_dicts(event, "Object", "Event")):
+        where = f"Event.Object[{n}]"
+        own = _element(obj, context, where).with_(outer)
+        whole = own
+        for m, attribute in enumerate(_dicts(obj, "Attribute", where)):
+            inner = f"{where}.Attribute[{m}]"
+            scope = _element(attribute, context, inner).with_(own)
+            put(attribute.get("uuid"), scope, inner)
+            annotations(attribute, scope, inner)
+            whole = whole.with_(scope)
+        put(obj.get("uuid"), whole, where)
+        annotations(obj, whole, where)
+    # a cluster attached to the event itself is said at the event's scope, whatever else
+    # it is attached to; one attached only to attributes or objects takes their scope
+    on_elements = dict(clusters)
+    clusters.clear()
+    annotations(event, outer, "Event")
+    scopes.update(on_elements)
+    scopes.update(clusters)
+    everything = outer
+    for scope in scopes.values():
+        everything = everything.with_(scope)
+    return scopes, everything
+
+
+def _dicts(element: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    """``element[key]`` as a list of objects; anything else there is refused, not guessed."""
+    value = element.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise _Refused(f"{where}.{key} is not a list of objects")
+    return value
+
+
+def _element(element: dict[str, Any], context: _Context, where: str) -> _Scope:
+    """The scope ``element``'s own tags and distribution give it."""
+    scope = _Scope()
+    raw = element.get("distribution")
+    try:
+        distribution = None if raw is None or raw == "" else int(str(raw))
+    except ValueError:
+        distribution = 0  # unreadable: the most restrictive reading
+    if distribution == 0:
+        scope.in_house = True
+    elif distribution == 4:
+        group = element.get("SharingGroup")
+        name = str(group.get("name", "")) if isinstance(group, dict) else ""
+        mapped = context.sharing_groups.get(name) if name else None
+        if mapped is None:
+            scope.in_house = True
+        else:
+            scope.group.add(mapped)
+    elif distribution not in (None, 1, 2, 3, 5):
+        scope.in_house = True  # a level MISP does not define
+    if scope.in_house and where != "Event":
+        context.kept_in_house += 1
+    for name in _tag_names(element, where):
+        _apply_tag(name, scope, context, where)
+    return scope
+
+
+def _tag_names(element: dict[str, Any], where: str) -> list[str]:
+    """The names of ``element``'s tags, written as objects or as plain strings."""
+    value = element.get("Tag")
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    names = []
+    for n, item in enumerate(items):
+        name = item.get("name") if isinstance(item, dict) else item
+        if not isinstance(name, str):
+            raise _Refused(f"{where}.Tag[{n}] has no name")
+        names.append(name)
+    return names
+
+
+def normal_tag(name: str) -> str:
+    """A tag as compared: Unicode compatibility forms folded (a full-width colon is a colon),
+    invisible characters dropped, no spaces around ``:`` and ``=``."""
+    text = unicodedata.normalize("NFKC", name)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return re.sub(r"\s*([:=])\s*", r"\1", " ".join(text.split()))
+
+
+def _namespace(tag: str) -> str:
+    return re.split(r"[:=]", tag, maxsplit=1)[0].strip().lower()
+
+
+def _apply_tag(name: str, scope: _Scope, context: _Context, where: str) -> None:
+    tag = normal_tag(name)
+    mapped = context.tag_labels.get(name) or context.tag_labels.get(tag)
+    if mapped is None:
+        mapped = {normal_tag(k).lower(): v for k, v in context.tag_labels.items()}.get(tag.lower())
+    if mapped is not None:
+        scope.labels.add(mapped)
+        return
+    namespace = _namespace(tag)
+    if namespace == "tlp":
+        level = _TLP_TAGS.get(tag.lower().replace('"', ""))
+        if level is None:
+            raise _Refused(
+                f"{where}: tag {name!r} is no TLP level this node knows; "
+                f"map it with --tag-label '{name}=LABEL'"
+            )
+        scope.tlp = _stricter(scope.tlp, level)
+        return
+    if namespace.startswith("nato"):
+        scope.labels.add(_nato_label(name, tag, context, where))
+        return
+    if "classif" in namespace:
+        raise _Refused(
+            f"{where}: tag {name!r} is a classification this node cannot map; "
+            f"map it with --tag-label '{name}=LABEL'"
+        )
+
+
+def _nato_label(name: str, tag: str, context: _Context, where: str) -> str:
+    match = _NATO_TAG.fullmatch(tag)
+    value = " ".join((match.group(1) or "").replace("_", " ").upper().split()) if match else ""
+    level = NATO_LEVELS.get(_NATO_NAMES.get(value, value.replace(" ", "-")))
+    if level is None:
+        raise _Refused(f"{where}: tag {name!r} is not a value of the nato taxonomy")
+    choices = context.nato.get((level[0], tuple(sorted(level[1]))))
+    if not choices or len(choices) > 1:
+        which = "no label" if not choices else f"labels {', '.join(choices)}"
+        handling = " " + "/".join(level[1]) if level[1] else ""
+        raise _Refused(
+            f"{where}: tag {name!r}: this node has {which} for NATO {level[0]}{handling} "
+            f"(without named recipients); choose one with --tag-label '{name}=LABEL'"
+        )
+    return choices[0]
+
+
+def _object_scope(obj: dict[str, Any], scopes: Mapping[str, _Scope], everything: _Scope) -> _Scope:
+    """The scope of the MISP element ``obj`` was made from; a relationship, sighting, note
+    or opinion also takes the strictest of what it refers to; anything named after no
+    element takes the strictest scope in the event."""
+    uuid = obj["id"].split("--", 1)[1].lower()
+    own = scopes.get(uuid)
+    ends = [obj.get(k) for k in ("source_ref", "target_ref", "sighting_of_ref")]
+    ends.extend(obj.get("observed_data_refs") or [])
+    ends.extend(obj.get("where_sighted_refs") or [])
+    if obj["type"] in ("note", "opinion"):  # what MISP analysts wrote about an element
+        ends.extend(obj.get("object_refs") or [])
+    refs = [end for end in ends if isinstance(end, str)]
+    if own is None and not refs:
+        return everything
+    scope = own or _Scope()
+    for ref in refs:
+        scope = scope.with_(scopes.get(ref.split("--", 1)[-1].lower(), everything))
+    return scope
+
+
+def _marked(
+    obj: dict[str, Any],
+    scope: _Scope,
+    markings: Mapping[str, tuple[str, str]],
+    labels: Mapping[str, Any],
+) -> dict[str, Any]:
+    """``obj`` with the markings of ``scope`` instead of the converter's, and its tags as
+    labels (TLP and classification tags removed: they are markings now)."""
+    if obj["type"] == "marking-definition":
+        return obj
+    names = sorted(scope.labels) if scope.in_house else sorted(scope.labels | scope.group)
+    tlp = "red" if scope.in_house else scope.tlp
+    refs: list[str] = []
+    for name in names:
+        marking_id, label_tlp = markings[name]
+        label = labels.get(marking_id)
+        if scope.in_house and label is not None and label.recipients:
+            raise _Refused(
+                f"{obj['id']} is kept in house (distribution or sharing group) but label "
+                f"{name} names recipients, who would receive it"
+            )
+        if scope.tlp is None and not scope.in_house:  # no TLP tag: the label's own TLP
+            tlp = _stricter(tlp, label_tlp)
+        refs.append(marking_id)
+    own = [r for r in obj.get("object_marking_refs", []) if r not in TLP_BY_ID]
+    out = {k: v for k, v in obj.items() if k != "object_marking_refs"}
+    marking_refs = ([TLP2_IDS[tlp]] if tlp else []) + refs + own
+    if marking_refs:
+        out["object_marking_refs"] = marking_refs
+    if "labels" in out:
+        kept = []
+        for tag in out["labels"]:
+            normal = normal_tag(tag)
+            namespace = _namespace(normal)
+            if namespace == "tlp" or namespace.startswith("nato") or "classif" in namespace:
+                continue
+            pap = _PAP_TAG.fullmatch(normal)
+            if pap:
+                tag = f"PAP:{'CLEAR' if pap.group(1).lower() == 'white' else pap.group(1).upper()}"
+            if tag not in kept:
+                kept.append(tag)
+        if kept:
+            out["labels"] = kept
+        else:
+            del out["labels"]
+    return out
+
+
+def _report_distribution(
+    event: dict[str, Any], scope: _Scope, context: _Context, report: ImportReport
+) -> None:
+    raw = event.get("distribution")
+    try:
+        level: int | None = None if raw is None else int(str(raw))
+    except ValueError:
+        level = -1
+    text = DISTRIBUTIONS.get(level, f"unknown ({raw})") if level is not None else "not given"
+    note = f"event {event['uuid']}: distribution {text}"
+    if level == 4:
+        found = event.get("SharingGroup")
+        group: dict[str, Any] = found if isinstance(found, dict) else {}
+        orgs = []
+        members = group.get("SharingGroupOrg")
+        for entry in members if isinstance(members, list) else []:
+            org = entry.get("Organisation") if isinstance(entry, dict) else None
+            if isinstance(org, dict):
+                orgs.append(str(org.get("name", "?")))
+        note += f" {str(group.get('name', 'unnamed'))!r}" + (
+            f" ({', '.join(orgs)})" if orgs else ""
+        )
+        mapped = sorted(scope.group)
+        note += (f" -> label {', '.join(mapped)}" if mapped and not scope.in_house
+                 else " -> TLP:RED (map it with --sharing-group)")  # fmt: skip
+    elif scope.in_house:
+        note += " -> TLP:RED: it stays on this node"
+    report.notes.append(note)
+    if context.kept_in_house:
+        report.notes.append(
+            f"event {event['uuid']}: {context.kept_in_house} attributes, objects or notes kept "
+            "in house (distribution 0 or an unmapped sharing group) -> TLP:RED"
+        )
 
 
 def _without_custom_objects(
@@ -280,7 +572,8 @@ def _without_custom_objects(
     Custom object types without an extension-definition are deprecated in STIX 2.1 and
     refused by the pipeline; a note keeps what the analyst wrote, readable by any tool,
     under the same uuid (so it keeps the scope of its MISP element)."""
-    event = next((o["id"] for o in objects if o["type"] == "report"), None)
+    # the event itself: a report once published, a grouping before
+    event = next((o["id"] for o in objects if o["type"] in ("report", "grouping")), None)
     renamed: dict[str, str] = {}
     kinds: dict[str, int] = {}
     out = []
@@ -332,13 +625,6 @@ def _custom_content(obj: dict[str, Any]) -> str:
     return "\n".join(lines) or "(empty)"
 
 
-def _inner(scope: _Scope, outer: _Scope) -> _Scope:
-    inner = scope.under(outer)
-    if scope.distribution == 0:
-        inner.tlp = "red"
-    return inner
-
-
 def _messages(found: Any) -> list[str]:
     """The converter's errors or warnings (by event uuid, or a plain list), one each."""
     values = found.values() if isinstance(found, dict) else [found or []]
@@ -347,131 +633,3 @@ def _messages(found: Any) -> list[str]:
         items = value if isinstance(value, (list, set, tuple)) else [value]
         out.extend(str(item).strip() for item in items if str(item).strip())
     return out
-
-
-def _scope(
-    element: dict[str, Any],
-    tag_labels: Mapping[str, str],
-    nato: Mapping[tuple[str, tuple[str, ...]], list[str]],
-) -> _Scope:
-    scope = _Scope()
-    distribution = element.get("distribution")
-    try:
-        scope.distribution = int(distribution) if distribution is not None else None
-    except (TypeError, ValueError):
-        scope.distribution = 0  # unreadable: the most restrictive reading
-    for name in _tag_names(element):
-        lowered = name.strip().lower()
-        mapped = tag_labels.get(name) or tag_labels.get(lowered)
-        if mapped is not None:
-            scope.labels.add(mapped)
-            continue
-        if lowered in _TLP_TAGS:
-            scope.tlp = _stricter(scope.tlp, _TLP_TAGS[lowered])
-            continue
-        match = _NATO_TAG.fullmatch(name)
-        if match:
-            value = " ".join((match.group(1) or "").replace("_", " ").upper().split())
-            level = NATO_LEVELS.get(_NATO_NAMES.get(value, value.replace(" ", "-")))
-            choices = nato.get((level[0], tuple(sorted(level[1])))) if level else None
-            if level is None:
-                scope.refused.append(f"tag {name!r}: not a value of the nato taxonomy")
-            elif not choices or len(choices) > 1:
-                which = "no label" if not choices else f"labels {', '.join(choices)}"
-                scope.refused.append(
-                    f"tag {name!r}: this node has {which} for NATO {level[0]}"
-                    f"{' ' + '/'.join(level[1]) if level[1] else ''}; "
-                    f"choose one with --tag-label '{name}=LABEL'"
-                )
-            else:
-                scope.labels.add(choices[0])
-    return scope
-
-
-def _tag_names(element: dict[str, Any]) -> list[str]:
-    tags = element.get("Tag") or []
-    return [str(t.get("name")) for t in tags if isinstance(t, dict) and t.get("name")]
-
-
-def _object_scope(
-    obj: dict[str, Any],
-    by_id: Mapping[str, dict[str, Any]],
-    scopes: Mapping[str, _Scope],
-    event: _Scope,
-) -> _Scope:
-    """The scope of the MISP element ``obj`` came from: the converter names objects after
-    their attribute or object; relationships and sightings take their ends' strictest."""
-    uuid = obj["id"].split("--", 1)[1]
-    if uuid in scopes:
-        return scopes[uuid]
-    ends = [obj.get(k) for k in ("source_ref", "target_ref", "sighting_of_ref")]
-    ends.extend(obj.get("observed_data_refs") or [])
-    if obj["type"] in ("note", "opinion"):  # what MISP analysts wrote about an attribute
-        ends.extend(obj.get("object_refs") or [])
-    scope = event
-    for end in ends:
-        if isinstance(end, str) and end.split("--", 1)[-1] in scopes:
-            scope = scopes[end.split("--", 1)[1]].under(scope)
-    return scope
-
-
-def _marked(
-    obj: dict[str, Any], scope: _Scope, markings: Mapping[str, tuple[str, str]]
-) -> dict[str, Any]:
-    """``obj`` with the markings of ``scope`` instead of the converter's, and its tags as
-    labels (TLP and classification tags removed: they are markings now)."""
-    if obj["type"] == "marking-definition":
-        return obj
-    tlp = scope.tlp
-    refs: list[str] = []
-    for name in sorted(scope.labels | scope.group):
-        marking_id, label_tlp = markings[name]
-        if scope.tlp is None:  # no TLP tag: the label's own TLP
-            tlp = _stricter(tlp, label_tlp)
-        refs.append(marking_id)
-    own = [r for r in obj.get("object_marking_refs", []) if r not in TLP_BY_ID]
-    out = {k: v for k, v in obj.items() if k != "object_marking_refs"}
-    marking_refs = ([TLP2_IDS[tlp]] if tlp else []) + refs + own
-    if marking_refs:
-        out["object_marking_refs"] = marking_refs
-    if "labels" in out:
-        kept = []
-        for tag in out["labels"]:
-            lowered = tag.strip().lower()
-            if lowered in _TLP_TAGS or _NATO_TAG.fullmatch(tag):
-                continue
-            pap = _PAP_TAG.fullmatch(tag.strip())
-            if pap:
-                tag = f"PAP:{'CLEAR' if pap.group(1).lower() == 'white' else pap.group(1).upper()}"
-            if tag not in kept:
-                kept.append(tag)
-        if kept:
-            out["labels"] = kept
-        else:
-            del out["labels"]
-    return out
-
-
-def _report_distribution(
-    event: dict[str, Any],
-    scope: _Scope,
-    group: dict[str, Any] | None,
-    mapped: str | None,
-    report: ImportReport,
-) -> None:
-    level = scope.distribution
-    text = DISTRIBUTIONS.get(level, f"unknown ({level})") if level is not None else "not given"
-    note = f"event {event['uuid']}: distribution {text}"
-    if level == 4:
-        orgs = [
-            str((entry.get("Organisation") or {}).get("name", "?"))
-            for entry in (group or {}).get("SharingGroupOrg") or []
-            if isinstance(entry, dict)
-        ]
-        name = (group or {}).get("name", "unnamed")
-        note += f" {name!r}" + (f" ({', '.join(orgs)})" if orgs else "")
-    if level == 4:
-        note += f" -> label {mapped}" if mapped else " -> TLP:RED (map it with --sharing-group)"
-    elif level == 0:
-        note += " -> TLP:RED: it stays on this node"
-    report.notes.append(note)
