@@ -137,6 +137,11 @@ def test_skip_invalid_keeps_the_good_rows(node: Node) -> None:
         ("type,value\nyara,rule x {}\n", "unknown indicator type 'yara'"),
         ("value,first_seen\n203.0.113.1,yesterday\n", "'yesterday' is not a date"),
         ("value,first_seen,last_seen\n203.0.113.1,2026-03-02,2026-03-01\n", "is not after"),
+        ("value,first_seen\n203.0.113.1,²²²²²²²²²²\n", "is not a date"),
+        ("value,first_seen\n203.0.113.1,0001-01-01T00:00+01:00\n", "is not a date"),
+        ("value,first_seen\n203.0.113.1,9999-12-31T23:59-01:00\n", "is not a date"),
+        ("value,first_seen\n203.0.113.1,0001-01-01\n", "is not a date"),
+        ("value\n0.0.0.0/0\n", "network of more than a /8"),
     ],
 )
 def test_row_problems_say_what_is_wrong(
@@ -158,6 +163,8 @@ def test_row_problems_say_what_is_wrong(
         ("value,indicator\nx,y\n", None, "more than one column means 'value'"),
         ("203.0.113.1\n", ["value", "colour"], "unknown column 'colour'"),
         ('value\n"unterminated\n', None, None),
+        ('value,comment\n203.0.113.1,"abc\n203.0.113.2,x\n', None, "never closed"),
+        ("203.0.113.1,x\n", ["value", "value"], "--columns names 'value' twice"),
     ],
 )
 def test_files_that_are_no_indicator_list(

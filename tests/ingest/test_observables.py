@@ -29,6 +29,9 @@ from allied.stix.pattern import parse_pattern
         ("Evil.Example.ORG.", "domain", "evil.example.org"),
         ("secure-mail[dot]gov-update[dot]org", "domain", "secure-mail.gov-update.org"),
         ("münchen.de", "domain", "xn--mnchen-3ya.de"),
+        ("ß.de", "domain", "xn--zca.de"),  # IDNA 2008, as browsers resolve it (not ss.de)
+        ("fe80::1%eth0", "ipv6", "fe80::1"),  # a zone id names a local link, not the address
+        ("10.0.0.0/8", "ipv4", "10.0.0.0/8"),
         ("admin[at]evil[.]ru", "email", "admin@evil.ru"),
         ("Recruitment@MOD-Careers.com", "email", "recruitment@mod-careers.com"),
         ("44D88612FEA8A8F36DE82E1278ABB02F", "md5", "44d88612fea8a8f36de82e1278abb02f"),
@@ -48,7 +51,8 @@ def test_values_are_recognised_refanged_and_normalised(written: str, kind: str, 
     "written",
     ["", "   ", "not an indicator", "1.2.3", "999.1.1.1", "evil", "a b.com", "-bad.example.com",
      "http://", "http://exa mple.com/", "abc@", "@example.com", "g" * 32, "a" * 31,
-     "example.123", "1.2.3.4/99"],
+     "example.123", "1.2.3.4/99", "1.2.3.4/0", "0.0.0.0/7", "::/0", "2001:db8::/31",
+     "²²²²²²²²²²"],
 )  # fmt: skip
 def test_what_is_no_indicator_says_why(written: str) -> None:
     result = observe(written)

@@ -133,6 +133,22 @@ def test_a_re_import_changes_nothing(node: Node, tmp_path: Path) -> None:
     assert len(latest(node, "report")) == 2  # another text is another report
 
 
+@pytest.mark.parametrize(
+    "page",
+    [
+        "<html><head><title>T</title>head-text 203.0.113.50</head><body>Body 192.0.2.9</body>",
+        "<html><head><title>T</title><meta name=x><body>Body 192.0.2.9</body></html>",
+    ],
+)
+def test_html_text_is_what_the_page_shows(node: Node, tmp_path: Path, page: str) -> None:
+    path = tmp_path / "page.html"
+    path.write_text(page)
+    run(node, "text", path, Options())
+    (written,) = latest(node, "report")
+    assert (written["name"], written["description"]) == ("T", "Body 192.0.2.9")
+    assert [o["name"] for o in latest(node, "indicator")] == ["ipv4: 192.0.2.9"]
+
+
 def test_plain_text_and_a_report_that_names_nothing(node: Node, tmp_path: Path) -> None:
     path = tmp_path / "minutes.txt"
     path.write_text("\n\nMinutes of the planning meeting\n\nThe next drill is in spring.\n")

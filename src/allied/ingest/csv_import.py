@@ -153,6 +153,12 @@ def _rows(text: str, source: str) -> list[_Row]:
             rows.append(_Row(line, cells))
     except csv.Error as error:
         raise InputFormatError(f"not CSV: {error}", source=source, line=start) from None
+    if rows and reader.line_num > rows[-1].line and not text.rstrip().endswith('"'):
+        # the reader ends a quoted cell left open at the end of the file: every line after
+        # the quote would be read as part of one cell, never as rows
+        raise InputFormatError(
+            "a quoted cell opened here is never closed", source=source, line=rows[-1].line
+        )
     return rows
 
 
@@ -178,6 +184,9 @@ def _layout(
                     source=source,
                 )
             layout.append(field)
+        doubled = sorted({f for f in layout if f and layout.count(f) > 1})
+        if doubled:
+            raise InputFormatError(f"--columns names {doubled[0]!r} twice", source=source)
         return layout, header
     if header is not None:
         fields = [f for f in found if f]
@@ -257,7 +266,7 @@ def _time(text: str, field: str, problem: Any) -> str | None:
     if not text:
         return None
     moment: datetime | None = None
-    if text.isdigit() and len(text) in (10, 13):  # Unix seconds or milliseconds
+    if text.isascii() and text.isdigit() and len(text) in (10, 13):  # Unix s or ms
         seconds = int(text) / (1000 if len(text) == 13 else 1)
         moment = datetime.fromtimestamp(seconds, UTC)
     else:
@@ -271,12 +280,17 @@ def _time(text: str, field: str, problem: Any) -> str | None:
                     break
                 except ValueError:
                     continue
-    if moment is None:
+    if moment is not None:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        try:
+            moment = moment.astimezone(UTC)
+        except (OverflowError, ValueError):
+            moment = None
+    if moment is None or not 1900 <= moment.year <= 9999:
         problem(field, f"{text!r} is not a date (ISO 8601, e.g. 2026-03-01 or 2026-03-01T12:00Z)")
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _confidence(text: str, problem: Any) -> int | None:

@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import idna
+
 from allied.matching.compile import normalise
 from allied.stix.pattern import check_pattern, string_literal
 
@@ -107,7 +109,10 @@ def observe(value: str, kind: str | None = None) -> Observable | str:
         return "empty value"
     kinds = (kind,) if kind is not None else _detection_order(text)
     for candidate in kinds:
-        found = _READERS[candidate](text)
+        try:
+            found = _READERS[candidate](text)
+        except _NotAnIndicator as refusal:
+            return str(refusal)
         if found is not None:
             return Observable(candidate, found)
     if kind is not None:
@@ -129,16 +134,31 @@ def _detection_order(text: str) -> tuple[str, ...]:
     return ("ipv4", "domain")
 
 
+class _NotAnIndicator(ValueError):
+    """Well formed, but nothing to match on (a network of a sizeable part of the Internet)."""
+
+
+#: the widest networks taken as indicators: wider ones would match a good part of any log
+_WIDEST = {4: 8, 6: 32}
+
+
 def _ip(text: str, version: int) -> str | None:
+    text = text.split("%", 1)[0] if version == 6 else text  # a zone id names a local link
     try:
         if "/" in text:
-            network = ipaddress.ip_network(text, strict=False)
+            network = ipaddress.ip_network(text, strict=False)  # host bits cleared
             if network.version != version:
                 return None
+            if network.prefixlen < _WIDEST[version]:
+                raise _NotAnIndicator(
+                    f"{text!r} is a network of more than a /{_WIDEST[version]}: no indicator"
+                )
             if network.prefixlen == network.max_prefixlen:
                 return str(network.network_address)
             return str(network)
         address = ipaddress.ip_address(text)
+    except _NotAnIndicator:
+        raise
     except ValueError:
         return None
     return str(address) if address.version == version else None
@@ -146,9 +166,13 @@ def _ip(text: str, version: int) -> str | None:
 
 def _domain(text: str) -> str | None:
     name = text.rstrip(".").lower()
-    try:
-        name = name.encode("idna").decode("ascii") if not name.isascii() else name
-    except UnicodeError:
+    try:  # IDNA 2008 with UTS 46, as browsers resolve names (ß stays ß, not ss)
+        name = (
+            idna.encode(name, uts46=True, transitional=False).decode()
+            if not name.isascii()
+            else name
+        )
+    except (idna.IDNAError, UnicodeError):
         return None
     parts = name.split(".")
     if len(name) > 253 or len(parts) < 2 or not _TLD.fullmatch(parts[-1]):

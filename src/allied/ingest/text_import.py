@@ -43,6 +43,7 @@ _IOC_KINDS = {
 _IOC_TYPES = [*_IOC_KINDS, "cves", "attack_techniques"]
 _HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 _MAX_BYTES = 20 * 1024 * 1024
+_MAX_DESCRIPTION = 1_000_000
 
 
 class _Text(HTMLParser):
@@ -65,6 +66,8 @@ class _Text(HTMLParser):
     def handle_starttag(self, tag: str, attrs: Any) -> None:
         if tag in self._HIDDEN and tag != "head":
             self._hidden += 1
+        if tag == "body" and "head" in self._in:  # a head left open ends where the body starts
+            self._in = self._in[: self._in.index("head")]
         self._in.append(tag)
         if tag in self._BLOCKS:
             self.parts.append("\n")
@@ -82,7 +85,7 @@ class _Text(HTMLParser):
         if "title" in self._in:
             self.title += data
             return
-        if self._hidden:
+        if self._hidden or "head" in self._in:  # the page head is no text, its title aside
             return
         if "h1" in self._in:
             self.heading += data
@@ -122,7 +125,12 @@ def read_text(node: Node, path: Path, report: ImportReport, label: str | None) -
     if not refs:
         report.notes.append("nothing found in the text: the report refers to its author only")
         refs = [identity]
-    description = text if len(text) <= 1_000_000 else text[:1_000_000]
+    description = text[:_MAX_DESCRIPTION]
+    if len(text) > _MAX_DESCRIPTION:
+        report.notes.append(
+            f"the report's text is cut to its first {_MAX_DESCRIPTION:,} characters "
+            "(everything in it was searched)"
+        )
     objects.append(
         {
             "type": "report",
