@@ -60,7 +60,11 @@ def test_tampering_was_detected_and_routed_around(demo: Drill) -> None:
 def test_the_outage_is_measured_and_recovered_from(demo: Drill) -> None:
     [outage] = demo.score["outages"]
     assert outage["node"] == "NATO"
-    assert 29 <= outage["offline_s"] <= 40
+    # scripted from 18 s to 48 s; a busy machine starts it late (the inject before it, a blind
+    # match, runs long) and so shortens it, but never ends it early
+    assert 18 <= outage["down_s"] < 30 and 48 <= outage["up_s"] <= 60
+    assert abs(outage["offline_s"] - (outage["up_s"] - outage["down_s"])) <= 0.02
+    assert outage["offline_s"] >= 18
     assert outage["recovery_s"] is not None and outage["recovery_s"] < 20
     assert outage["caught_up_objects"] >= 10  # what USA shared meanwhile
 
