@@ -1,9 +1,8 @@
 """Which converter reads which input format; all of them end in the one STIX import pipeline.
 
-``allied import --format FORMAT`` lands here: STIX files go straight to
-:func:`allied.ingest.stix_import.import_file`; MISP events, CSV lists and written reports are
-converted to STIX objects first and then take exactly the same path (validation, labels,
-origin signature, ledger), one source per transaction.
+``allied import --format FORMAT`` lands here: STIX files are read as they are; MISP events,
+CSV lists and written reports are converted to STIX objects first; all then take the same
+path (validation, labels, origin signature, ledger), one source per transaction.
 """
 
 from __future__ import annotations
@@ -13,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from allied.errors import InputFormatError
-from allied.ingest.stix_import import ImportReport, import_file, import_items
+from allied.ingest.stix_import import ImportReport, import_items
 from allied.node import Node
-from allied.stix.reader import Item
+from allied.stix.reader import Item, read_items
 
 FORMATS = ("stix", "misp", "csv", "text")
 
@@ -51,20 +50,14 @@ def sources(format_: str, path: Path) -> list[Path]:
 def run(node: Node, format_: str, path: Path, options: Options) -> ImportReport:
     """Import one source file of ``format_``; raises what its converter or the pipeline
     raises, with nothing stored."""
-    if format_ == "stix":
-        return import_file(
-            node,
-            path,
-            skip_invalid=options.skip_invalid,
-            label=options.label,
-            received_from=options.received_from,
-            dry_run=options.dry_run,
-        )
     report = ImportReport(str(path))
-    if format_ == "csv":
+    items: Iterator[Item]
+    if format_ == "stix":
+        items = read_items(path)
+    elif format_ == "csv":
         from allied.ingest.csv_import import read_csv
 
-        items: Iterator[Item] = read_csv(node, path, report, options.columns, options.label)
+        items = read_csv(node, path, report, options.columns, options.label)
     elif format_ == "text":
         from allied.ingest.text_import import read_text
 
