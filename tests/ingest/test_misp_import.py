@@ -184,10 +184,10 @@ def test_a_mapped_sharing_group_takes_its_label_but_organisation_only_stays_red(
     report = run(node, "misp", DATA / "misp-sharing-group.json", options)
     assert report.notes[0].endswith("(CERT-EE) -> label baltic")
     objects = _objects(node)
-    # tlp:green from the tag, the sharing group's label
-    assert objects[f"report--{GROUP_EVENT}"]["object_marking_refs"] == [TLP2_IDS["green"], label]
+    # tlp:green from the tag, the sharing group's label, whose own TLP (amber) is stricter
+    assert objects[f"report--{GROUP_EVENT}"]["object_marking_refs"] == [TLP2_IDS["amber"], label]
     url = objects["indicator--77777777-7777-4777-8777-777777777777"]
-    assert url["object_marking_refs"] == [TLP2_IDS["green"], label]
+    assert url["object_marking_refs"] == [TLP2_IDS["amber"], label]
     in_house = objects["indicator--88888888-8888-4888-8888-888888888888"]
     assert in_house["object_marking_refs"] == [TLP2_IDS["red"]]  # distribution 0: no group
     egress = Egress(node)
@@ -231,7 +231,15 @@ def test_an_export_of_several_events(node: Node, tmp_path: Path) -> None:
         ("{", "not JSON"),
         ('{"Event": {"info": "x"}}', "Event has no uuid"),
         ('{"Event": {"uuid": "5e3c1a7e-1b2c-4d5e-8f90-0a1b2c3d4e5f"}}', "Event.info is missing"),
-        ('{"response": [{"Event": {"uuid": "a", "info": "x"}}, 3]}', "events[1] has no uuid"),
+        (
+            '{"response": [{"Event": {"uuid": "5e3c1a7e-1b2c-4d5e-8f90-0a1b2c3d4e5f", '
+            '"info": "x"}}, 3]}',
+            "events[1] has no uuid",
+        ),
+        (
+            '{"Event": {"uuid": " 5e3c1a7e-1b2c-4d5e-8f90-0a1b2c3d4e5f ", "info": "x"}}',
+            "is not a uuid",
+        ),
     ],
 )
 def test_what_is_no_misp_event(node: Node, tmp_path: Path, content: str, message: str) -> None:
@@ -456,7 +464,14 @@ def test_sharing_groups_count_at_every_level(node: Node, tmp_path: Path) -> None
         ('nato-classification="NS"', "refused"),
         ("nato:NS", "refused"),
         ("classification:NATO SECRET", "refused"),
-        ('de-vs:einstufung="VS-NfD"', None),  # not recognisably a classification: a label
+        ('de-vs:einstufung="VS-NfD"', "refused"),  # German classification (Einstufung)
+        ('estonia:classification="secret"', "refused"),
+        ('iep:traffic-light-protocol="RED"', "refused"),  # FIRST IEP: not mapped by itself
+        ('circl:incident-classification="phishing"', None),  # classifies incidents: a label
+        ("TLP-RED", "red"),
+        ("[tlp red]", "red"),
+        ('"tlp:amber"', "amber"),
+        ("tlp_amber+strict", "amber+strict"),
         ('fr-classif:classifie="confidentiel-defense"', "refused"),
     ],
 )
@@ -565,3 +580,96 @@ def test_an_unpublished_event_with_comments(node: Node, tmp_path: Path) -> None:
     assert report.created["grouping"] == 1 and report.created["note"] == 1
     note = _objects(node)["note--9a9a9a9a-0000-4000-8000-0000000000a9"]
     assert note["object_refs"] == ["grouping--9a9a9a9a-0000-4000-8000-000000000001"]
+
+
+# -- what a second review found ------------------------------------------------------------------
+
+
+def test_objects_folded_in_by_the_converter_keep_their_scope(node: Node, tmp_path: Path) -> None:
+    """misp-stix folds a pe object (and its sections) into the file object that includes it:
+    a section kept in house keeps the file's indicator in house too."""
+    egress = _partners(node)
+    file_uuid, pe_uuid, section_uuid = (f"9a9a9a9a-0000-4000-8000-00000000010{n}" for n in range(3))
+
+    def attribute(n: int, relation: str, type_: str, value: str) -> dict[str, Any]:
+        uuid = f"9a9a9a9a-0000-4000-8000-0000000002{n:02d}"
+        return _attribute(uuid, type_, value, object_relation=relation, category="Payload delivery")
+
+    document = _scratch_event(Object=[
+        {"uuid": file_uuid, "name": "file", "meta-category": "file", "timestamp": "1759400000",
+         "distribution": "5",
+         "Attribute": [attribute(1, "filename", "filename", "invite.exe"),
+                       attribute(2, "md5", "md5", "d41d8cd98f00b204e9800998ecf8427e")],
+         "ObjectReference": [{"uuid": "9a9a9a9a-0000-4000-8000-000000000301",
+                              "referenced_uuid": pe_uuid, "relationship_type": "includes",
+                              "Object": {"name": "pe"}}]},
+        {"uuid": pe_uuid, "name": "pe", "meta-category": "file", "timestamp": "1759400000",
+         "distribution": "5", "Attribute": [attribute(3, "original-filename", "filename", "x.exe")],
+         "ObjectReference": [{"uuid": "9a9a9a9a-0000-4000-8000-000000000302",
+                              "referenced_uuid": section_uuid, "relationship_type": "includes",
+                              "Object": {"name": "pe-section"}}]},
+        {"uuid": section_uuid, "name": "pe-section", "meta-category": "file",
+         "timestamp": "1759400000", "distribution": "0",
+         "Attribute": [attribute(4, "name", "text", ".secret")]},
+    ])  # fmt: skip
+    _import(node, tmp_path, document)
+    objects = _objects(node)
+    file_indicator = objects[f"indicator--{file_uuid}"]
+    assert ".secret" in file_indicator["pattern"]  # folded in by the converter
+    assert file_indicator["object_marking_refs"] == [TLP2_IDS["red"]]
+    assert not egress.explain(file_indicator["id"], "deu").allowed
+
+
+def test_notes_on_an_event_report_have_their_own_scope(node: Node, tmp_path: Path) -> None:
+    egress = _partners(node)
+    document = _scratch_event(EventReport=[{
+        "uuid": "9a9a9a9a-0000-4000-8000-000000000401", "name": "Analysis",
+        "content": "The infrastructure is shared.", "distribution": "5",
+        "timestamp": "1759400000", "deleted": False,
+        "Note": [{"uuid": "9a9a9a9a-0000-4000-8000-000000000402", "note": "source: agent X",
+                  "distribution": "0", "language": "en", "note_type_name": "Note",
+                  "created": "2026-10-02 10:00:00", "modified": "2026-10-02 10:00:00"}],
+    }])  # fmt: skip
+    _import(node, tmp_path, document)
+    objects = _objects(node)
+    report_note = objects["note--9a9a9a9a-0000-4000-8000-000000000401"]
+    assert report_note["object_marking_refs"] == [TLP2_IDS["green"]]
+    analyst_note = objects["note--9a9a9a9a-0000-4000-8000-000000000402"]
+    assert analyst_note["object_marking_refs"] == [TLP2_IDS["red"]]
+    assert not egress.explain(analyst_note["id"], "deu").allowed
+
+
+def test_a_tlp_tag_mapped_to_a_label_keeps_its_tlp(node: Node, tmp_path: Path) -> None:
+    """The TLP is the strictest of the tags' and of every label's own."""
+    node.add_label("chr", tlp="red")
+    document = _scratch_event(Attribute=[
+        _attribute("9a9a9a9a-0000-4000-8000-000000000501", "ip-dst", "198.51.100.9",
+                   Tag=[{"name": "tlp:red"}]),
+    ])  # fmt: skip
+    _import(node, tmp_path, document, tag_labels={"tlp:red": "chr"})
+    marked = _objects(node)["indicator--9a9a9a9a-0000-4000-8000-000000000501"]
+    assert marked["object_marking_refs"][0] == TLP2_IDS["red"]
+
+
+def test_in_house_objects_are_not_blind_matchable(node: Node, tmp_path: Path) -> None:
+    node.add_label("nr-blind", tlp="amber", policy="NATO", classification="RESTRICTED",
+                   releasable_to=["NATO"], blind_match=["NATO"])  # fmt: skip
+    document = _scratch_event(Tag=[{"name": 'nato:classification="NR"'}], Attribute=[
+        _attribute("9a9a9a9a-0000-4000-8000-000000000601", "ip-dst", "198.51.100.10",
+                   distribution="0"),
+    ])  # fmt: skip
+    with pytest.raises(InputFormatError, match="no label for NATO RESTRICTED"):
+        _import(node, tmp_path, document)  # never chosen by itself
+    tagged = {'nato:classification="NR"': "nr-blind"}
+    with pytest.raises(InputFormatError, match="lets partners blind-match it"):
+        _import(node, tmp_path, document, tag_labels=tagged)
+
+
+def test_tags_in_misps_internal_form_are_read(node: Node, tmp_path: Path) -> None:
+    document = _scratch_event(Attribute=[
+        _attribute("9a9a9a9a-0000-4000-8000-000000000701", "ip-dst", "198.51.100.11",
+                   AttributeTag=[{"Tag": {"name": "tlp:red"}}]),
+    ])  # fmt: skip
+    _import(node, tmp_path, document)
+    marked = _objects(node)["indicator--9a9a9a9a-0000-4000-8000-000000000701"]
+    assert marked["object_marking_refs"][0] == TLP2_IDS["red"]

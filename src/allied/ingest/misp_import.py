@@ -47,17 +47,6 @@ DISTRIBUTIONS = {
     4: "sharing group",
     5: "inherit event",
 }
-_TLP_TAGS = {
-    "tlp:clear": "clear",
-    "tlp:white": "clear",
-    "tlp:green": "green",
-    "tlp:amber": "amber",
-    "tlp:amber+strict": "amber+strict",
-    "tlp:amber-strict": "amber+strict",
-    "tlp:red": "red",
-    # Chatham House rule (MISP's tlp taxonomy): no attribution, so never passed on
-    "tlp:ex:chr": "red",
-}
 #: the nato taxonomy's values (MISP/misp-taxonomies nato/machinetag.json): level, handling
 NATO_LEVELS = {
     "NU": ("UNCLASSIFIED", ()),
@@ -84,6 +73,17 @@ _NATO_NAMES = {
 }
 # any tag of the predicate, whatever its value: one not understood refuses its event
 _NATO_TAG = re.compile(r'nato:classification(?:="?([^"]*)"?)?', re.IGNORECASE)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+# a TLP level however it is written: tlp:red, TLP-RED, [tlp red], tlp_amber+strict, ...
+_TLP_ANY = re.compile(r"\W*tlp(?:[\W_]+|$)(.*?)\W*", re.IGNORECASE)
+_TLP_WORDS = {
+    "clear": "clear", "white": "clear", "green": "green", "amber": "amber",
+    "amber+strict": "amber+strict", "amber-strict": "amber+strict",
+    "amber strict": "amber+strict", "amber_strict": "amber+strict", "red": "red",
+    "ex:chr": "red", "ex-chr": "red",
+}  # fmt: skip
+#: namespaces that state who may see something in words Allied cannot map by itself
+_UNMAPPED_MARKINGS = ("iep",)
 _PAP_TAG = re.compile(r"pap:(clear|white|green|amber|red)", re.IGNORECASE)
 
 
@@ -150,6 +150,8 @@ def _events(document: Any, source: str) -> list[dict[str, Any]]:
         where = f"events[{n}]" if len(items) > 1 else "Event"
         if not isinstance(event, dict) or not isinstance(event.get("uuid"), str):
             raise InputFormatError(f"not a MISP event: {where} has no uuid", source=source)
+        if not _UUID.fullmatch(event["uuid"]):
+            raise InputFormatError(f"{where}.uuid {event['uuid']!r} is not a uuid", source=source)
         if not isinstance(event.get("info"), str):
             raise InputFormatError(f"not a MISP event: {where}.info is missing", source=source)
         events.append(event)
@@ -191,14 +193,15 @@ def _note_remarked(node: Node, objects: list[dict[str, Any]], report: ImportRepo
 
 def _nato_labels(node: Node) -> dict[tuple[str, tuple[str, ...]], list[str]]:
     """The node's labels under the NATO policy, by (classification, handling). Labels that
-    name recipients are left out: a tag never sends anything to named partners by itself."""
+    name recipients or let partners blind-match are left out: a tag never sends anything to
+    named partners, or tells them what is held, by itself."""
     found: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     markings = node.store.label_markings()
     for name, marking_id, _tlp in node.store.labels():
         label = markings.get(marking_id)
         if label is None or label.policy is None or label.classification is None:
             continue
-        if label.policy.upper() != "NATO" or label.recipients:
+        if label.policy.upper() != "NATO" or label.recipients or label.blind_match:
             continue
         key = (label.classification.upper(), tuple(sorted(h.upper() for h in label.handling)))
         found.setdefault(key, []).append(name)
@@ -325,7 +328,9 @@ def _scopes(event: dict[str, Any], context: _Context) -> tuple[dict[str, _Scope]
         annotations(attribute, scope, where)
     for n, element in enumerate(_dicts(event, "EventReport", "Event")):
         where = f"Event.EventReport[{n}]"
-        put(element.get("uuid"), _element(element, context, where).with_(outer), where)
+        scope = _element(element, context, where).with_(outer)
+        put(element.get("uuid"), scope, where)
+        annotations(element, scope, where)
     for n, obj in enumerate(_dicts(event, "Object", "Event")):
         where = f"Event.Object[{n}]"
         own = _element(obj, context, where).with_(outer)
@@ -338,17 +343,48 @@ def _scopes(event: dict[str, Any], context: _Context) -> tuple[dict[str, _Scope]
             whole = whole.with_(scope)
         put(obj.get("uuid"), whole, where)
         annotations(obj, whole, where)
+    _fold_references(event, scopes)
     # a cluster attached to the event itself is said at the event's scope, whatever else
     # it is attached to; one attached only to attributes or objects takes their scope
     on_elements = dict(clusters)
     clusters.clear()
     annotations(event, outer, "Event")
-    scopes.update(on_elements)
-    scopes.update(clusters)
+    for key, scope in on_elements.items():  # attached to elements only: their scopes
+        if key not in clusters:
+            scopes[key] = scopes[key].with_(scope) if key in scopes else scope
+    for key, scope in clusters.items():
+        scopes[key] = scopes[key].with_(scope) if key in scopes else scope
     everything = outer
     for scope in scopes.values():
         everything = everything.with_(scope)
     return scopes, everything
+
+
+def _fold_references(event: dict[str, Any], scopes: dict[str, _Scope]) -> None:
+    """What an object refers to joins its scope, transitively: misp-stix folds some
+    referenced objects into the referring one (a ``pe`` and its sections into the ``file``
+    that includes it, a ``registry-key-value`` into its ``registry-key``), so the referring
+    object's indicator can hold the referenced one's values. Every reference is folded in,
+    which is never less strict than what misp-stix does."""
+    references: dict[str, list[str]] = {}
+    for n, obj in enumerate(_dicts(event, "Object", "Event")):
+        where = f"Event.Object[{n}]"
+        for m, reference in enumerate(_dicts(obj, "ObjectReference", where)):
+            target = reference.get("referenced_uuid")
+            if not isinstance(target, str):
+                raise _Refused(f"{where}.ObjectReference[{m}] names no referenced_uuid")
+            source = str(obj.get("uuid", "")).strip().lower()
+            references.setdefault(source, []).append(target.strip().lower())
+    changed = True
+    while changed:  # a fixed point: at most one pass per object in a chain
+        changed = False
+        for source, targets in references.items():
+            scope = scopes[source]
+            for target in targets:
+                if target in scopes:
+                    scope = scope.with_(scopes[target])
+            if scope != scopes[source]:
+                scopes[source], changed = scope, True
 
 
 def _dicts(element: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
@@ -391,9 +427,12 @@ def _element(element: dict[str, Any], context: _Context, where: str) -> _Scope:
 def _tag_names(element: dict[str, Any], where: str) -> list[str]:
     """The names of ``element``'s tags, written as objects or as plain strings."""
     value = element.get("Tag")
-    if value is None:
-        return []
-    items = value if isinstance(value, list) else [value]
+    items = [] if value is None else value if isinstance(value, list) else [value]
+    for key in ("EventTag", "AttributeTag"):  # MISP's internal form: {"Tag": {...}} each
+        wrapped = element.get(key)
+        if wrapped is not None and not isinstance(wrapped, list):
+            raise _Refused(f"{where}.{key} is not a list")
+        items += [w.get("Tag") if isinstance(w, dict) else w for w in wrapped or []]
     names = []
     for n, item in enumerate(items):
         name = item.get("name") if isinstance(item, dict) else item
@@ -424,8 +463,9 @@ def _apply_tag(name: str, scope: _Scope, context: _Context, where: str) -> None:
         scope.labels.add(mapped)
         return
     namespace = _namespace(tag)
-    if namespace == "tlp":
-        level = _TLP_TAGS.get(tag.lower().replace('"', ""))
+    tlp = _TLP_ANY.fullmatch(tag)
+    if tlp is not None:
+        level = _TLP_WORDS.get(tlp.group(1).strip().strip('"').lower())
         if level is None:
             raise _Refused(
                 f"{where}: tag {name!r} is no TLP level this node knows; "
@@ -436,11 +476,21 @@ def _apply_tag(name: str, scope: _Scope, context: _Context, where: str) -> None:
     if namespace.startswith("nato"):
         scope.labels.add(_nato_label(name, tag, context, where))
         return
-    if "classif" in namespace:
+    if _is_classification(tag) or namespace in _UNMAPPED_MARKINGS:
         raise _Refused(
             f"{where}: tag {name!r} is a classification this node cannot map; "
             f"map it with --tag-label '{name}=LABEL'"
         )
+
+
+def _is_classification(tag: str) -> bool:
+    """A tag stating a classification in a scheme this importer has no mapping for: its
+    namespace says so (``classification:``, ``fr-classif:``) or its predicate does
+    (``xx:classification=``, German ``de-vs:einstufung=``); ``circl:incident-classification``
+    and the like classify incidents, not information."""
+    namespace = _namespace(tag)
+    predicate = re.split(r"[:=]", tag, maxsplit=2)[1].lower() if ":" in tag else ""
+    return "classif" in namespace or predicate in ("classification", "einstufung")
 
 
 def _nato_label(name: str, tag: str, context: _Context, where: str) -> str:
@@ -468,7 +518,6 @@ def _object_scope(obj: dict[str, Any], scopes: Mapping[str, _Scope], everything:
     own = scopes.get(uuid)
     ends = [obj.get(k) for k in ("source_ref", "target_ref", "sighting_of_ref")]
     ends.extend(obj.get("observed_data_refs") or [])
-    ends.extend(obj.get("where_sighted_refs") or [])
     if obj["type"] in ("note", "opinion"):  # what MISP analysts wrote about an element
         ends.extend(obj.get("object_refs") or [])
     refs = [end for end in ends if isinstance(end, str)]
@@ -501,8 +550,12 @@ def _marked(
                 f"{obj['id']} is kept in house (distribution or sharing group) but label "
                 f"{name} names recipients, who would receive it"
             )
-        if scope.tlp is None and not scope.in_house:  # no TLP tag: the label's own TLP
-            tlp = _stricter(tlp, label_tlp)
+        if label is not None and scope.in_house and label.blind_match:
+            raise _Refused(
+                f"{obj['id']} is kept in house (distribution or sharing group) but label "
+                f"{name} lets partners blind-match it, which would tell them it is held"
+            )
+        tlp = _stricter(tlp, label_tlp)  # never less strict than the label's own TLP
         refs.append(marking_id)
     own = [r for r in obj.get("object_marking_refs", []) if r not in TLP_BY_ID]
     out = {k: v for k, v in obj.items() if k != "object_marking_refs"}
@@ -514,7 +567,11 @@ def _marked(
         for tag in out["labels"]:
             normal = normal_tag(tag)
             namespace = _namespace(normal)
-            if namespace == "tlp" or namespace.startswith("nato") or "classif" in namespace:
+            if (
+                _TLP_ANY.fullmatch(normal)
+                or namespace.startswith("nato")
+                or (_is_classification(normal))
+            ):
                 continue
             pap = _PAP_TAG.fullmatch(normal)
             if pap:
