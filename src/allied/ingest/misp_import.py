@@ -1,22 +1,22 @@
 """MISP events and feeds as STIX 2.1, by the MISP project's own converter (``misp-stix``),
 with MISP's sharing rules carried over into Allied labels.
 
-The converter turns attributes, objects, galaxies and sightings into STIX; what it does not
-do is decide who may receive the result, and MISP's own answer is spread over tags and
-distribution levels at three levels (event, object, attribute). Here each STIX object gets
-the strictest of what applies to the MISP element it came from:
+The converter turns attributes, objects, galaxies, sightings, event reports and analyst
+data into STIX; what it does not do is decide who may receive the result, and MISP's answer
+is spread over tags and distribution levels on every element (event, object, attribute,
+event report, analyst data). Each STIX object gets the strictest of what applies to the MISP
+element it came from and everything that element sits in or folds in (docs/importing.md
+has the whole table):
 
-- ``tlp:*`` tags become TLP 2.0 markings (``tlp:white`` is CLEAR); the strictest wins, and an
-  attribute never ends up less restricted than its event.
-- ``nato:classification`` tags become this node's label with that NATO classification (when
-  exactly one label has it; ``--tag-label`` chooses otherwise). A classification that maps to
-  no label refuses the event: it must not land less protected than it was.
-- ``PAP:*`` tags stay as STIX labels, in one spelling (``PAP:CLEAR`` for ``PAP:WHITE``);
-  every other tag stays a label as the converter writes it.
-- Distribution "your organisation only" becomes TLP:RED (no recipient: it stays on this node);
-  a sharing group becomes the label ``--sharing-group`` maps it to, else TLP:RED; "this
-  community", "connected communities" and "all communities" leave the tags to decide. Each
-  event's distribution and sharing group are reported.
+- TLP tags, however spelt, become TLP 2.0 markings; one this node cannot read refuses the
+  event. An object's TLP is never below its labels' own.
+- ``nato:classification`` tags become this node's one NATO label of that level (without
+  named recipients or blind matching; ``--tag-label`` chooses otherwise); any other
+  classification tag, or one that maps to no label, refuses the event: it must not land
+  less protected than it was.
+- ``PAP:*`` tags stay STIX labels, in one spelling; every other tag stays a label.
+- Distribution "your organisation only", and a sharing group ``--sharing-group`` does not
+  map, keep an element in house: TLP:RED and no sharing-group label.
 """
 
 from __future__ import annotations
@@ -221,7 +221,6 @@ class _Context:
     sharing_groups: Mapping[str, str]
     nato: Mapping[tuple[str, tuple[str, ...]], list[str]]
     kept_in_house: int = 0
-    grouped: dict[str, int] = field(default_factory=dict)
 
 
 def _convert(
