@@ -40,7 +40,7 @@ from allied.stix.checks import IDENTIFIER
 from allied.stix.labels import TLP2_IDS, TLP_LEVELS, Label, builtin_objects, label_marking
 from allied.stix.model import parse_object
 from allied.store import database as database_
-from allied.store.store import Partner, Store, Writer, check_unused, now
+from allied.store.store import Partner, Store, Writer, check_unused, now, stix_now
 from allied.store.transfer import Copied, copy_store
 
 NATION = re.compile(r"^([A-Z]{3}|NATO)\Z")
@@ -429,9 +429,7 @@ class Node:
         )
         marking = self.origin().admit(
             parse_object(
-                label_marking(
-                    label, created=now()[:23] + "Z", created_by_ref=self.config.identity_id
-                )
+                label_marking(label, created=stix_now(), created_by_ref=self.config.identity_id)
             )
         )
         with self.write() as writer:
@@ -522,7 +520,7 @@ def _create_node(
     settings: dict[str, str],
     environ_url: str,
 ) -> NodeConfig:
-    created = now()[:23] + "Z"
+    created = stix_now()
     cfg = NodeConfig(
         directory=directory,
         name=name,

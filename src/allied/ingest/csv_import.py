@@ -21,10 +21,11 @@ from typing import Any
 
 from allied.errors import InputFormatError, Problem
 from allied.ingest.observables import kind_of, observe
-from allied.ingest.stable import settle, stable_id, timestamp
+from allied.ingest.stable import settle, stable_id
 from allied.ingest.stix_import import ImportReport, apply_label, label_markings
 from allied.node import Node
 from allied.stix.reader import Item
+from allied.store.store import stix_now
 
 FIELDS = ("type", "value", "first_seen", "last_seen", "confidence", "description")
 
@@ -229,7 +230,7 @@ def _indicator(
     observable = None if isinstance(found, str) else found
     if isinstance(found, str) and not (cells.get("type") and kind is None):
         problem("value", found)
-    stamp = timestamp()
+    stamp = stix_now()
     valid_from = _time(cells.get("first_seen", ""), "first_seen", problem)
     valid_until = _time(cells.get("last_seen", ""), "last_seen", problem)
     if valid_from and valid_until and valid_until <= valid_from:

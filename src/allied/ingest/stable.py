@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from allied.integrity.signing import SIGNATURE_EXTENSION_ID
-from allied.store.store import Store, now
+from allied.store.store import Store, stix_stamp
 
 #: namespace of the ids importers derive (fixed: the same input gives the same id everywhere)
 _NAMESPACE = uuid.UUID("547d5b0d-641e-5192-9466-5e7738dfdb4f")  # uuid5(URL, allied.invalid/import)
@@ -30,11 +30,6 @@ def stable_id(kind: str, creator: str, *key: str) -> str:
     """The id of the ``kind`` object ``creator`` writes for ``key`` (UUIDv5)."""
     name = "\x1f".join((kind, creator, *key))
     return f"{kind}--{uuid.uuid5(_NAMESPACE, name)}"
-
-
-def timestamp() -> str:
-    """Now, with the millisecond precision STIX timestamps of this node carry."""
-    return now()[:23] + "Z"
 
 
 def settle(
@@ -74,4 +69,4 @@ def _content(data: dict[str, Any]) -> dict[str, Any]:
 
 def _later(stamp: str) -> str:
     moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(milliseconds=1)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"
+    return stix_stamp(moment)

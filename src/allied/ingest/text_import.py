@@ -23,10 +23,11 @@ from ioc_finder import find_iocs
 from allied.errors import InputFormatError
 from allied.ingest.entities import Entity, find_entities
 from allied.ingest.observables import Observable, observe
-from allied.ingest.stable import settle, stable_id, timestamp
+from allied.ingest.stable import settle, stable_id
 from allied.ingest.stix_import import ImportReport, apply_label, label_markings
 from allied.node import Node
 from allied.stix.reader import Item
+from allied.store.store import stix_now
 
 #: ioc-finder's result keys, by the kind of observable they hold
 _IOC_KINDS = {
@@ -100,7 +101,7 @@ def read_text(node: Node, path: Path, report: ImportReport, label: str | None) -
     # the report's objects are its own: keyed by its text and label, they carry that label
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     key = "\x1e".join((digest, *markings))
-    stamp = timestamp()
+    stamp = stix_now()
     found = find_iocs(
         text,
         parse_domain_from_url=False,

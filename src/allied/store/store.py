@@ -128,6 +128,15 @@ def stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def stix_stamp(moment: datetime) -> str:
+    """A UTC moment as this node writes STIX timestamps: to the millisecond."""
+    return stamp(moment)[:23] + "Z"
+
+
+def stix_now() -> str:
+    return stix_stamp(datetime.now(UTC))
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """One object version as stored, with the facts the node recorded about it."""

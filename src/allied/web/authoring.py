@@ -17,7 +17,7 @@ from allied.node import Node
 from allied.stix.checks import IDENTIFIER
 from allied.stix.labels import TLP2_IDS, TLP_LEVELS
 from allied.stix.model import check
-from allied.store.store import now
+from allied.store.store import stix_now
 
 INDICATOR_TYPES = (
     "anomalous-activity", "anonymization", "benign", "compromised", "malicious-activity",
@@ -59,7 +59,7 @@ def _common(
     name = form.get("name", "").strip()
     if not name:
         errors["name"] = "a name is required"
-    stamp = now()[:23] + "Z"
+    stamp = stix_now()
     data: dict[str, Any] = {
         "type": kind,
         "spec_version": "2.1",
