@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import orjson
 
 from allied.matching.compile import (
@@ -61,6 +60,11 @@ CREATE TEMP TABLE atoms (
 _COLUMNS = ("pk", "id", "version", "pattern", "state", "reason", "valid_from", "valid_until",
             "conj", "pos", "field", "value", "network", "ipv", "length", "key")  # fmt: skip
 _INTEGERS = {"pk", "conj", "pos", "ipv", "length"}
+#: the columns with their types, as rows are inserted
+_TYPED = [
+    (name, "BIGINT" if name in _INTEGERS else "BOOLEAN" if name == "network" else "VARCHAR")
+    for name in _COLUMNS
+]
 
 
 def cache_path(directory: Path) -> Path:
@@ -97,17 +101,23 @@ def _rows_of(key: tuple[int, str, str], text: str) -> list[tuple[Any, ...]]:
     return rows
 
 
-def _frame(rows: Sequence[tuple[Any, ...]]) -> dict[str, np.ndarray]:
-    columns = list(zip(*rows, strict=True))
-    frame: dict[str, np.ndarray] = {}
-    for name, values in zip(_COLUMNS, columns, strict=True):
-        if name in _INTEGERS:
-            frame[name] = np.array(values, dtype=np.int64)
-        elif name == "network":
-            frame[name] = np.array(values, dtype=bool)
-        else:
-            frame[name] = np.array(values, dtype=object)
-    return frame
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    rows: Sequence[tuple[Any, ...]],
+) -> None:
+    """Append ``rows`` to ``table``, ``columns`` their (name, SQL type): passed as one list
+    per column, unnested side by side (no per-row round trips, and no numpy to import on a
+    run that only reads the cache)."""
+    if not rows:
+        return
+    values = [list(column) for column in zip(*rows, strict=True)]
+    unnested = ", ".join(
+        f"unnest(${k}::{kind}[]) AS {name}" for k, (name, kind) in enumerate(columns, start=1)
+    )
+    names = ", ".join(name for name, _ in columns)
+    con.execute(f"INSERT INTO {table} ({names}) SELECT {unnested}", values)
 
 
 @dataclass
@@ -146,18 +156,13 @@ class PatternIndex:
                 rows: list[tuple[Any, ...]] = []
                 for pk, text in store.json_by_pk(sorted(missing)):
                     rows += _rows_of(missing[int(pk)], text)
-                con.register("new_rows", _frame(rows))
-                con.execute(f"INSERT INTO atoms SELECT {', '.join(_COLUMNS)} FROM new_rows")
-                con.unregister("new_rows")
+                _insert(con, "atoms", _TYPED, rows)
             if path is not None:  # written for this mark: the next run reads it whole
                 _write_cache(con, path, mark)
         moment = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         con.execute("CREATE TEMP TABLE withdrawn (id VARCHAR)")
         withdrawn = store.withdrawn_ids()  # asked at each run: they come and go
-        if withdrawn:
-            con.register("withdrawn_frame", {"id": np.array(withdrawn, dtype=object)})
-            con.execute("INSERT INTO withdrawn SELECT id FROM withdrawn_frame")
-            con.unregister("withdrawn_frame")
+        _insert(con, "withdrawn", [("id", "VARCHAR")], [(i,) for i in withdrawn])
         con.execute(
             "CREATE TEMP TABLE live AS SELECT * FROM atoms WHERE state IN ('ok', 'unsupported') "
             "AND coalesce(valid_from, '') <= $now AND (valid_until IS NULL OR valid_until > $now) "
@@ -203,10 +208,8 @@ class PatternIndex:
             "CREATE OR REPLACE TEMP TABLE wanted (field VARCHAR, value VARCHAR, network BOOLEAN)"
         )
         pairs = [(f, v, False) for f, v in values] + [(f, k, True) for f, k in keys]
-        if pairs:
-            con.register("pairs", _pairs_frame(pairs))
-            con.execute("INSERT INTO wanted SELECT * FROM pairs")
-            con.unregister("pairs")
+        _insert(con, "wanted", [("field", "VARCHAR"), ("value", "VARCHAR"),
+                                ("network", "BOOLEAN")], pairs)  # fmt: skip
         rows = con.execute(
             "SELECT id, conj, field, value, network FROM live WHERE state = 'ok' AND pk IN ("
             "SELECT l.pk FROM live l JOIN wanted w ON l.state = 'ok' AND l.field = w.field "
@@ -220,15 +223,6 @@ class PatternIndex:
                 conjunctions.append([])
             conjunctions[number].append(Atom(str(field), str(value), bool(network)))
         return MatchSet({i: Compiled(tuple(tuple(c) for c in cs)) for i, cs in compiled.items()})
-
-
-def _pairs_frame(pairs: Sequence[tuple[str, str, bool]]) -> dict[str, np.ndarray]:
-    fields, values, networks = zip(*pairs, strict=True)
-    return {
-        "field": np.array(fields, dtype=object),
-        "value": np.array(values, dtype=object),
-        "network": np.array(networks, dtype=bool),
-    }
 
 
 def _lookups(con: duckdb.DuckDBPyConnection) -> Lookups:
@@ -252,16 +246,8 @@ def _lookups(con: duckdb.DuckDBPyConnection) -> Lookups:
 
 def _current_table(con: duckdb.DuckDBPyConnection, current: Sequence[tuple[int, str, str]]) -> None:
     con.execute("CREATE TEMP TABLE current (pk BIGINT, id VARCHAR, version VARCHAR)")
-    if not current:
-        return
-    pks, ids, versions = zip(*current, strict=True)
-    con.register("current_frame", {
-        "pk": np.array(pks, dtype=np.int64),
-        "id": np.array(ids, dtype=object),
-        "version": np.array(versions, dtype=object),
-    })  # fmt: skip
-    con.execute("INSERT INTO current SELECT pk, id, version FROM current_frame")
-    con.unregister("current_frame")
+    _insert(con, "current", [("pk", "BIGINT"), ("id", "VARCHAR"), ("version", "VARCHAR")],
+            current)  # fmt: skip
 
 
 def _sql_path(path: Path) -> str:

@@ -9,6 +9,7 @@ limited even for the right password until the window has passed.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -31,8 +32,13 @@ _A = schema.console_accounts
 _F = schema.console_login_failures
 _S = schema.console_sessions
 _HASHER = PasswordHasher()
-#: verified when the account does not exist, so that answer takes as long as a wrong password
-_DUMMY = _HASHER.hash("not a password of anyone's")
+
+
+@functools.cache
+def _dummy() -> str:
+    """Verified when the account does not exist, so that answer takes as long as a wrong
+    password; made on first use, since hashing costs every command line start 0.1 s."""
+    return _HASHER.hash("not a password of anyone's")
 
 
 class Busy(LimitExceeded):
@@ -210,7 +216,7 @@ class Accounts:
                 )
             ).first()
         if row is None:
-            _verified(_DUMMY, password)
+            _verified(_dummy(), password)
             raise AuthError("wrong account name or password")
         if not _verified(row.password_hash, password):
             raise AuthError("wrong account name or password")
