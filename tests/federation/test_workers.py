@@ -3,6 +3,7 @@ node's own process, no private key in the worker, and a worker that dies costs n
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import pickle
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +175,58 @@ def _children(parent: int, marker: str) -> list[int]:
             if cmdline.exists() and marker in cmdline.read_text(errors="replace"):
                 found.append(int(pid))
     return found
+
+
+def test_a_stalled_worker_is_killed_and_its_pages_admitted_here(
+    ready: None, node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that hangs (stopped here with SIGSTOP) would hold a pull for ever: after
+    ADMIT_TIMEOUT its page counts as failed (BrokenProcessPool, on which a pull admits the
+    page itself), the worker is killed, and the next start() begins anew."""
+    monkeypatch.setattr(workers, "ADMIT_TIMEOUT", 2.0)
+    assert workers.start().result(timeout=120) is True
+    pool = workers._pool
+    assert pool is not None
+    stalled = [process.pid for process in pool._processes.values()]  # type: ignore[attr-defined]
+    page = _page(node, tmp_path)
+    verifier = node.origin().verifier()
+    for pid in stalled:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        first = workers.admit(page, verifier, "us")
+        queued = workers.admit(page, verifier, "us")
+        assert first is not None and queued is not None
+        started = time.monotonic()
+        with pytest.raises(BrokenProcessPool, match="no answer in 2 s"):
+            first.result()
+        assert time.monotonic() - started < 30
+        with pytest.raises(BrokenProcessPool):  # the page behind it, too
+            queued.result()
+    finally:
+        for pid in stalled:  # harmless once it is killed
+            _signal_if_alive(pid, signal.SIGCONT)
+    assert workers._pool is None, "the stalled pool is still in use"
+    assert workers.admit(page, verifier, "us") is None  # until a new one is started
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in stalled):
+        assert time.monotonic() < deadline, f"stalled worker {stalled} was not killed"
+        time.sleep(0.1)
+    assert workers.start().result(timeout=120) is True
+    fresh = workers.admit(page, verifier, "us")
+    assert fresh is not None
+    here = admit_objects(page, node.origin(), partner="us", posted=False)
+    assert [o.json for o in fresh.result().admitted] == [o.json for o in here.admitted]
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a killed child not yet reaped is a zombie: not alive)."""
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\nState:\tZ" not in status.read_text()
+    except OSError:
+        return False
+
+
+def _signal_if_alive(pid: int, number: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, number)

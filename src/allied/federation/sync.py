@@ -66,6 +66,11 @@ _SKEW = timedelta(minutes=5)
 OK, FAILED, FLAGGED, SKIPPED = "ok", "failed", "flagged", "skipped"
 
 
+class Interrupted(AlliedError):
+    """The operator stopped the sync (Ctrl-C): the pages fetched and verified so far are
+    stored, and the next sync goes on from there. Not the peer's failure: no back-off."""
+
+
 @dataclass
 class SyncResult:
     peer: str
@@ -94,19 +99,38 @@ class SyncResult:
         }
 
 
-def sync_all(node: Node, *, force: bool = False, full: bool = False) -> list[SyncResult]:
-    """Sync every peer, in parallel; see :func:`sync_peer`."""
+def sync_all(
+    node: Node, *, force: bool = False, full: bool = False, stop: threading.Event | None = None
+) -> list[SyncResult]:
+    """Sync every peer, in parallel; see :func:`sync_peer`. Ctrl-C (KeyboardInterrupt, in
+    the calling thread) sets ``stop``: each pull stores what it has verified and ends at its
+    next page, instead of the interrupt waiting for every pull to finish."""
     names = [p.name for p in peer_table.peers(node)]
     if not names:
         return []
+    stop = stop or threading.Event()
     with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="sync") as pool:
-        return list(pool.map(lambda n: sync_peer(node, n, force=force, full=full), names))
+        try:
+            return list(
+                pool.map(lambda n: sync_peer(node, n, force=force, full=full, stop=stop), names)
+            )
+        except KeyboardInterrupt:
+            stop.set()  # the pool's threads see it; leaving the block waits for them
+            raise
 
 
-def sync_peer(node: Node, name: str, *, force: bool = False, full: bool = False) -> SyncResult:
+def sync_peer(
+    node: Node,
+    name: str,
+    *,
+    force: bool = False,
+    full: bool = False,
+    stop: threading.Event | None = None,
+) -> SyncResult:
     """Pull everything new from peer ``name``. A peer backing off after failures is left
     alone unless ``force``; ``full`` pulls from the beginning (what is held already is not
-    stored again), for objects the peer may release now that it withheld before."""
+    stored again), for objects the peer may release now that it withheld before. ``stop``
+    set: the pull ends at its next page (:class:`Interrupted`)."""
     peer = peer_table.peer(node, name)
     if peer.flagged:
         return SyncResult(name, FLAGGED, message=peer.flagged)
@@ -132,7 +156,8 @@ def sync_peer(node: Node, name: str, *, force: bool = False, full: bool = False)
             # the peer's history against this head
             _update(node, name, head=orjson.dumps(head.as_dict()).decode())
             url = remote.collection_url(peer.collection or own_collection_id(partner.identity_id))
-            _pull(node, peer, remote, url, result, full=full)
+            _pull(node, peer, remote, url, result, full=full, stop=stop)
+            _check_stop(stop)
             _withdraw(node, peer, remote.withdrawn(peer.withdrawn_cursor), result)
             _collect_views(node, peer, remote)
             if peer.push_to is not None:
@@ -142,6 +167,11 @@ def sync_peer(node: Node, name: str, *, force: bool = False, full: bool = False)
         log.error("peer %s flagged: %s", name, message)
         _update(node, name, flagged=message, last_error=message)
         result.status, result.message = FLAGGED, message
+        return result
+    except Interrupted as error:
+        log.warning("peer %s: %s", name, error.message)
+        _update(node, name, last_error=error.message)
+        result.status, result.message = FAILED, error.message
         return result
     except Exception as error:
         message = error.message if isinstance(error, AlliedError) else f"internal error: {error!r}"
@@ -168,8 +198,20 @@ def sync_peer(node: Node, name: str, *, force: bool = False, full: bool = False)
     return result
 
 
+def _check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Interrupted("interrupted: what was verified so far is stored")
+
+
 def _pull(
-    node: Node, peer: Peer, remote: Remote, url: str, result: SyncResult, *, full: bool
+    node: Node,
+    peer: Peer,
+    remote: Remote,
+    url: str,
+    result: SyncResult,
+    *,
+    full: bool,
+    stop: threading.Event | None = None,
 ) -> None:
     """Every page since the peer's cursor (or from where the last pull stopped midway)."""
     limit = int(node.config.setting("sync_page_size"))
@@ -177,7 +219,10 @@ def _pull(
     cursor = None if full else peer.cursor
     resume = None if full else peer.resume
     try:
-        _apply_pages(node, peer, remote, url, cursor, resume, limit, origin, result, full=full)
+        _apply_pages(
+            node, peer, remote, url, cursor, resume, limit, origin, result, full=full,
+            interrupt=stop,
+        )  # fmt: skip
     except RemoteError as error:
         if resume is None or error.status != 400 or result.pages:
             raise
@@ -188,7 +233,7 @@ def _pull(
         log.info("peer %s: resume token refused, pulling from the cursor", peer.name)
         _apply_pages(
             node, peer, remote, url, cursor, None, limit, origin, result, full=full,
-            overlapping=True,
+            overlapping=True, interrupt=stop,
         )  # fmt: skip
 
 
@@ -205,9 +250,11 @@ def _apply_pages(
     *,
     full: bool,
     overlapping: bool = False,
+    interrupt: threading.Event | None = None,
 ) -> None:
     """``overlapping``: pulling from the cursor again, over pages applied before, so that
-    versions served again are no replay."""
+    versions served again are no replay. ``interrupt`` set: no page is fetched after it,
+    those before are stored, and :class:`Interrupted` is raised."""
     exact = not full and not overlapping
     budget = int(node.config.setting("sync_max_pages"))
     latest = cursor  # when the last page with objects ended
@@ -270,6 +317,7 @@ def _apply_pages(
         try:
             pages = remote.pages(url, added_after=cursor, resume=resume, limit=limit)
             for count, fetched in enumerate(pages, start=1):
+                _check_stop(interrupt)  # this page is fetched again by the next sync
                 if worker is None and fetched.more:
                     worker = workers.start()
                 admission: Future[Admission] | workers.Admitting | None = None
@@ -614,7 +662,7 @@ def sync_forever(node: Node, interval: float, stop: threading.Event) -> None:
     while not stop.is_set():
         started = time.monotonic()
         try:
-            sync_all(node)
+            sync_all(node, stop=stop)
         except Exception:  # a bug must not stop a node from syncing; it is logged with trace
             log.exception("sync round failed")
         stop.wait(max(0.0, interval - (time.monotonic() - started)))

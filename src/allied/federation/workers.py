@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from types import MappingProxyType
 from typing import Any
@@ -32,6 +32,9 @@ from allied.stix.model import StixObject
 
 _lock = threading.Lock()
 _PARENT_CHECK = 0.5  # seconds between the worker's looks at its parent
+#: seconds a page may take in the worker before it counts as stalled (a page takes well
+#: under one): the worker is then killed and the page admitted in the node's process
+ADMIT_TIMEOUT = 120.0
 _pool: ProcessPoolExecutor | None = None
 
 
@@ -70,17 +73,33 @@ def _admit(
 class Admitting:
     """A page being admitted by the worker; :meth:`result` waits for it."""
 
-    def __init__(self, future: Future[tuple[list[Derived], list[Outcome]]], objects: Sequence[Any]):
+    def __init__(
+        self,
+        future: Future[tuple[list[Derived], list[Outcome]]],
+        objects: Sequence[Any],
+        pool: ProcessPoolExecutor,
+    ):
         self._future = future
         self._objects = objects
+        self._pool = pool
 
     def done(self) -> bool:
         return self._future.done()
 
     def result(self) -> Admission:
-        """The page's admission (BrokenProcessPool if the worker died meanwhile). A page a
-        node pulls is never re-signed, so each admitted object is the page's dict as sent."""
-        derived, failures = self._future.result()
+        """The page's admission; BrokenProcessPool if the worker died meanwhile or stalled
+        (no answer within :data:`ADMIT_TIMEOUT`: it is killed, and the caller admits the
+        page itself). A page a node pulls is never re-signed, so each admitted object is
+        the page's dict as sent."""
+        try:
+            derived, failures = self._future.result(timeout=ADMIT_TIMEOUT)
+        except TimeoutError:
+            _abandon(self._pool)
+            raise BrokenProcessPool(
+                f"the admission worker gave no answer in {ADMIT_TIMEOUT:g} s: killed"
+            ) from None
+        except CancelledError:  # queued behind a page whose worker was abandoned
+            raise BrokenProcessPool("the admission worker was abandoned") from None
         admitted = []
         for place, version, markings, refs, text in derived:
             data = self._objects[place]
@@ -134,9 +153,13 @@ def admit(objects: Sequence[Any], verifier: Origin, partner: str) -> Admitting |
     with _lock:
         if _pool is None:
             return None
+        pool = _pool
         try:
-            return Admitting(_pool.submit(_admit, objects, verifier, partner), objects)
-        except BrokenProcessPool:
+            return Admitting(pool.submit(_admit, objects, verifier, partner), objects, pool)
+        except (BrokenProcessPool, RuntimeError, OSError):
+            # broken, shut down, or out of pipes or processes: this page is admitted here,
+            # and the next start() begins anew
+            pool.shutdown(wait=False, cancel_futures=True)
             _pool = None
             return None
 
@@ -147,6 +170,19 @@ def forget_broken() -> None:
     with _lock:
         if _pool is not None and _is_broken(_pool):
             _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = None
+
+
+def _abandon(pool: ProcessPoolExecutor) -> None:
+    """Kill a stalled worker (a hung one would hold a core and never answer again) and
+    forget its pool, so that the next pull starts a new one."""
+    global _pool
+    with _lock:
+        # the executor keeps its processes by pid; it has no public way to kill them
+        for process in dict(getattr(pool, "_processes", None) or {}).values():
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        if _pool is pool:
             _pool = None
 
 
