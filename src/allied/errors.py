@@ -7,6 +7,7 @@ class, and tests assert on data instead of message text.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -54,9 +55,20 @@ class Conflict(AlliedError):
 
     http_status = 409
 
-    def __init__(self, message: str, *, object_id: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        object_id: str | None = None,
+        objects: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.object_id = object_id
+        #: every contradicting object of the batch found in the same pass, id -> reason
+        #: (``object_id`` and ``message`` are the first of them)
+        self.objects: dict[str, str] = dict(objects or {})
+        if object_id is not None:
+            self.objects.setdefault(object_id, message)
 
 
 @dataclass(frozen=True)

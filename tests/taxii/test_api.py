@@ -257,6 +257,29 @@ def test_only_the_poster_publishes_new_versions_of_what_it_posted(
     assert "usa" not in message and "identity--" not in message  # names nobody
 
 
+def test_many_contradicting_objects_do_not_sink_the_rest_of_the_envelope(
+    api: Api, node: Node, world: World
+) -> None:
+    """Every object that contradicts the store is refused with its reason, in one pass:
+    the honest objects beside them are stored, however many contradict."""
+    api_post(api, world, [malware(n) for n in range(100, 130)])
+    token_file = world.directory.parent / "usa3.token"
+    node.add_partner("usa3", nation="USA", communities=["kor-usa"], token_file=token_file)
+    other = Api(node, token_file.read_text().strip())
+    relabelled = [malware(n, modified=LATER, name="relabelled") for n in range(100, 130)]
+    fresh = [indicator(n) for n in range(130, 135)]
+    status = api_post(other, world, [*relabelled[:15], *fresh, *relabelled[15:]])
+    assert (status["success_count"], status["failure_count"]) == (5, 30)
+    assert {s["id"] for s in status["successes"]} == {obj["id"] for obj in fresh}
+    failed = {f["id"]: f["message"] for f in status["failures"]}
+    assert set(failed) == {obj["id"] for obj in relabelled}
+    assert all("only the originator publishes new versions" in m for m in failed.values())
+    for obj in relabelled:
+        stored = node.store.latest(obj["id"])
+        assert stored is not None and stored.data["name"] != "relabelled"
+    assert node.verify().ok
+
+
 def test_post_limits_and_media_types(api: Api, node: Node, world: World) -> None:
     path = f"/api/collections/{world.collections['kor-usa']}/objects/"
     wrong_type = api.request("POST", path, content=b"{}", headers={"Content-Type": "text/plain"})

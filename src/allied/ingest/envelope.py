@@ -23,7 +23,8 @@ from allied.node import Node
 from allied.stix.model import StixObject, check
 from allied.store.store import Writer
 
-#: An envelope whose objects keep contradicting the store is not retried for ever.
+#: An envelope whose objects keep contradicting the store is not retried for ever (each
+#: pass sets aside every object one check refuses, so an honest envelope needs few).
 _MAX_CONFLICTS = 20
 
 
@@ -152,20 +153,24 @@ def store_objects(
                     record(writer, done)
             return done
         except Conflict as error:
+            # the objects it names are set aside and the rest stored in a new transaction;
+            # each pass names every object that one check refuses, so passes are few
             conflicts += 1
-            if error.object_id is None or conflicts > _MAX_CONFLICTS:
+            if not error.objects or conflicts > _MAX_CONFLICTS:
                 message = (
                     error.message
-                    if error.object_id is None
+                    if not error.objects
                     else "not stored: too many objects of this envelope contradict the store; "
                     "post them again"
                 )
                 result.failures.extend(_outcome(obj.data, None, message) for obj in admitted)
                 admitted = []
                 break
-            refused = [obj for obj in admitted if obj.id == error.object_id]
-            admitted = [obj for obj in admitted if obj.id != error.object_id]
-            result.failures.extend(_outcome(obj.data, None, error.message) for obj in refused)
+            refused = [obj for obj in admitted if obj.id in error.objects]
+            admitted = [obj for obj in admitted if obj.id not in error.objects]
+            result.failures.extend(
+                _outcome(obj.data, None, error.objects[obj.id]) for obj in refused
+            )
     if record is not None:
         with node.store.write() as writer:
             record(writer, result)

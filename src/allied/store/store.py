@@ -1180,17 +1180,20 @@ class Writer:
             )
             for object_id, text, source in self.conn.execute(query):
                 owners.setdefault(object_id, owner(signer_of(orjson.loads(text)), source))
+        contradicting: dict[str, str] = {}  # all of them at once: one retry, not one each
         for obj, signed_by in zip(objects, signers, strict=True):
             signer = owner(signed_by, received_from)
             known = owners.setdefault(obj.id, signer)
-            if known != signer:
+            if known != signer and obj.id not in contradicting:
                 # the message names no signer: whoever sent this may not be allowed to know
                 # who published the versions this node holds
-                raise Conflict(
+                contradicting[obj.id] = (
                     f"{obj.id}: version {obj.version or 'only'} is not from the originator of "
-                    "the versions this node holds; only the originator publishes new versions",
-                    object_id=obj.id,
+                    "the versions this node holds; only the originator publishes new versions"
                 )
+        if contradicting:
+            first = next(iter(contradicting))
+            raise Conflict(contradicting[first], object_id=first, objects=contradicting)
 
     def date_added(self) -> str:
         """The time this transaction adds objects, strictly later than every time given out
