@@ -6,12 +6,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
 
 from allied.errors import InputFormatError, ValidationError
 from allied.ingest.importers import Options, run
+from allied.integrity.origin import Origin
 from allied.node import Node
 from allied.stix.labels import TLP2_IDS
 from tests.ingest.conftest import DATA, by_name, latest, oasis_errors
@@ -54,19 +56,28 @@ def test_a_messy_spreadsheet_export_is_read(node: Node) -> None:
 
 
 def test_a_re_import_changes_nothing_and_an_edited_row_is_a_new_version(
-    node: Node, tmp_path: Path
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "list.csv"
     shutil.copy(DATA / "messy.csv", path)
     first = run(node, "csv", path, Options())
     ids = {obj["id"]: obj for obj in latest(node, "indicator")}
     count = node.store.version_count()
+    signed: list[str] = []  # rows whose stored version is unchanged are not signed again
+    admit = Origin.admit
+
+    def counted(self: Origin, obj: Any, **options: Any) -> Any:
+        signed.append(obj.id)
+        return admit(self, obj, **options)
+
+    monkeypatch.setattr(Origin, "admit", counted)
     again = run(node, "csv", path, Options())
     assert (again.stored, again.duplicates) == (0, first.stored)
-    assert node.store.version_count() == count
+    assert node.store.version_count() == count and signed == []
     path.write_text(path.read_text("utf-8-sig").replace("phish, stage 1", "phish, stage 2"))
     edited = run(node, "csv", path, Options())
     assert (edited.stored, edited.duplicates) == (1, 4)
+    assert len(signed) == 1
     now = {obj["id"]: obj for obj in latest(node, "indicator")}
     assert set(now) == set(ids)
     changed = [i for i in ids if now[i] != ids[i]]

@@ -34,12 +34,14 @@ def stable_id(kind: str, creator: str, *key: str) -> str:
 
 def settle(
     store: Store, objects: Sequence[dict[str, Any]], defaulted: Collection[str] = ()
-) -> None:
+) -> set[str]:
     """Give each of ``objects`` (built with ``created`` and ``modified`` set to now) the
     version it must have: the stored one if its content is unchanged, else a later one.
     Properties in ``defaulted`` were not given by the input but filled in with the time of
-    import (an indicator's ``valid_from``): a stored object keeps its own."""
+    import (an indicator's ``valid_from``): a stored object keeps its own. Returns the ids
+    whose stored version is unchanged (what the store would take as duplicates)."""
     stored = store.latest_json_of({obj["id"] for obj in objects})
+    unchanged: set[str] = set()
     for obj in objects:
         text = stored.get(obj["id"])
         if text is None:
@@ -50,10 +52,12 @@ def settle(
                 obj[name] = held[name]
         if _content(held) == _content(obj):
             obj["created"], obj["modified"] = held["created"], held["modified"]
+            unchanged.add(obj["id"])
             continue
         obj["created"] = held.get("created", obj["created"])
         if obj["modified"] <= held["modified"]:
             obj["modified"] = _later(held["modified"])
+    return unchanged
 
 
 def _content(data: dict[str, Any]) -> dict[str, Any]:

@@ -152,9 +152,9 @@ def read_text(node: Node, path: Path, report: ImportReport, label: str | None) -
         }
     )  # fmt: skip
     labelled = [apply_label(obj, markings) for obj in objects]
-    settle(node.store, labelled, defaulted=("valid_from", "published"))
+    held = settle(node.store, labelled, defaulted=("valid_from", "published"))
     for index, data in enumerate(labelled):
-        yield Item(index, None, data)
+        yield Item(index, None, data, held=data["id"] in held)
 
 
 def _read(path: Path) -> tuple[str, str]:

@@ -38,6 +38,9 @@ class Item:
     index: int
     line: int | None
     data: Any
+    #: the converter found the very version the store holds (:func:`allied.ingest.stable.
+    #: settle`): a duplicate, not validated and signed again to be found one
+    held: bool = False
 
 
 def _reject_constant(name: str) -> Any:
