@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -229,3 +230,24 @@ def test_a_store_written_to_while_it_was_copied_keeps_the_node(
     assert (sqlite_node / config.CONFIG_FILE).read_text() == before
     with Node.open(sqlite_node) as node:
         assert node.store.latest(indicator(77)["id"]) is not None
+
+
+def test_a_target_another_process_is_writing_is_refused_at_once(
+    sqlite_node: Path, tmp_path: Path, new_database: NewDatabase
+) -> None:
+    """Another writer on the target (or the target being the source under another name) is
+    refused without waiting for it, and nothing is copied; once it is done, the move works."""
+    url = _target(new_database, tmp_path)
+    before = (sqlite_node / config.CONFIG_FILE).read_text()
+    with Store.open(url) as target:
+        with target._transaction():  # another process writing there, as far as SQL knows
+            started = time.monotonic()
+            with pytest.raises(ConfigError, match="is being written by another process"):
+                migrate_store(sqlite_node, url)
+            assert time.monotonic() - started < 10, "it waited for the other writer"
+        assert target.version_count() == 0
+    assert (sqlite_node / config.CONFIG_FILE).read_text() == before
+    copied = migrate_store(sqlite_node, url)
+    assert copied.object_versions > 0
+    with Node.open(sqlite_node) as node:
+        assert node.verify().ok

@@ -65,6 +65,8 @@ _S = schema.label_sets
 _MARKING = "marking-definition"
 _RECENT_LIMIT = 200_000
 _WRITE_OPTION = "allied_write"
+_NO_WAIT_OPTION = "allied_no_wait"  # a write transaction refused at once if another writes
+_BUSY_TIMEOUT_MS = 30000  # how long an SQLite writer waits for another one to commit
 _WRITER_LOCK = 0x616C6C696564  # "allied": the advisory lock all writers of a store take
 _IDS_PER_QUERY = 5000  # well below SQLite's limit of bound parameters per statement
 _ANALYSE_AFTER = 500
@@ -229,7 +231,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     # 32 MiB of page cache (the default is 2 MiB): imports look up every new id and its
     # referrers in the indexes, which then stay in memory for stores of a few million objects
     cursor.execute("PRAGMA cache_size=-32768")
@@ -239,8 +241,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Connection) -> None:
     """A write transaction takes SQLite's write lock at once (BEGIN IMMEDIATE): what it reads
     to compute closures cannot change under it. Readers begin deferred and never block."""
-    immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    options = conn.get_execution_options()
+    immediate = options.get(_WRITE_OPTION, False)
+    if not options.get(_NO_WAIT_OPTION, False):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        return
+    conn.exec_driver_sql("PRAGMA busy_timeout=0")  # "database is locked" at once
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
 
 def is_latest() -> Any:
@@ -367,23 +377,30 @@ class Store:
         """A write transaction, serialised with every other writer of the store: SQLite
         takes its write lock at BEGIN (see _sqlite_begin), PostgreSQL one advisory lock
         first. What a writer reads (versions, referrers, closures) then includes every
-        earlier commit and cannot change before it commits. Without ``wait``, a PostgreSQL
-        store another writer holds is refused at once (a copy whose target turns out to be
-        its source would otherwise wait for itself)."""
+        earlier commit and cannot change before it commits. Without ``wait``, a store
+        another writer holds is refused at once (a copy whose target turns out to be its
+        source would otherwise wait for itself)."""
+        busy = ConfigError(
+            f"database {database.shown(self.engine.url)} is being written by another process "
+            "(or is the store being copied itself)",
+            key="database",
+        )
         with self.engine.connect() as conn:
-            conn.execution_options(**{_WRITE_OPTION: True})
-            with conn.begin():
+            conn.execution_options(**{_WRITE_OPTION: True, _NO_WAIT_OPTION: not wait})
+            try:
+                transaction = conn.begin()
+            except OperationalError as error:  # SQLite's lock, taken at BEGIN, is held
+                if wait or "locked" not in str(error.orig):
+                    raise
+                raise busy from None
+            with transaction:
                 if conn.dialect.name == "postgresql":
                     if wait:
                         conn.execute(select(func.pg_advisory_xact_lock(_WRITER_LOCK)))
                     elif not conn.execute(
                         select(func.pg_try_advisory_xact_lock(_WRITER_LOCK))
                     ).scalar():
-                        raise ConfigError(
-                            f"database {database.shown(self.engine.url)} is being written by "
-                            "another process (or is the store being copied itself)",
-                            key="database",
-                        )
+                        raise busy
                 yield conn
 
     @contextmanager
