@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from allied.matching import matchset as matchset_module
 from allied.matching.compile import Compiled, try_compile
 from allied.matching.duck import DuckDBEngine, MatchInputError
 from allied.matching.matchset import COLUMNS, MatchSet
@@ -133,19 +134,19 @@ def generate_rows(count: int, seed: int) -> list[Row]:
     return rows
 
 
-def oracle(rows: list[Row]) -> dict[str, int]:
+def oracle(rows: list[Row], cases: list[Case] = CASES) -> dict[str, int]:
     """Rows matching each indicator (by pattern), counted in plain Python."""
     counts: dict[str, int] = {}
-    for case in CASES:
+    for case in cases:
         hits = sum(1 for row in rows if case.matches(row))
         if hits:
             counts[case.pattern] = hits
     return counts
 
 
-def compiled() -> dict[str, Compiled]:
+def compiled(cases: list[Case] = CASES) -> dict[str, Compiled]:
     found = {}
-    for case in CASES:
+    for case in cases:
         result = try_compile(case.pattern)
         assert isinstance(result, Compiled), (case.pattern, result)
         found[case.pattern] = result
@@ -197,6 +198,42 @@ def test_both_engines_agree_with_the_oracle(
             {p: (h.count, seen(h.first_seen), seen(h.last_seen), h.values) for p, h in hits.items()}
         )
     assert results[0] == results[1]
+
+
+def test_the_engines_agree_with_the_oracle_parsing_every_address(
+    engine: DuckDBEngine, spark: SparkEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With networks of many first bytes, no address is tested as text first: each one is
+    parsed (the other path of the network lookups)."""
+    monkeypatch.setattr(matchset_module, "FIRST_BYTES", 0)
+    rows = generate_rows(3000, seed=11)
+    path = write(rows, tmp_path / "log.csv", "csv")
+    matchset = MatchSet(compiled())
+    assert all(not matchset.lookups.first_bytes(n) for n in matchset.lookups.networks)
+    for chosen in (engine, spark):
+        groups, report = chosen.groups([path], "csv", matchset.lookups)
+        hits = matchset.hits(groups)
+        assert {pattern: hit.count for pattern, hit in hits.items()} == oracle(rows), chosen.name
+        assert report.rows == len(rows)
+
+
+def test_the_engines_agree_with_the_oracle_when_no_indicator_is_an_ipv6_address(
+    engine: DuckDBEngine, spark: SparkEngine, tmp_path: Path
+) -> None:
+    """No IPv6 key: the logs' IPv6 values are left as written (they cannot match), and the
+    rows that hit on other fields beside them are counted all the same."""
+    cases = [case for case in CASES if "ipv6" not in case.pattern]
+    rows = generate_rows(3000, seed=13)
+    path = write(rows, tmp_path / "log.csv", "csv")
+    matchset = MatchSet(compiled(cases))
+    assert not any(matchset.lookups.needs_ipv6(name) for name in ("src_ip", "dst_ip"))
+    expected = oracle(rows, cases)
+    assert len(expected) >= 10
+    for chosen in (engine, spark):
+        groups, report = chosen.groups([path], "csv", matchset.lookups)
+        hits = matchset.hits(groups)
+        assert {pattern: hit.count for pattern, hit in hits.items()} == expected, chosen.name
+        assert report.rows == len(rows)
 
 
 def test_unsupported_patterns_are_reported_with_a_reason() -> None:

@@ -25,7 +25,7 @@ import duckdb
 from duckdb.func import FunctionNullHandling
 
 from allied.errors import AlliedError
-from allied.matching.compile import log_ip, log_ipv6_network, normalised_sql
+from allied.matching.compile import FIELDS, log_ip, log_ipv6_network, normalised_sql
 from allied.matching.matchset import COLUMNS, Group, Lookups
 
 #: canonical field -> column of a CSV or Parquet file, or JSON path of a JSON line; ``a|b``
@@ -61,9 +61,6 @@ ZEEK_MAPPINGS: dict[str, dict[str, str]] = {
 }
 FORMATS = tuple(DEFAULT_MAPPINGS)
 _MALFORMED_SHOWN = 20  # line numbers kept per file for the report
-#: up to this many first bytes of the IPv4 networks, a row's address is tested for them
-#: before it is parsed; beyond, every address is parsed
-_FIRST_BYTES = 16
 
 #: an IPv4 address as a number (NULL if it is not dotted-quad)
 _V4_MACRO = """
@@ -168,6 +165,12 @@ def _lines(path: Path) -> str:
         f"read_csv({_sql_text(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
         "delim='\\x01', quote='', escape='', auto_detect=false, strict_mode=false)"
     )
+
+
+def first_byte_test(column: str, firsts: Sequence[int]) -> str:
+    """SQL (DuckDB's and Spark's alike): the address in ``column`` is written with one of
+    these first bytes, ``b.`` up to (not including) ``b/``, as '/' follows '.'."""
+    return " OR ".join(f"({column} >= '{b}.' AND {column} < '{b}/')" for b in firsts)
 
 
 def _sql_text(text: str) -> str:
@@ -347,25 +350,26 @@ class DuckDBEngine:
 
     def _query(self, source: str, lookups: Lookups) -> str:
         needed = lookups.fields  # a field no atom tests is not even read
-        normal = [
-            f"{normalised_sql(name, 'duckdb') if name in needed else 'NULL::VARCHAR'} AS {name}"
-            for name in COLUMNS
-        ]
+
+        def normalised(name: str) -> str:
+            if name not in needed:
+                return "NULL::VARCHAR"
+            if FIELDS[name] == "ip" and not lookups.needs_ipv6(name):
+                return f"r.{name}"  # no IPv6 key: its IPv6 values cannot match anyway
+            return normalised_sql(name, "duckdb")
+
+        normal = [f"{normalised(name)} AS {name}" for name in COLUMNS]
         tests = [
             f"{name} IN (SELECT v FROM k_{name})" for name in COLUMNS if lookups.values.get(name)
         ]
-        for (name, version, length), keys in lookups.networks.items():
+        for network in lookups.networks:
+            name, version, length = network
             table = f"n_{name}_{version}_{length}"
             if version == 4:  # the keys as numbers: a cheaper join than on their text
                 key = f"allied_v4({name}) >> {32 - length}"
-                firsts = sorted({int(k) >> (length - 8) for k in keys}) if length >= 8 else []
-                if 0 < len(firsts) <= _FIRST_BYTES:
-                    # parse only the addresses whose first byte some network has: those
-                    # written 'b.' and up to (not including) 'b/', '/' following '.'
-                    starts = " OR ".join(
-                        f"({name} >= '{first}.' AND {name} < '{first}/')" for first in firsts
-                    )
-                    key = f"CASE WHEN {starts} THEN {key} END"
+                firsts = lookups.first_bytes(network)
+                if firsts:
+                    key = f"CASE WHEN {first_byte_test(name, firsts)} THEN {key} END"
             else:
                 key = f"allied_v6_key({name}, {length})"
             tests.append(f"{key} IN (SELECT v FROM {table})")

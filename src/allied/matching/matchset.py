@@ -25,6 +25,9 @@ from allied.matching.compile import FIELDS, Atom, Compiled, network_key, normali
 
 #: the canonical log fields, in the order engines hand candidate groups over
 COLUMNS = tuple(FIELDS)
+#: up to this many first bytes of the IPv4 networks, a row's address is tested for them
+#: before it is parsed (:meth:`Lookups.first_bytes`); beyond, every address is parsed
+FIRST_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,25 @@ class Lookups:
     def fields(self) -> frozenset[str]:
         """The fields some atom tests: the only ones an engine must read and normalise."""
         return frozenset(self.values) | {name for name, _, _ in self.networks}
+
+    def needs_ipv6(self, field: str) -> bool:
+        """Whether an IPv6 address in ``field`` could match: some key of it is one. If none
+        is, an engine need not normalise the field's IPv6 values (a colon never leaves
+        them, and no IPv4 key has one): a log's IPv6 traffic then costs no UDF calls."""
+        return any(":" in key for key in self.values.get(field, ())) or any(
+            name == field and version == 6 for name, version, _ in self.networks
+        )
+
+    def first_bytes(self, network: tuple[str, int, int]) -> list[int]:
+        """The first bytes of the IPv4 networks ``network`` (field, 4, length) names, when
+        there are few: an engine then tests a row's address as text (written ``b.`` and up
+        to ``b/``) before it parses it, and most rows are never parsed. Empty when there are
+        too many (or the networks are shorter than a byte): every address is parsed."""
+        _name, version, length = network
+        if version != 4 or length < 8:
+            return []
+        firsts = sorted({int(key) >> (length - 8) for key in self.networks[network]})
+        return firsts if len(firsts) <= FIRST_BYTES else []
 
 
 @dataclass

@@ -29,6 +29,7 @@ from allied.matching.duck import (
     MatchInputError,
     ReadReport,
     bad_json_lines,
+    first_byte_test,
     mapping_refs,
     resolve_mapping,
     zeek_header,
@@ -85,6 +86,9 @@ class SparkEngine:
             raw.createOrReplaceTempView("allied_raw")
             rows = self._spark.sql(self._query(lookups)).collect()
             for row in rows:
+                if row["bad"]:  # a CSV row with more or fewer fields than the header
+                    malformed += int(row["n"])
+                    continue
                 report.rows += int(row["n"])
                 if not row["hit"]:
                     continue
@@ -107,7 +111,8 @@ class SparkEngine:
     def _raw(
         self, path: Path, fmt: str, mapping: Mapping[str, str], explicit: set[str]
     ) -> tuple[Any, int]:
-        """The file as raw canonical columns (strings), and its malformed row count."""
+        """The file as raw canonical columns (strings) and ``bad`` (a malformed row, counted
+        by the scan itself), and the malformed rows counted apart from it."""
         from pyspark.sql import functions as F
         from pyspark.sql.types import StringType, StructField, StructType
 
@@ -142,7 +147,9 @@ class SparkEngine:
             frame = spark.read.parquet(str(path))
             self._check(path, mapping, explicit, set(frame.columns))
             return self._select(frame, mapping, lambda ref: _column(frame, ref)), 0
-        # CSV: the header's columns; a row with more or fewer fields is "corrupt"
+        # CSV: the header's columns; a row with more or fewer fields is "corrupt", and
+        # counted in the scan's own aggregate (a count of its own would need the whole file
+        # cached: Spark reads the corrupt-record column alone from a cache only)
         columns = _csv_header(path)
         schema = StructType(
             [StructField(name, StringType()) for name in columns]
@@ -154,13 +161,10 @@ class SparkEngine:
             .option("columnNameOfCorruptRecord", "_allied_corrupt")
             .schema(schema)
             .csv(str(path))
-            .cache()
         )
-        bad = F.col("_allied_corrupt").isNotNull()
-        malformed = frame.where(bad).count()
-        good = frame.where(~bad)
         self._check(path, mapping, explicit, set(columns))
-        return self._select(good, mapping, lambda ref: _column(good, ref)), malformed
+        bad = F.col("_allied_corrupt").isNotNull()
+        return self._select(frame, mapping, lambda ref: _column(frame, ref), bad), 0
 
     def _check(
         self, path: Path, mapping: Mapping[str, str], explicit: set[str], available: set[str]
@@ -173,9 +177,10 @@ class SparkEngine:
                     + ", ".join(sorted(available))
                 )
 
-    def _select(self, frame: Any, mapping: Mapping[str, str], ref: Any) -> Any:
+    def _select(self, frame: Any, mapping: Mapping[str, str], ref: Any, bad: Any = None) -> Any:
         """The canonical columns, raw, by the mapping (alternatives, templates); ``ref``
-        gives a column's value, NULL for one the file lacks."""
+        gives a column's value, NULL for one the file lacks; ``bad`` says a row is
+        malformed (none is, by default)."""
         import re
 
         from pyspark.sql import functions as F
@@ -196,6 +201,7 @@ class SparkEngine:
             else:
                 alternatives = [ref(r).cast("string") for r in mapping_refs(spec)]
                 selected.append(F.coalesce(*alternatives).alias(name))
+        selected.append((F.lit(False) if bad is None else bad).alias("bad"))
         return frame.select(*selected)
 
     # -- matching --------------------------------------------------------------------------
@@ -223,7 +229,13 @@ class SparkEngine:
         normalised apart from the others (two filtered reads of the file, both in the JVM,
         instead of ten million trips to Python)."""
         needed = lookups.fields
-        ips = [name for name in COLUMNS if FIELDS[name] == "ip" and name in needed]
+        # only fields with an IPv6 key: the others' IPv6 values cannot match anyway, and
+        # then the file is read once, with no UDF at all
+        ips = [
+            name
+            for name in COLUMNS
+            if FIELDS[name] == "ip" and name in needed and lookups.needs_ipv6(name)
+        ]
         colon = " OR ".join(f"coalesce(contains(r.{name}, ':'), false)" for name in ips)
         v6 = [(name, length) for name, version, length in lookups.networks if version == 6]
 
@@ -232,15 +244,15 @@ class SparkEngine:
             for name in COLUMNS:
                 if name not in needed:
                     expr = "CAST(NULL AS STRING)"
-                elif FIELDS[name] == "ip" and not with_v6:  # no colon: as it is
-                    expr = f"r.{name}"
+                elif FIELDS[name] == "ip" and (not with_v6 or name not in ips):
+                    expr = f"r.{name}"  # no colon, or no IPv6 key: as it is
                 else:
                     expr = normalised_sql(name, "spark")
                 out.append(f"{expr} AS {name}")
             for name, length in v6:
                 key = f"allied_v6_key(r.{name}, {length})" if with_v6 else "CAST(NULL AS STRING)"
                 out.append(f"{key} AS k6_{name}_{length}")
-            return ", ".join([*out, "r.ts AS ts_raw"])
+            return ", ".join([*out, "r.ts AS ts_raw", "r.bad AS bad"])
 
         if colon:
             rows = (
@@ -254,15 +266,21 @@ class SparkEngine:
             if lookups.values.get(name):
                 joins.append(f"LEFT JOIN k_{name} ON r.{name} = k_{name}.v")
                 found.append(f"k_{name}.v IS NOT NULL")
-        for name, version, length in lookups.networks:
+        for network in lookups.networks:
+            name, version, length = network
             table = f"n_{name}_{version}_{length}"
-            v4 = version == 4
-            key = _v4_network_key(f"r.{name}", length) if v4 else f"r.k6_{name}_{length}"
+            if version == 4:  # parsed only if its first byte is one a network has
+                key = _v4_network_key(f"r.{name}", length)
+                firsts = lookups.first_bytes(network)
+                if firsts:
+                    key = f"CASE WHEN {first_byte_test(f'r.{name}', firsts)} THEN {key} END"
+            else:
+                key = f"r.k6_{name}_{length}"
             joins.append(f"LEFT JOIN {table} ON {key} = {table}.v")
             found.append(f"{table}.v IS NOT NULL")
         tables = [join.split()[2] for join in joins]
         hint = f"/*+ BROADCAST({', '.join(tables)}) */ " if tables else ""
-        hit = " OR ".join(found) or "false"
+        hit = f"NOT r.bad AND ({' OR '.join(found) or 'false'})"
         ts = (
             "coalesce(try_to_timestamp(ts_raw), "
             "try_to_timestamp(ts_raw, \"yyyy-MM-dd'T'HH:mm:ss.SSSSSSZ\"), "
@@ -272,10 +290,11 @@ class SparkEngine:
         return (
             f"WITH rows AS ({rows}), "
             f"flagged AS (SELECT {hint}r.*, ({hit}) AS hit FROM rows r {' '.join(joins)}) "
-            f"SELECT hit, {kept}, count(*) AS n, "
+            f"SELECT bad, hit, {kept}, count(*) AS n, "
             f"unix_micros(min(IF(hit, {ts}, NULL))) AS first, "
             f"unix_micros(max(IF(hit, {ts}, NULL))) AS last "
-            f"FROM flagged GROUP BY hit, {', '.join(f'IF(hit, {n}, NULL)' for n in COLUMNS)}"
+            f"FROM flagged GROUP BY bad, hit, "
+            f"{', '.join(f'IF(hit, {n}, NULL)' for n in COLUMNS)}"
         )
 
 
@@ -285,8 +304,10 @@ def _v4_network_key(column: str, length: int) -> str:
     octets = [f"try_cast(split_part({column}, '.', {k}) AS BIGINT)" for k in (1, 2, 3, 4)]
     valid = " AND ".join(f"{o} BETWEEN 0 AND 255" for o in octets)
     number = f"({octets[0]} * 16777216 + {octets[1]} * 65536 + {octets[2]} * 256 + {octets[3]})"
+    # three dots counted without a regular expression (split() takes one, for every row)
+    dots = f"length({column}) - length(replace({column}, '.', '')) = 3"
     return (
-        f"CASE WHEN size(split({column}, '[.]')) = 4 AND {valid} THEN "
+        f"CASE WHEN {dots} AND {valid} THEN "
         f"CAST(shiftright(CAST({number} AS BIGINT), {32 - length}) AS STRING) END"
     )
 
