@@ -233,17 +233,18 @@ _FLOOR = """
 import sys, time
 from pathlib import Path
 import duckdb
-from allied.matching.compile import normalised_sql
-from allied.matching.duck import DuckDBEngine
+from allied.matching.duck import DuckDBEngine, scanned_sql
 from allied.matching.index import PatternIndex
 from allied.node import Node
 node_dir, path, fmt, indicators_sql = sys.argv[1:5]
+node = Node.open(Path(node_dir))
+index = PatternIndex.load(node.store, node.config.directory)
 engine = DuckDBEngine()
 con = engine._con
 con.execute("CREATE TABLE ind AS " + indicators_sql)
 reader = (f"read_csv('{path}', header=true)" if fmt == "csv" else f"read_parquet('{path}')")
 fields = ("src_ip", "dst_ip", "domain", "url", "sha256")
-normal = ", ".join(f"{normalised_sql(name, 'duckdb')} AS {name}" for name in fields)
+normal = ", ".join(f"{scanned_sql(name, index.lookups)} AS {name}" for name in fields)
 started = time.perf_counter()
 hits = con.execute(f'''SELECT count(*) FROM (SELECT {normal} FROM {reader} r)
   WHERE dst_ip IN (SELECT value FROM ind WHERE kind = 'ip')
@@ -252,8 +253,6 @@ hits = con.execute(f'''SELECT count(*) FROM (SELECT {normal} FROM {reader} r)
      OR url IN (SELECT value FROM ind WHERE kind = 'url')
      OR sha256 IN (SELECT value FROM ind WHERE kind = 'hash')''').fetchone()[0]
 normalised = time.perf_counter() - started
-node = Node.open(Path(node_dir))
-index = PatternIndex.load(node.store, node.config.directory)
 started = time.perf_counter()
 groups, read = engine.groups([Path(path)], fmt, index.lookups)
 scanned = time.perf_counter() - started

@@ -167,6 +167,17 @@ def _lines(path: Path) -> str:
     )
 
 
+def scanned_sql(name: str, lookups: Lookups) -> str:
+    """Field ``name`` of row ``r`` as the scan compares it: normalised only as far as some
+    key can match (a field no atom tests is not even read; a field no IPv6 key names keeps
+    its IPv6 values as written, since they cannot match anyway)."""
+    if name not in lookups.fields:
+        return "NULL::VARCHAR"
+    if FIELDS[name] == "ip" and not lookups.needs_ipv6(name):
+        return f"r.{name}"
+    return normalised_sql(name, "duckdb")
+
+
 def first_byte_test(column: str, firsts: Sequence[int]) -> str:
     """SQL (DuckDB's and Spark's alike): the address in ``column`` is written with one of
     these first bytes, ``b.`` up to (not including) ``b/``, as '/' follows '.'."""
@@ -349,16 +360,7 @@ class DuckDBEngine:
             )
 
     def _query(self, source: str, lookups: Lookups) -> str:
-        needed = lookups.fields  # a field no atom tests is not even read
-
-        def normalised(name: str) -> str:
-            if name not in needed:
-                return "NULL::VARCHAR"
-            if FIELDS[name] == "ip" and not lookups.needs_ipv6(name):
-                return f"r.{name}"  # no IPv6 key: its IPv6 values cannot match anyway
-            return normalised_sql(name, "duckdb")
-
-        normal = [f"{normalised(name)} AS {name}" for name in COLUMNS]
+        normal = [f"{scanned_sql(name, lookups)} AS {name}" for name in COLUMNS]
         tests = [
             f"{name} IN (SELECT v FROM k_{name})" for name in COLUMNS if lookups.values.get(name)
         ]
