@@ -88,6 +88,19 @@ def test_a_re_import_changes_nothing_and_an_edited_row_is_a_new_version(
     assert len(node.store.versions(changed[0])) == 2
 
 
+def test_a_value_listed_twice_keeps_the_edited_row(node: Node, tmp_path: Path) -> None:
+    """Two rows of one value share an id: the unchanged one is a duplicate, the edited one
+    still becomes the new version (held is decided per row, not per id)."""
+    path = tmp_path / "twice.csv"
+    path.write_text("type,value,comment\nipv4,198.51.100.7,first\n")
+    run(node, "csv", path, Options())
+    path.write_text("type,value,comment\nipv4,198.51.100.7,first\nipv4,198.51.100.7,second\n")
+    again = run(node, "csv", path, Options())
+    assert (again.stored, again.duplicates) == (1, 1)
+    (latest_one,) = latest(node, "indicator")
+    assert latest_one["description"] == "second"
+
+
 def test_a_list_without_dates_keeps_its_first_valid_from(node: Node, tmp_path: Path) -> None:
     path = tmp_path / "plain.csv"
     path.write_text("value,comment\n203.0.113.50,first\n")

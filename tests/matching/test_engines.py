@@ -263,6 +263,35 @@ def test_malformed_lines_are_counted_with_their_numbers(
     assert {p: h.count for p, h in matchset.hits(groups).items()} == oracle(rows)
 
 
+@pytest.mark.parametrize(
+    "header",
+    ["ts,src_ip,dst_ip,domain", "ts,src_ip,dst_ip,domain,extra", "a,b,c"],
+    ids=["all-read", "a-column-not-read", "no-column-read"],
+)
+def test_a_malformed_csv_row_is_found_whatever_columns_the_scan_reads(
+    engine: DuckDBEngine, spark: SparkEngine, tmp_path: Path, header: str
+) -> None:
+    """A row with more fields than the header is malformed on both engines, also when the
+    scan reads only some of the file's columns (its fields would be shifted, not missing),
+    and it never counts as a row or a hit."""
+    width = len(header.split(","))
+    good = [
+        ["2026-03-01T10:00:00Z", "10.0.0.1", "192.0.2.1", "a.example", "x"],
+        ["2026-03-01T10:00:01Z", "192.0.2.2", "10.0.0.2", "b.example", "y"],
+        ["2026-03-01T10:00:02Z", "192.0.2.3", "192.0.2.4", "c.example", "z"],
+    ]
+    lines = [header, *(",".join(row[:width]) for row in good)]
+    lines.insert(2, "bad,10.0.0.5,with,too,many,fields,here")
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(lines) + "\n")
+    matchset = MatchSet(compiled([Case("[ipv4-addr:value = '10.0.0.0/8']", lambda r: False)]))
+    hits = 0 if header == "a,b,c" else 2
+    for chosen in (engine, spark):
+        groups, report = chosen.groups([path], "csv", matchset.lookups)
+        assert (report.rows, report.malformed) == (3, 1), chosen.name
+        assert sum(h.count for h in matchset.hits(groups).values()) == hits, chosen.name
+
+
 def test_empty_logs_and_bad_mappings(engine: DuckDBEngine, tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("ts,src_ip,dst_ip\n")

@@ -100,7 +100,7 @@ def read_csv(
 def _settled(node: Node, pending: list[tuple[_Row, dict[str, Any]]], first: int) -> Iterator[Item]:
     held = settle(node.store, [data for _row, data in pending], defaulted=("valid_from",))
     for offset, (row, data) in enumerate(pending):
-        yield Item(first + offset, row.line, data, held=data["id"] in held)
+        yield Item(first + offset, row.line, data, held=offset in held)
 
 
 def _decode(path: Path, report: ImportReport) -> str:

@@ -34,15 +34,17 @@ def stable_id(kind: str, creator: str, *key: str) -> str:
 
 def settle(
     store: Store, objects: Sequence[dict[str, Any]], defaulted: Collection[str] = ()
-) -> set[str]:
+) -> set[int]:
     """Give each of ``objects`` (built with ``created`` and ``modified`` set to now) the
     version it must have: the stored one if its content is unchanged, else a later one.
     Properties in ``defaulted`` were not given by the input but filled in with the time of
-    import (an indicator's ``valid_from``): a stored object keeps its own. Returns the ids
-    whose stored version is unchanged (what the store would take as duplicates)."""
+    import (an indicator's ``valid_from``): a stored object keeps its own. Returns the
+    positions in ``objects`` of those whose stored version is unchanged (what the store would
+    take as duplicates); by position, as two objects may share an id (a CSV value listed
+    twice, with different comments), and only the unchanged one is a duplicate."""
     stored = store.latest_json_of({obj["id"] for obj in objects})
-    unchanged: set[str] = set()
-    for obj in objects:
+    unchanged: set[int] = set()
+    for position, obj in enumerate(objects):
         text = stored.get(obj["id"])
         if text is None:
             continue
@@ -52,7 +54,7 @@ def settle(
                 obj[name] = held[name]
         if _content(held) == _content(obj):
             obj["created"], obj["modified"] = held["created"], held["modified"]
-            unchanged.add(obj["id"])
+            unchanged.add(position)
             continue
         obj["created"] = held.get("created", obj["created"])
         if obj["modified"] <= held["modified"]:

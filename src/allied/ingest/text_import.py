@@ -154,7 +154,7 @@ def read_text(node: Node, path: Path, report: ImportReport, label: str | None) -
     labelled = [apply_label(obj, markings) for obj in objects]
     held = settle(node.store, labelled, defaulted=("valid_from", "published"))
     for index, data in enumerate(labelled):
-        yield Item(index, None, data, held=data["id"] in held)
+        yield Item(index, None, data, held=index in held)
 
 
 def _read(path: Path) -> tuple[str, str]:

@@ -56,6 +56,9 @@ class SparkEngine:
             .config("spark.ui.enabled", "false")
             .config("spark.sql.shuffle.partitions", str(partitions))
             .config("spark.sql.session.timeZone", "UTC")
+            # every field of a CSV row parsed, read or not: a row with more or fewer fields
+            # than the header is only found malformed so (and its fields are shifted)
+            .config("spark.sql.csv.parser.columnPruning.enabled", "false")
             .getOrCreate()
         )
         self._spark.sparkContext.setLogLevel("ERROR")
@@ -163,6 +166,9 @@ class SparkEngine:
             .csv(str(path))
         )
         self._check(path, mapping, explicit, set(columns))
+        read = {ref for spec in mapping.values() for ref in mapping_refs(spec)} & set(columns)
+        if not read:  # Spark reads the corrupt-record column alone only from a cache
+            frame = frame.cache()
         bad = F.col("_allied_corrupt").isNotNull()
         return self._select(frame, mapping, lambda ref: _column(frame, ref), bad), 0
 
