@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from base64 import b64decode
 from typing import Any
 
@@ -277,6 +278,33 @@ def test_many_contradicting_objects_do_not_sink_the_rest_of_the_envelope(
     for obj in relabelled:
         stored = node.store.latest(obj["id"])
         assert stored is not None and stored.data["name"] != "relabelled"
+    assert node.verify().ok
+
+
+def test_many_redefined_marking_definitions_do_not_sink_the_rest_of_the_envelope(
+    api: Api, node: Node, world: World
+) -> None:
+    """A marking definition never changes: every redefinition in an envelope is refused
+    with its reason in one pass, and the other objects are stored."""
+
+    def statement(n: int, text: str) -> dict[str, Any]:
+        return {
+            "type": "marking-definition", "spec_version": "2.1",
+            "id": f"marking-definition--{uuid.uuid5(uuid.NAMESPACE_URL, f'statement-{n}')}",
+            "created": "2026-01-01T00:00:00.000Z", "definition_type": "statement",
+            "definition": {"statement": text},
+        }  # fmt: skip
+
+    first = api_post(api, world, [statement(n, f"(c) {n}") for n in range(25)])
+    assert first["success_count"] == 25
+    redefined = [statement(n, f"(c) someone else {n}") for n in range(25)]
+    fresh = [indicator(n) for n in range(140, 145)]
+    status = api_post(api, world, [*redefined[:10], *fresh, *redefined[10:]])
+    assert (status["success_count"], status["failure_count"]) == (5, 25)
+    assert {s["id"] for s in status["successes"]} == {obj["id"] for obj in fresh}
+    failed = {f["id"]: f["message"] for f in status["failures"]}
+    assert set(failed) == {obj["id"] for obj in redefined}
+    assert all("cannot change" in message for message in failed.values())
     assert node.verify().ok
 
 

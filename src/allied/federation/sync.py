@@ -115,7 +115,8 @@ def sync_all(
                 pool.map(lambda n: sync_peer(node, n, force=force, full=full, stop=stop), names)
             )
         except KeyboardInterrupt:
-            stop.set()  # the pool's threads see it; leaving the block waits for them
+            stop.set()  # the pulls under way end at their next page; leaving waits for them
+            pool.shutdown(wait=False, cancel_futures=True)  # the peers not begun never are
             raise
 
 
@@ -131,6 +132,8 @@ def sync_peer(
     alone unless ``force``; ``full`` pulls from the beginning (what is held already is not
     stored again), for objects the peer may release now that it withheld before. ``stop``
     set: the pull ends at its next page (:class:`Interrupted`)."""
+    if stop is not None and stop.is_set():  # the peer is not even contacted
+        return SyncResult(name, FAILED, message="interrupted before it began")
     peer = peer_table.peer(node, name)
     if peer.flagged:
         return SyncResult(name, FLAGGED, message=peer.flagged)

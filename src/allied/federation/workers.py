@@ -26,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from types import MappingProxyType
 from typing import Any
 
+from allied.errors import AlliedError
 from allied.ingest.envelope import Admission, Outcome, admit_objects
 from allied.integrity.origin import Origin
 from allied.stix.model import StixObject
@@ -33,8 +34,16 @@ from allied.stix.model import StixObject
 _lock = threading.Lock()
 _PARENT_CHECK = 0.5  # seconds between the worker's looks at its parent
 #: seconds a page may take in the worker before it counts as stalled (a page takes well
-#: under one): the worker is then killed and the page admitted in the node's process
+#: under one): the worker is then killed and the pull fails (:class:`Stalled`)
 ADMIT_TIMEOUT = 120.0
+
+
+class Stalled(AlliedError):
+    """A page the worker did not admit within :data:`ADMIT_TIMEOUT`. The pull fails rather
+    than admit the page in the node's process: a page that makes admission hang would hang
+    the node there, with no one to time it out. The next sync starts a new worker."""
+
+
 _pool: ProcessPoolExecutor | None = None
 
 
@@ -82,21 +91,25 @@ class Admitting:
         self._future = future
         self._objects = objects
         self._pool = pool
+        # the worker processes as they are now: a pool shut down meanwhile no longer lists
+        # them, and a stalled one must still be killed
+        self._processes = list(dict(getattr(pool, "_processes", None) or {}).values())
 
     def done(self) -> bool:
         return self._future.done()
 
     def result(self) -> Admission:
-        """The page's admission; BrokenProcessPool if the worker died meanwhile or stalled
-        (no answer within :data:`ADMIT_TIMEOUT`: it is killed, and the caller admits the
-        page itself). A page a node pulls is never re-signed, so each admitted object is
-        the page's dict as sent."""
+        """The page's admission; BrokenProcessPool if the worker died meanwhile (the caller
+        admits the page itself), :class:`Stalled` if it gave no answer within
+        :data:`ADMIT_TIMEOUT` (it is killed). A page a node pulls is never re-signed, so
+        each admitted object is the page's dict as sent."""
         try:
             derived, failures = self._future.result(timeout=ADMIT_TIMEOUT)
         except TimeoutError:
-            _abandon(self._pool)
-            raise BrokenProcessPool(
-                f"the admission worker gave no answer in {ADMIT_TIMEOUT:g} s: killed"
+            _abandon(self._pool, self._processes)
+            raise Stalled(
+                f"a page was not admitted within {ADMIT_TIMEOUT:g} s: the admission worker "
+                "was stopped, and the pull goes on at the next sync"
             ) from None
         except CancelledError:  # queued behind a page whose worker was abandoned
             raise BrokenProcessPool("the admission worker was abandoned") from None
@@ -173,13 +186,13 @@ def forget_broken() -> None:
             _pool = None
 
 
-def _abandon(pool: ProcessPoolExecutor) -> None:
+def _abandon(pool: ProcessPoolExecutor, processes: Sequence[Any]) -> None:
     """Kill a stalled worker (a hung one would hold a core and never answer again) and
-    forget its pool, so that the next pull starts a new one."""
+    forget its pool, so that the next pull starts a new one. ``processes``: the pool's, as
+    they were when the page was sent (the executor has no public way to kill them)."""
     global _pool
     with _lock:
-        # the executor keeps its processes by pid; it has no public way to kill them
-        for process in dict(getattr(pool, "_processes", None) or {}).values():
+        for process in processes:
             process.kill()
         pool.shutdown(wait=False, cancel_futures=True)
         if _pool is pool:

@@ -991,17 +991,23 @@ class Writer:
         signers: list[str | None] = []  # who signed each object (verified on admission)
         # markings (and signers) repeat a lot
         seen: dict[tuple[tuple[str, ...], str | None], tuple[str | None, str, int]] = {}
+        refused: dict[str, str] = {}  # every marking refused, named at once after the pass
         for obj in batch:
             if obj.type == "marking-definition":
                 if obj.refs:
-                    raise Conflict(
+                    refused.setdefault(
+                        obj.id,
                         f"{obj.id} refers to {obj.refs[0]}: a marking definition travels with "
                         "every object that uses it, so it may refer to nothing but identities "
                         "and marking definitions",
-                        object_id=obj.id,
                     )
+                    continue
                 if obj.id not in copies:
-                    self._check_marking_unchanged(obj)
+                    try:
+                        self._check_marking_unchanged(obj)
+                    except Conflict as error:
+                        refused.setdefault(obj.id, error.message)
+                        continue
                     label = read_label(obj.data)
                     if label is not None:
                         labels[obj.id] = label
@@ -1038,6 +1044,9 @@ class Writer:
                     obj.json,
                 ]
             )
+        if refused:  # the caller sets them aside and stores the rest in a new transaction
+            culprit = next(iter(refused))
+            raise Conflict(refused[culprit], object_id=culprit, objects=refused)
         if not rows:
             return AddResult(0, 0)
         stored_versions, referred = self._lookup({row[0] for row in rows if row[0] not in copies})

@@ -37,7 +37,8 @@ _HASHER = PasswordHasher()
 @functools.cache
 def _dummy() -> str:
     """Verified when the account does not exist, so that answer takes as long as a wrong
-    password; made on first use, since hashing costs every command line start 0.1 s."""
+    password; made once per process when accounts are first used (see Accounts), not at
+    import, which every command line start would pay 0.1 s for."""
     return _HASHER.hash("not a password of anyone's")
 
 
@@ -130,6 +131,7 @@ class Accounts:
     def __init__(self, store: Store, limit: LoginLimit | None = None) -> None:
         self.store = store
         self.limit = limit or LoginLimit()
+        _dummy()  # made now, not by the first login with an unknown name (it would be slower)
 
     def add(self, name: str, role: str, password: str) -> Account:
         check_name(name)
