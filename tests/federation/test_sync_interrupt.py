@@ -3,9 +3,7 @@ without waiting for the rest of the pull, and without counting against the peer.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -13,8 +11,8 @@ from allied.federation import peers
 from allied.federation.sync import FAILED, OK, sync_all
 from allied.ingest.stix_import import import_file
 from tests.conftest import indicator, write_bundle
-from tests.federation.conftest import ALLIED, Federation
-from tests.federation.test_workers import _children
+from tests.federation.conftest import Federation
+from tests.federation.test_workers import long_sync, worker_started
 
 
 def _published(federation: Federation, count: int, start: int) -> set[str]:
@@ -43,20 +41,9 @@ def test_a_stopped_sync_pulls_nothing_more_and_is_no_failure_of_the_peer(
 
 def test_ctrl_c_ends_a_long_sync_at_its_next_page(federation: Federation) -> None:
     wanted = _published(federation, 1500, 2000)
-    env = {**os.environ, "ALLIED_NODE": "", "ALLIED_SYNC_PAGE_SIZE": "2"}
-    process = subprocess.Popen(
-        [ALLIED, "--node", str(federation.directories["NATO"]), "sync", "--once"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    process = long_sync(federation, "NATO")
     try:
-        deadline = time.monotonic() + 60
-        # a worker process is started once the pull proves long: pages are flowing
-        while not _children(process.pid, "spawn_main"):
-            assert process.poll() is None, "the sync ended before it was interrupted"
-            assert time.monotonic() < deadline, "the pull never got going"
-            time.sleep(0.05)
+        worker_started(process)
         time.sleep(1.0)
         process.send_signal(signal.SIGINT)
         interrupted = time.monotonic()

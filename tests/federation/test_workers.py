@@ -144,26 +144,38 @@ def test_the_worker_leaves_when_the_syncing_process_is_killed(federation: Federa
         creator = usa.config.identity_id
         objects = [indicator(n, created_by_ref=creator) for n in range(400, 1400)]
         import_file(usa, write_bundle(federation.root / "many.json", objects))
-    env = {**os.environ, "ALLIED_NODE": "", "ALLIED_SYNC_PAGE_SIZE": "2"}
-    process = subprocess.Popen(
-        [ALLIED, "--node", str(federation.directories["NATO"]), "sync", "--once"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    process = long_sync(federation, "NATO")
     try:
-        deadline = time.monotonic() + 60
-        while not (children := _children(process.pid, "spawn_main")):
-            assert process.poll() is None, "the sync ended before its worker started"
-            assert time.monotonic() < deadline, "no worker was started"
-            time.sleep(0.05)
+        children = worker_started(process)
         process.send_signal(signal.SIGKILL)
     finally:
-        process.wait()
+        process.communicate()  # waits, and closes its pipe
     deadline = time.monotonic() + 15
     while any(Path(f"/proc/{pid}").exists() for pid in children):
         assert time.monotonic() < deadline, f"worker {children} outlived the killed sync"
         time.sleep(0.1)
+
+
+def long_sync(federation: Federation, name: str) -> subprocess.Popen[bytes]:
+    """``allied sync --once`` of node ``name`` in pages of two objects: a long pull."""
+    env = {**os.environ, "ALLIED_NODE": "", "ALLIED_SYNC_PAGE_SIZE": "2"}
+    return subprocess.Popen(
+        [ALLIED, "--node", str(federation.directories[name]), "sync", "--once"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+def worker_started(process: subprocess.Popen[bytes]) -> list[int]:
+    """The admission workers of a running sync, once there are some: a worker starts when
+    the pull proves long, so pages are flowing."""
+    deadline = time.monotonic() + 60
+    while not (children := _children(process.pid, "spawn_main")):
+        assert process.poll() is None, "the sync ended before its worker started"
+        assert time.monotonic() < deadline, "no worker was started"
+        time.sleep(0.05)
+    return children
 
 
 def _children(parent: int, marker: str) -> list[int]:
