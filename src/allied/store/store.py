@@ -380,11 +380,6 @@ class Store:
         earlier commit and cannot change before it commits. Without ``wait``, a store
         another writer holds is refused at once (a copy whose target turns out to be its
         source would otherwise wait for itself)."""
-        busy = ConfigError(
-            f"database {database.shown(self.engine.url)} is being written by another process "
-            "(or is the store being copied itself)",
-            key="database",
-        )
         with self.engine.connect() as conn:
             conn.execution_options(**{_WRITE_OPTION: True, _NO_WAIT_OPTION: not wait})
             try:
@@ -392,7 +387,7 @@ class Store:
             except OperationalError as error:  # SQLite's lock, taken at BEGIN, is held
                 if wait or "locked" not in str(error.orig):
                     raise
-                raise busy from None
+                raise self._busy() from None
             with transaction:
                 if conn.dialect.name == "postgresql":
                     if wait:
@@ -400,8 +395,16 @@ class Store:
                     elif not conn.execute(
                         select(func.pg_try_advisory_xact_lock(_WRITER_LOCK))
                     ).scalar():
-                        raise busy
+                        raise self._busy()
                 yield conn
+
+    def _busy(self) -> ConfigError:
+        """What a write without waiting says when another writer holds the store."""
+        return ConfigError(
+            f"database {database.shown(self.engine.url)} is being written by another process "
+            "(or is the store being copied itself)",
+            key="database",
+        )
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
